@@ -1,0 +1,44 @@
+# Two commands a new machine needs: `make demo` and `make test`. Each creates .venv itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-quick lint typecheck docs bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Conveyor needs Python 3.11 or newer; found " + sys.version.split()[0] + ". Run: make PYTHON=python3.11 ...")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+## demo: show Conveyor at work on examples/
+demo: $(STAMP)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/config-tour/tour.sh
+
+## test: every check CI runs: lint, format, types, tests (e2e included)
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+## test-quick: the same without the slow end-to-end tests
+test-quick: lint typecheck
+	$(BIN)/python -m pytest -m 'not e2e'
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## docs: regenerate the CLI reference from --help
+docs: $(STAMP)
+	$(BIN)/python docs/cli_reference.py > docs/cli.md
+
+## bench: run the benchmarks (ratios measured side by side)
+bench: $(STAMP)
+	$(BIN)/python bench/config_get.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

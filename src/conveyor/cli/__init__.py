@@ -1,0 +1,57 @@
+"""The `conveyor` command. Commands live one group per module; this module wires them and maps
+errors to messages and exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from conveyor import __version__
+from conveyor.cli import output
+from conveyor.cli.config import config_group
+from conveyor.cli.exit_codes import ExitCode, for_error
+from conveyor.errors import ConveyorError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="conveyor")
+def cli() -> None:
+    """Conveyor takes data-science apps, APIs and reports from Dev through Test to Prod, safely.
+
+    Exit codes: 0 success, 1 failure or problems found, 2 differences found (where a command
+    says so), 3 refused by policy, 64 wrong command line, 130 interrupted.
+    """
+
+
+cli.add_command(config_group)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (the console script exits with it)."""
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="conveyor",
+            standalone_mode=False,
+        )
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        exc.show()
+        return ExitCode.USAGE
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.FAILURE
+    except (click.Abort, KeyboardInterrupt):
+        output.error("interrupted")
+        return ExitCode.INTERRUPTED
+    except ConveyorError as exc:
+        output.error(str(exc))
+        return for_error(exc)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""What `conveyor config show | diff | check` report, as data (the CLI does the printing).
+
+These read the file as written: ``!env`` values are shown by the variable they read, never by
+their value, and ``!expr`` is shown, not run. Keys that look secret are masked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.config.locate import active_name, locate
+from conveyor.config.parse import ConfigFile, EnvRef, ExprRef, load
+from conveyor.config.resolve import (
+    Sourced,
+    materialize,
+    merged_section,
+    resolved_tree,
+    section_to_use,
+    source_label,
+    structure_problems,
+    unknown_section,
+)
+from conveyor.errors import ConfigError, InheritanceError
+
+MASK = "********"
+_SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "apikey",
+        "credential",
+        "credentials",
+        "passphrase",
+    }
+)
+
+
+def looks_secret(dotted_key: str) -> bool:
+    """True when any part of the key reads like a secret: password, secret, token, key, ...
+    (``db.password``, ``api_key``, ``authToken``)."""
+    words = re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", dotted_key)
+    return any(word.lower() in _SECRET_WORDS for word in words)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One resolved leaf value, ready to display."""
+
+    key: str
+    value: Any  # the value as written, or MASK
+    source: str  # "default", "test", "inherited from development"
+    masked: bool
+    env: str | None = None  # the variable an !env value reads
+    env_state: str = ""  # "set", "not set", "not set, fallback used"
+    expr: str | None = None  # R code of an !expr value (never run)
+    # A digest of the value as written, so masked values can still be compared.
+    fingerprint: str = field(default="", repr=False)
+
+    def display(self) -> str:
+        if self.env is not None:
+            return f"{MASK} (!env {self.env}, {self.env_state})"
+        if self.expr is not None:
+            return f"!expr {self.expr} (R expression, not run)"
+        if isinstance(self.value, str):
+            return self.value
+        return json.dumps(self.value, default=str)
+
+
+@dataclass(frozen=True)
+class Shown:
+    file: str
+    active: str
+    section: str
+    entries: list[Entry]
+    warning: str | None = None
+
+
+def show(
+    env: str | None = None,
+    file: str | os.PathLike[str] | None = None,
+    key: str | None = None,
+    use_parent: bool = True,
+) -> Shown:
+    """The resolved values of environment ``env`` (default: the active name), each with the
+    section it came from. ``key`` narrows to one key or dotted prefix."""
+    active = active_name(env)
+    parsed = _load(file, use_parent)
+    section, warning = section_to_use(parsed, active, strict=False)
+    entries = list(_entries(resolved_tree(parsed, section), section))
+    if key is not None:
+        entries = [e for e in entries if e.key == key or e.key.startswith(f"{key}.")]
+        if not entries:
+            top = ", ".join(resolved_tree(parsed, section)) or "none"
+            raise ConfigError(f"{parsed.path}: no key {key!r} in section {section!r} (keys: {top})")
+    return Shown(parsed.path, active, section, entries, warning)
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    kind: str  # "changed", "added" (only in B), "missing" (only in A)
+    before: Entry | None
+    after: Entry | None
+
+
+@dataclass(frozen=True)
+class Diff:
+    file: str
+    a: str
+    b: str
+    changes: list[Change]
+    warnings: list[str] = field(default_factory=list)
+
+
+def diff(
+    a: str, b: str, file: str | os.PathLike[str] | None = None, use_parent: bool = True
+) -> Diff:
+    """Keys whose resolved values differ between environments ``a`` and ``b``, or that only
+    one of them has. ``!env`` values compare by the variable they read."""
+    parsed = _load(file, use_parent)
+    sides: list[dict[str, Entry]] = []
+    warnings: list[str] = []
+    for name in (a, b):
+        section, warning = section_to_use(parsed, name, strict=False)
+        if warning:
+            warnings.append(warning)
+        sides.append({e.key: e for e in _entries(resolved_tree(parsed, section), section)})
+    left, right = sides
+    changes: list[Change] = []
+    for key in sorted(left.keys() | right.keys()):
+        before, after = left.get(key), right.get(key)
+        if before is None:
+            changes.append(Change(key, "added", None, after))
+        elif after is None:
+            changes.append(Change(key, "missing", before, None))
+        elif before.fingerprint != after.fingerprint:
+            changes.append(Change(key, "changed", before, after))
+    return Diff(parsed.path, a, b, changes, warnings)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    file: str
+    sections: list[str]
+    checked: list[str]
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check(
+    envs: Sequence[str] = (),
+    file: str | os.PathLike[str] | None = None,
+    use_parent: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> CheckReport:
+    """Every problem in the file, not just the first: the `default` section, section shapes,
+    `inherits:` (missing parents, cycles), and for each environment in ``envs`` (default: the
+    active name) that it has a section and that its ``!env`` variables are set and it needs no
+    ``!expr``."""
+    names = list(envs) or [active_name()]
+    try:
+        parsed = _load(file, use_parent)
+    except ConfigError as exc:
+        return CheckReport(str(file or ""), [], names, [str(exc)])
+    problems: list[ConfigError] = list(structure_problems(parsed))
+    cycles: set[frozenset[str]] = set()
+    trees: dict[str, dict[str, Any]] = {}
+    for section in parsed.sections:
+        try:
+            trees[section] = merged_section(parsed, section)
+        except InheritanceError as exc:
+            if exc.cycle and frozenset(exc.cycle) in cycles:
+                continue
+            cycles.add(frozenset(exc.cycle))
+            problems.append(exc)
+    for name in names:
+        if name not in parsed.sections:
+            problems.append(unknown_section(parsed, name))
+        elif name in trees and "default" in trees:
+            environment = os.environ if environ is None else environ
+            materialize(parsed, trees[name], name, environment, problems)
+    unique = list(dict.fromkeys(str(p) for p in problems))
+    return CheckReport(parsed.path, list(parsed.sections), names, unique)
+
+
+def _load(file: str | os.PathLike[str] | None, use_parent: bool) -> ConfigFile:
+    path, stat = locate(file, use_parent)
+    return load(path, stat)
+
+
+def _entries(tree: Mapping[str, Any], section: str, prefix: str = "") -> Iterable[Entry]:
+    for key, node in tree.items():
+        dotted = f"{prefix}{key}"
+        if not isinstance(node, Sourced):
+            yield from _entries(node, section, f"{dotted}.")
+            continue
+        label = source_label(node.section, section)
+        value = node.value
+        digest = _fingerprint(value)
+        if isinstance(value, EnvRef):
+            state = "set" if value.name in os.environ else "not set"
+            if state == "not set" and value.has_fallback:
+                state = "not set, fallback used"
+            yield Entry(
+                dotted, MASK, label, True, env=value.name, env_state=state, fingerprint=digest
+            )
+        elif isinstance(value, ExprRef):
+            yield Entry(
+                dotted, f"!expr {value.code}", label, False, expr=value.code, fingerprint=digest
+            )
+        elif looks_secret(dotted) or _holds_reference(value):
+            yield Entry(dotted, MASK, label, True, fingerprint=digest)
+        else:
+            yield Entry(dotted, value, label, False, fingerprint=digest)
+
+
+def _holds_reference(value: Any) -> bool:
+    if isinstance(value, EnvRef | ExprRef):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_reference(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_reference(item) for item in value)
+    return False
+
+
+def _fingerprint(value: Any) -> str:
+    if isinstance(value, EnvRef | ExprRef):
+        text = value.describe()
+    else:
+        # type-exact: `true` and `1` differ, so do "1" and 1
+        text = json.dumps(value, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,251 @@
+"""From a parsed file to the values of one section: `inherits:`, the merge over `default`,
+and the ``!env``/``!expr`` values of the section that is actually used.
+
+Resolution keeps, for every leaf value, the section it came from (``Sourced``), so the CLI can
+say "default", "test" or "inherited from development" beside each value. Sections are resolved
+once per parsed file; ``!env`` values are read from the environment on every use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.config.merge import merge
+from conveyor.config.parse import ConfigFile, EnvRef, ExprRef
+from conveyor.errors import (
+    ConfigError,
+    ConfigStructureError,
+    InheritanceError,
+    UnknownSection,
+    UnresolvedValue,
+)
+
+DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A leaf value as written, and the section that supplied it."""
+
+    value: Any
+    section: str
+
+
+def structure_problems(cf: ConfigFile) -> list[ConfigError]:
+    """Everything wrong with the file's shape: no `default`, non-mapping sections, bad
+    `inherits:` values. Empty when the file is well formed."""
+    problems: list[ConfigError] = []
+    if DEFAULT not in cf.sections:
+        problems.append(
+            ConfigStructureError(
+                f"{cf.path} has no `default` section; every config file needs one, because the "
+                f"other sections are merged over it (sections: {_names(cf)})"
+            )
+        )
+    for name, body in cf.sections.items():
+        where = f"{cf.path}, line {cf.line_of(name)}"
+        if body is not None and not isinstance(body, dict):
+            problems.append(
+                ConfigStructureError(
+                    f"{where}: section {name!r} must be a mapping of keys, "
+                    f"found {type(body).__name__} {body!r}"
+                )
+            )
+            continue
+        inherits = (body or {}).get("inherits")
+        if inherits is not None and not _is_names(inherits):
+            problems.append(
+                ConfigStructureError(
+                    f"{where}: `inherits` in section {name!r} must be a section name or a list "
+                    f"of names, found {inherits!r}"
+                )
+            )
+    return problems
+
+
+def section_to_use(cf: ConfigFile, name: str, *, strict: bool) -> tuple[str, str | None]:
+    """The section that serves active name ``name``, and a warning when that is `default`
+    standing in for a missing section (an UnknownSection error instead when ``strict``).
+
+    Raises the file's first structure problem, since no section of a malformed file is usable.
+    """
+    _require_well_formed(cf)
+    if name in cf.sections:
+        return name, None
+    if strict:
+        raise unknown_section(cf, name)
+    return DEFAULT, (
+        f"{cf.path} has no section {name!r}, so `default` is used (as R's config package does); "
+        f"sections: {_names(cf)}. Pass strict=True to make this an error."
+    )
+
+
+def unknown_section(cf: ConfigFile, name: str) -> UnknownSection:
+    return UnknownSection(
+        f"{cf.path} has no section {name!r} (sections: {_names(cf)}); add a `{name}:` "
+        f"section, or set CONVEYOR_ENV to one of those"
+    )
+
+
+def resolved_tree(cf: ConfigFile, section: str) -> dict[str, Any]:
+    """``section`` with its parents and `default` merged under it; leaves are ``Sourced``.
+
+    Raises the file's first structure problem, or InheritanceError. Memoised per parsed file.
+    """
+    memo_key = ("tree", section)
+    tree = cf.memo.get(memo_key)
+    if tree is None:
+        _require_well_formed(cf)
+        tree = merged_section(cf, section)
+        cf.memo[memo_key] = tree
+    return tree
+
+
+def _require_well_formed(cf: ConfigFile) -> None:
+    if ("well-formed", "") not in cf.memo:
+        problems = structure_problems(cf)
+        if problems:
+            raise problems[0]
+        cf.memo[("well-formed", "")] = True
+
+
+def merged_section(cf: ConfigFile, section: str) -> dict[str, Any]:
+    """Like ``resolved_tree`` but without checking the file's shape first: malformed sections
+    count as empty. Raises InheritanceError."""
+    tree = _with_parents(cf, section, ())
+    if section != DEFAULT and DEFAULT in cf.sections:
+        tree = merge(_with_parents(cf, DEFAULT, ()), tree)
+    return tree
+
+
+def _with_parents(cf: ConfigFile, name: str, chain: tuple[str, ...]) -> dict[str, Any]:
+    if name in chain:
+        cycle = chain[chain.index(name) :]
+        loop = " -> ".join((*cycle, name))
+        raise InheritanceError(
+            f"{cf.path}: section {name!r} inherits from itself ({loop})", cycle=cycle
+        )
+    if name not in cf.sections:
+        raise InheritanceError(
+            f"{cf.path}, line {cf.line_of(chain[-1])}: section {chain[-1]!r} inherits from "
+            f"{name!r}, which is not a section of this file (sections: {_names(cf)})"
+        )
+    # A malformed section or `inherits:` is reported by structure_problems(); treating it as
+    # empty here lets `conveyor config check` go on to find every other problem.
+    body = cf.sections[name]
+    body = body if isinstance(body, dict) else {}
+    inherits: Any = body.get("inherits")
+    parents: list[str] = [inherits] if isinstance(inherits, str) else inherits
+    if not _is_names(parents):
+        parents = []
+    tree: dict[str, Any] = {}
+    # Earlier parents win over later ones, so merge from the last parent to the first.
+    for parent in reversed(parents):
+        tree = merge(tree, _with_parents(cf, parent, (*chain, name)))
+    own = {key: value for key, value in body.items() if key != "inherits"}
+    return merge(tree, _sourced(own, name))
+
+
+def _sourced(body: Mapping[str, Any], section: str) -> dict[str, Any]:
+    return {
+        key: _sourced(value, section) if isinstance(value, Mapping) else Sourced(value, section)
+        for key, value in body.items()
+    }
+
+
+@dataclass(frozen=True)
+class Materialized:
+    """Plain values of a resolved section, the section each dotted key came from, and whether
+    any value was read from the environment (such values cannot be cached)."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+    reads_environment: bool
+
+
+def materialize(
+    cf: ConfigFile,
+    tree: Mapping[str, Any],
+    active: str,
+    environ: Mapping[str, str],
+    problems: list[ConfigError] | None = None,
+) -> Materialized:
+    """Replace ``!env`` values by the environment's, refuse ``!expr``.
+
+    Raises UnresolvedValue at the first problem, or appends every problem to ``problems``
+    when a list is given (``conveyor config check`` wants them all).
+    """
+    sources: dict[str, str] = {}
+    reads_env = False
+
+    def value_of(value: Any, key: str, section: str) -> Any:
+        nonlocal reads_env
+        if isinstance(value, EnvRef):
+            reads_env = True
+            if value.name in environ:
+                return environ[value.name]
+            if value.has_fallback:
+                return value_of(value.fallback, key, section)
+            fail(
+                value.line,
+                f"key {key!r} in section {section!r}{_active_note(section, active)} reads "
+                f"${value.name} with !env, but {value.name} is not set. Set it, or give a "
+                f"fallback: !env [{value.name}, VALUE]",
+            )
+            return None
+        if isinstance(value, ExprRef):
+            fail(
+                value.line,
+                f"key {key!r} in section {section!r}{_active_note(section, active)} is an R "
+                f"expression (!expr {value.code}); Conveyor does not run R code. Read the value "
+                f"from an environment variable with !env NAME instead",
+            )
+            return None
+        if isinstance(value, Mapping):
+            return {k: value_of(v, f"{key}.{k}", section) for k, v in value.items()}
+        if isinstance(value, list):
+            return [value_of(v, f"{key}[{i}]", section) for i, v in enumerate(value)]
+        return value
+
+    def fail(line: int, message: str) -> None:
+        error = UnresolvedValue(f"{cf.path}, line {line}: {message}")
+        if problems is None:
+            raise error
+        problems.append(error)
+
+    def walk(node: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, item in node.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(item, Sourced):
+                sources[dotted] = item.section
+                out[key] = value_of(item.value, dotted, item.section)
+            else:
+                out[key] = walk(item, f"{dotted}.")
+        return out
+
+    values = walk(tree, "")
+    return Materialized(values, sources, reads_env)
+
+
+def source_label(section: str, active_section: str) -> str:
+    """How a value's origin reads beside it: `default`, `test`, `inherited from development`."""
+    if section in (DEFAULT, active_section):
+        return section
+    return f"inherited from {section}"
+
+
+def _active_note(section: str, active: str) -> str:
+    return "" if section == active else f" (used by {active!r})"
+
+
+def _is_names(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value)
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _names(cf: ConfigFile) -> str:
+    return ", ".join(cf.sections) or "none"

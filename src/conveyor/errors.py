@@ -1,0 +1,108 @@
+"""Every exception Conveyor raises, in one tree.
+
+Callers tell "you gave me something wrong" from "that does not exist" from "that is not allowed"
+by type, never by parsing messages. How a type maps to an HTTP status or a CLI exit code is
+decided at the edges (``conveyor.api``, ``conveyor.cli``), not here.
+
+::
+
+    ConveyorError
+    ├── InvalidInput                 the caller supplied something malformed; fix it and retry
+    │   └── ConfigError              a config.yml problem (conveyor.config)
+    │       ├── ConfigFileNotFound   no config file where it was looked for
+    │       ├── ConfigSyntaxError    not YAML, or a tag used wrongly; carries line and column
+    │       ├── ConfigStructureError no `default` section, a section that is not a mapping, ...
+    │       ├── InheritanceError     `inherits:` names a missing section, or forms a cycle
+    │       ├── UnknownSection       strict mode: the active name has no section
+    │       └── UnresolvedValue      `!env` variable unset with no fallback, or an `!expr`
+    ├── NotFound                     a named thing (app, environment, release, ...) does not exist
+    ├── Conflict                     the request clashes with current state (busy, already exists)
+    ├── PolicyViolation              the pipeline's rules refuse it (Prod takes only promotions)
+    ├── Unauthorized                 no valid credentials
+    ├── RuntimeFailure               an app, build or check failed while running
+    └── StorageError                 metadata or blobs could not be read or written intact
+
+Warnings (not errors) live here too: ``ConfigWarning`` is issued when the active configuration
+name has no section and ``default`` is used instead, as R's ``config`` package does.
+"""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base of every error Conveyor raises on purpose."""
+
+
+class InvalidInput(ConveyorError):
+    """The caller supplied something malformed: a file, a flag, a request body."""
+
+
+class NotFound(ConveyorError):
+    """A named thing does not exist."""
+
+
+class Conflict(ConveyorError):
+    """The request clashes with the current state."""
+
+
+class PolicyViolation(ConveyorError):
+    """The pipeline's rules refuse the request."""
+
+
+class Unauthorized(ConveyorError):
+    """The request carries no valid credentials."""
+
+
+class RuntimeFailure(ConveyorError):
+    """An app, a runtime build or a check failed while running."""
+
+
+class StorageError(ConveyorError):
+    """Metadata or blobs could not be read or written intact."""
+
+
+# --- conveyor.config -------------------------------------------------------------------------
+
+
+class ConfigError(InvalidInput):
+    """A problem with a configuration file; the message names the file and, where known, the
+    section, key and line."""
+
+
+class ConfigFileNotFound(ConfigError):
+    """No configuration file where it was looked for."""
+
+
+class ConfigSyntaxError(ConfigError):
+    """The file is not valid YAML, or a ``!env``/``!expr`` tag is malformed."""
+
+    def __init__(self, message: str, *, line: int | None = None, column: int | None = None):
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+
+class ConfigStructureError(ConfigError):
+    """The YAML is valid but not a configuration: no ``default`` section, a non-mapping section."""
+
+
+class InheritanceError(ConfigError):
+    """``inherits:`` names a section that does not exist, or sections inherit in a cycle
+    (``cycle`` then names the sections in it)."""
+
+    def __init__(self, message: str, *, cycle: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.cycle = cycle
+
+
+class UnknownSection(ConfigError):
+    """Strict mode: the active configuration name has no section in the file."""
+
+
+class UnresolvedValue(ConfigError):
+    """A value in the active section cannot be produced: an ``!env`` variable is unset and has
+    no fallback, or the value is an R expression (``!expr``), which Conveyor does not run."""
+
+
+class ConfigWarning(UserWarning):
+    """The active configuration name has no section; ``default`` is used instead."""

@@ -1,0 +1,250 @@
+"""`conveyor config show | diff | check`, through the same entry point the console script uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conveyor.cli import main
+
+APP_CONFIG = """
+default:
+  forecast_url: http://localhost:8000/forecast
+  db:
+    host: localhost
+    password: !env [DB_PASSWORD, devpass]
+  api_token: dev-token
+  workers: 1
+development:
+  debug: true
+test:
+  inherits: development
+  db:
+    host: test-db
+prod:
+  forecast_url: https://forecast.example.com
+  db:
+    host: prod-db
+    password: !env DB_PASSWORD
+  api_token: prod-token-value
+  workers: 4
+"""
+
+
+@pytest.fixture(autouse=True)
+def app_config(write, monkeypatch):
+    monkeypatch.delenv("DB_PASSWORD", raising=False)
+    write(APP_CONFIG)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_show_prints_values_with_their_source(capsys):
+    code, out, err = run(capsys, "config", "show", "--env", "test")
+    assert code == 0, err
+    lines = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert lines["db.host"].split()[1:] == ["test-db", "test"]
+    assert lines["forecast_url"].split()[1:] == ["http://localhost:8000/forecast", "default"]
+    assert lines["debug"].split()[1:] == ["true", "inherited", "from", "development"]
+
+
+def test_show_masks_env_values_and_secret_looking_keys(capsys, monkeypatch):
+    monkeypatch.setenv("DB_PASSWORD", "hunter2")
+    code, out, _ = run(capsys, "config", "show", "--env", "prod")
+    assert code == 0
+    assert "hunter2" not in out
+    assert "prod-token-value" not in out
+    assert "******** (!env DB_PASSWORD, set)" in out
+    api_line = next(line for line in out.splitlines() if line.startswith("api_token"))
+    assert "********" in api_line
+
+
+def test_show_says_when_an_env_variable_is_not_set(capsys):
+    _, out, _ = run(capsys, "config", "show", "--env", "prod")
+    assert "!env DB_PASSWORD, not set)" in out
+    _, out, _ = run(capsys, "config", "show", "--env", "test")
+    assert "!env DB_PASSWORD, not set, fallback used)" in out
+
+
+def test_show_one_key_or_prefix(capsys):
+    code, out, _ = run(capsys, "config", "show", "db", "--env", "prod")
+    assert code == 0
+    keys = [line.split()[0] for line in out.splitlines()[2:]]
+    assert keys == ["db.host", "db.password"]
+
+
+def test_show_unknown_key_is_an_error_listing_keys(capsys):
+    code, _, err = run(capsys, "config", "show", "nope", "--env", "prod")
+    assert code == 1
+    assert "no key 'nope' in section 'prod'" in err
+    assert "forecast_url" in err
+
+
+def test_show_json(capsys):
+    code, out, _ = run(capsys, "config", "show", "--env", "prod", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["active"] == "prod"
+    values = {v["key"]: v for v in data["values"]}
+    assert values["workers"] == {"key": "workers", "value": 4, "from": "prod", "masked": False}
+    assert values["db.password"]["value"] == "********"
+    assert values["db.password"]["env"] == {"variable": "DB_PASSWORD", "state": "not set"}
+    assert values["api_token"]["masked"] is True
+
+
+def test_show_defaults_to_the_active_name(capsys, monkeypatch):
+    monkeypatch.setenv("CONVEYOR_ENV", "prod")
+    _, out, _ = run(capsys, "config", "show", "--json")
+    assert json.loads(out)["section"] == "prod"
+
+
+def test_show_missing_section_warns_on_stderr(capsys):
+    code, out, err = run(capsys, "config", "show", "--env", "staging")
+    assert code == 0
+    assert "warning:" in err and "no section 'staging'" in err
+    assert "[staging]" in out
+
+
+def test_diff_lists_changed_added_and_missing_keys(capsys):
+    code, out, _ = run(capsys, "config", "diff", "test", "prod", "--json")
+    assert code == 0
+    changes = {c["key"]: c["kind"] for c in json.loads(out)["changes"]}
+    assert changes == {
+        "forecast_url": "changed",
+        "db.host": "changed",
+        "db.password": "changed",
+        "api_token": "changed",
+        "workers": "changed",
+        "debug": "missing",
+    }
+
+
+def test_diff_masks_secrets_but_reports_their_change(capsys):
+    _, out, _ = run(capsys, "config", "diff", "default", "prod")
+    assert "prod-token-value" not in out and "dev-token" not in out
+    api_line = next(line for line in out.splitlines() if line.startswith("api_token"))
+    assert api_line.split()[1] == "changed"
+
+
+def test_diff_of_identical_environments(capsys):
+    code, out, _ = run(capsys, "config", "diff", "development", "development", "--exit-code")
+    assert code == 0
+    assert "resolve to the same values" in out
+
+
+def test_diff_exit_code_flag(capsys):
+    code, _, _ = run(capsys, "config", "diff", "test", "prod", "--exit-code")
+    assert code == 2
+
+
+def test_check_passes_a_good_file(capsys, monkeypatch):
+    monkeypatch.setenv("DB_PASSWORD", "x")
+    code, out, _ = run(capsys, "config", "check", "--env", "test", "--env", "prod")
+    assert code == 0
+    assert "ok (4 sections; checked for test, prod)" in out
+
+
+def test_check_lists_every_problem(write, capsys):
+    write(
+        """
+        default:
+          url: local
+        a:
+          inherits: b
+        b:
+          inherits: a
+        c:
+          inherits: nowhere
+        d: not a mapping
+        prod:
+          password: !env PROD_SECRET_FOR_CHECK
+          legacy: !expr Sys.time()
+        """
+    )
+    code, _, err = run(capsys, "config", "check", "--env", "prod", "--env", "staging", "--env", "a")
+    assert code == 1
+    problems = [line for line in err.splitlines() if line.startswith("  - ")]
+    text = "\n".join(problems)
+    assert "section 'd' must be a mapping" in text
+    assert "inherits from itself" in text
+    assert "inherits from 'nowhere'" in text
+    assert "PROD_SECRET_FOR_CHECK" in text
+    assert "!expr Sys.time()" in text
+    assert "no section 'staging'" in text
+    assert len(problems) == 6, text  # the a/b cycle is reported once
+
+
+def test_check_without_default_section(write, capsys):
+    write("prod: {a: 1}\n")
+    code, _, err = run(capsys, "config", "check", "--env", "prod")
+    assert code == 1
+    assert "no `default` section" in err
+
+
+def test_check_json(capsys):
+    code, out, _ = run(capsys, "config", "check", "--env", "prod", "--json")
+    assert code == 1
+    data = json.loads(out)
+    assert data["ok"] is False
+    assert data["checked"] == ["prod"]
+    assert any("DB_PASSWORD" in p for p in data["problems"])
+
+
+def test_check_missing_file(tmp_path, capsys):
+    code, _, err = run(capsys, "config", "check", "--file", str(tmp_path / "none.yml"))
+    assert code == 1
+    assert "none.yml" in err and "not found" in err
+
+
+def test_config_error_is_one_line_not_a_traceback(write, capsys):
+    write("default:\n  a: [\n")
+    code, out, err = run(capsys, "config", "show")
+    assert code == 1
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+    assert "line 3" in err
+
+
+def test_usage_error_exit_code(capsys):
+    code, _, err = run(capsys, "config", "diff", "only-one")
+    assert code == 64
+    assert "Missing argument" in err
+
+
+def test_console_script_runs_as_a_real_process(tmp_path: Path):
+    """The installed `conveyor` command: exit codes and output from a separate process."""
+    script = Path(sys.executable).parent / "conveyor"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVEYOR_", "R_CONFIG"))}
+    env["CONVEYOR_ENV"] = "prod"
+    env["DB_PASSWORD"] = "from-the-environment"
+    shown = subprocess.run(
+        [str(script), "config", "show", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["section"] == "prod"
+    assert "from-the-environment" not in shown.stdout
+    del env["DB_PASSWORD"]
+    checked = subprocess.run(
+        [str(script), "config", "check"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 1
+    assert "DB_PASSWORD" in checked.stderr
