@@ -22,6 +22,24 @@ def test_env_is_read_at_each_get_not_at_parse(write, monkeypatch):
     assert config.get("password") == "two"
 
 
+def test_a_variable_unset_after_a_get_is_an_error_at_the_next(write, monkeypatch):
+    write("default:\n  password: !env DB_PASSWORD\n")
+    monkeypatch.setenv("DB_PASSWORD", "one")
+    assert config.get("password") == "one"
+    monkeypatch.delenv("DB_PASSWORD")
+    with pytest.raises(UnresolvedValue):
+        config.get("password")
+
+
+def test_fallback_may_itself_read_the_environment(write, monkeypatch):
+    write("default:\n  url: !env [PRIMARY_URL, !env [SECONDARY_URL, local]]\n")
+    assert config.get("url") == "local"
+    monkeypatch.setenv("SECONDARY_URL", "secondary")
+    assert config.get("url") == "secondary"
+    monkeypatch.setenv("PRIMARY_URL", "primary")
+    assert config.get("url") == "primary"
+
+
 def test_env_fallback_keeps_its_yaml_type(write, monkeypatch):
     write("default:\n  port: !env [DB_PORT, 5432]\n  host: !env [DB_HOST, localhost]\n")
     assert config.get("port") == 5432

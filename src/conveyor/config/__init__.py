@@ -23,7 +23,7 @@ from conveyor.config.locate import active_name, locate
 from conveyor.config.mapping import Config
 from conveyor.config.merge import merge
 from conveyor.config.parse import load
-from conveyor.config.resolve import materialize, resolved_tree, section_to_use
+from conveyor.config.resolve import materialize, resolved_tree, section_to_use, variables_read
 from conveyor.errors import (
     ConfigError,
     ConfigFileNotFound,
@@ -92,12 +92,18 @@ def _config(
     if warning is not None:
         # stacklevel 3: _config (1) -> get (2) -> the caller of get() (3)
         warnings.warn(warning, ConfigWarning, stacklevel=3)
+    # The Config is reused while the variables its !env values read keep their values.
     memo_key = ("config", active)
     cached = parsed.memo.get(memo_key)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
-    result = materialize(parsed, resolved_tree(parsed, section), section, os.environ)
+        variables, values, made = cached
+        if tuple(os.environ.get(name) for name in variables) == values:
+            return made  # type: ignore[no-any-return]
+    tree = resolved_tree(parsed, section)
+    variables = variables_read(tree)
+    # Snapshot first, then build: a variable changed in between makes the next get() rebuild.
+    snapshot = tuple(os.environ.get(name) for name in variables)
+    result = materialize(parsed, tree, section, os.environ)
     made = Config(result.values, active=active, section=section, file=path, sources=result.sources)
-    if not result.reads_environment:
-        parsed.memo[memo_key] = made
+    parsed.memo[memo_key] = (variables, snapshot, made)
     return made

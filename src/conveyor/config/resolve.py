@@ -8,7 +8,7 @@ once per parsed file; ``!env`` values are read from the environment on every use
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,12 +157,10 @@ def _sourced(body: Mapping[str, Any], section: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Materialized:
-    """Plain values of a resolved section, the section each dotted key came from, and whether
-    any value was read from the environment (such values cannot be cached)."""
+    """Plain values of a resolved section, and the section each dotted key came from."""
 
     values: dict[str, Any]
     sources: dict[str, str]
-    reads_environment: bool
 
 
 def materialize(
@@ -178,12 +176,9 @@ def materialize(
     when a list is given (``conveyor config check`` wants them all).
     """
     sources: dict[str, str] = {}
-    reads_env = False
 
     def value_of(value: Any, key: str, section: str) -> Any:
-        nonlocal reads_env
         if isinstance(value, EnvRef):
-            reads_env = True
             if value.name in environ:
                 return environ[value.name]
             if value.has_fallback:
@@ -227,7 +222,24 @@ def materialize(
         return out
 
     values = walk(tree, "")
-    return Materialized(values, sources, reads_env)
+    return Materialized(values, sources)
+
+
+def variables_read(node: Any) -> tuple[str, ...]:
+    """The environment variables that the ``!env`` values under ``node`` may read, fallbacks
+    included, in order of appearance."""
+    if isinstance(node, Sourced):
+        return variables_read(node.value)
+    if isinstance(node, EnvRef):
+        return (node.name, *variables_read(node.fallback))
+    children: Iterable[Any]
+    if isinstance(node, Mapping):
+        children = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return ()
+    return tuple(dict.fromkeys(name for child in children for name in variables_read(child)))
 
 
 def source_label(section: str, active_section: str) -> str:
