@@ -248,3 +248,22 @@ def test_console_script_runs_as_a_real_process(tmp_path: Path):
     )
     assert checked.returncode == 1
     assert "DB_PASSWORD" in checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("db.password", True),
+        ("api_keys", True),
+        ("DBPassword", True),
+        ("authToken", True),
+        ("aws.secrets.primary", True),
+        ("monkey", False),
+        ("keyboard_layout", False),
+        ("host", False),
+    ],
+)
+def test_secret_looking_keys(key, secret):
+    from conveyor.config.inspection import looks_secret
+
+    assert looks_secret(key) is secret

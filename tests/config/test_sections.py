@@ -25,8 +25,13 @@ def test_missing_section_warns_and_uses_default(write):
     message = str(caught[0].message)
     assert "no section 'staging'" in message
     assert "sections: default, prod" in message
+    assert "strict=True" in message
     # The warning points at the caller of get(), not at Conveyor's internals.
     assert caught[0].filename == __file__
+    # ... and is given once per file and name, not at every read.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert config.get("url", config="staging") == "local"
 
 
 def test_missing_section_is_an_error_when_strict(write):

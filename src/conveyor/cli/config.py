@@ -40,7 +40,8 @@ def show_command(key: str | None, env: str | None, file: str | None, as_json: bo
     """Print the resolved values of one environment and the section each came from.
 
     KEY narrows the output to one key or a dotted prefix (e.g. `database`). Values read with
-    `!env` and keys that look secret (password, secret, token, key) are masked.
+    `!env` and keys that look secret (password, secret, token, key, credential, passphrase;
+    singular or plural) are masked.
     """
     shown = inspection.show(env, file, key)
     if shown.warning:

@@ -89,9 +89,12 @@ def _config(
     path, stat = locate(file, use_parent)
     parsed = load(path, stat)
     section, warning = section_to_use(parsed, active, strict=strict)
-    if warning is not None:
-        # stacklevel 3: _config (1) -> get (2) -> the caller of get() (3)
-        warnings.warn(warning, ConfigWarning, stacklevel=3)
+    if warning is not None and ("warned", active) not in parsed.memo:
+        # Once per file and name, not on every read. stacklevel 3 points at get()'s caller.
+        parsed.memo[("warned", active)] = True
+        warnings.warn(
+            f"{warning}. Pass strict=True to make this an error.", ConfigWarning, stacklevel=3
+        )
     # The Config is reused while the variables its !env values read keep their values.
     memo_key = ("config", active)
     cached = parsed.memo.get(memo_key)

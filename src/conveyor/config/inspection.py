@@ -48,8 +48,11 @@ _SECRET_WORDS = frozenset(
 def looks_secret(dotted_key: str) -> bool:
     """True when any part of the key reads like a secret: password, secret, token, key, ...
     (``db.password``, ``api_key``, ``authToken``)."""
-    words = re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", dotted_key)
-    return any(word.lower() in _SECRET_WORDS for word in words)
+    words = re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", dotted_key)
+    return any(
+        word.lower() in _SECRET_WORDS or word.lower().removesuffix("s") in _SECRET_WORDS
+        for word in words
+    )
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ def check(
     try:
         parsed = _load(file, use_parent)
     except ConfigError as exc:
-        return CheckReport(str(file or ""), [], names, [str(exc)])
+        return CheckReport(os.fspath(file) if file else "config.yml", [], names, [str(exc)])
     problems: list[ConfigError] = list(structure_problems(parsed))
     cycles: set[frozenset[str]] = set()
     trees: dict[str, dict[str, Any]] = {}

@@ -78,7 +78,7 @@ def section_to_use(cf: ConfigFile, name: str, *, strict: bool) -> tuple[str, str
         raise unknown_section(cf, name)
     return DEFAULT, (
         f"{cf.path} has no section {name!r}, so `default` is used (as R's config package does); "
-        f"sections: {_names(cf)}. Pass strict=True to make this an error."
+        f"sections: {_names(cf)}"
     )
 
 
