@@ -3,11 +3,16 @@ and a temporary working directory, so no test sees another's config file or acti
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+# One uv cache for the whole suite and across runs, so runtime builds and locks do not
+# download the same wheels again (CI runs on the same machine as the sessions).
+os.environ.setdefault("UV_CACHE_DIR", str(Path.home() / ".cache" / "conveyor-tests" / "uv"))
 
 CONVEYOR_VARIABLES = (
     "CONVEYOR_ENV",

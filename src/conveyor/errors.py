@@ -15,12 +15,19 @@ decided at the edges (``conveyor.api``, ``conveyor.cli``), not here.
     │       ├── InheritanceError     `inherits:` names a missing section, or forms a cycle
     │       ├── UnknownSection       strict mode: the active name has no section
     │       └── UnresolvedValue      `!env` variable unset with no fallback, or an `!expr`
+    │   ├── ManifestError            a conveyor.yml problem: names the file, field and fix
+    │   ├── BundleError              a bundle cannot be built or read
+    │   │   └── UnsafeArchive        an archive tries to escape, or does not match its id
+    │   └── LockFailed               requirements could not be locked with uv
     ├── NotFound                     a named thing (app, environment, release, ...) does not exist
-    ├── Conflict                     the request clashes with current state (busy, already exists)
+    ├── Conflict                     the request clashes with current state
+    │   ├── OperationInProgress      another operation holds this app in this environment
+    │   └── InvalidTransition        a release cannot move to that state from its current one
     ├── PolicyViolation              the pipeline's rules refuse it (Prod takes only promotions)
     ├── Unauthorized                 no valid credentials
     ├── RuntimeFailure               an app, build or check failed while running
     └── StorageError                 metadata or blobs could not be read or written intact
+        └── IntegrityError           stored content does not match its hash
 
 Warnings (not errors) live here too: ``ConfigWarning`` is issued when the active configuration
 name has no section and ``default`` is used instead, as R's ``config`` package does.
@@ -59,6 +66,35 @@ class RuntimeFailure(ConveyorError):
 
 class StorageError(ConveyorError):
     """Metadata or blobs could not be read or written intact."""
+
+
+class ManifestError(InvalidInput):
+    """A conveyor.yml problem; the message names the file, the field and the fix."""
+
+
+class BundleError(InvalidInput):
+    """A bundle cannot be built from a directory, or read from an archive."""
+
+
+class UnsafeArchive(BundleError):
+    """An archive holds an entry that could escape or harm the extraction root, or its content
+    does not match its id."""
+
+
+class LockFailed(InvalidInput):
+    """The app's requirements could not be locked with uv; uv's own message is included."""
+
+
+class OperationInProgress(Conflict):
+    """Another operation is running for this app in this environment."""
+
+
+class InvalidTransition(Conflict):
+    """A release cannot move to the requested state from the state it is in."""
+
+
+class IntegrityError(StorageError):
+    """Stored content does not match its hash: a blob or an audit event was altered."""
 
 
 # --- conveyor.config -------------------------------------------------------------------------

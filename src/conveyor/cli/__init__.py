@@ -10,6 +10,7 @@ import click
 
 from conveyor import __version__
 from conveyor.cli import output
+from conveyor.cli.bundle import bundle_group
 from conveyor.cli.config import config_group
 from conveyor.cli.exit_codes import ExitCode, for_error
 from conveyor.errors import ConveyorError
@@ -25,6 +26,7 @@ def cli() -> None:
     """
 
 
+cli.add_command(bundle_group)
 cli.add_command(config_group)
 
 
@@ -38,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # a group run on its own prints its help; that is not a mistake
+        return ExitCode.OK
     except click.UsageError as exc:
         exc.show()
         return ExitCode.USAGE

@@ -1,0 +1,203 @@
+"""Reading an app's `conveyor.yml` into an AppSpec; every error names the file, the field and
+the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from conveyor.domain.apps import (
+    APP_NAME,
+    DEFAULT_ENTRYPOINTS,
+    AppSpec,
+    AppType,
+    Checks,
+    SmokeCheck,
+)
+from conveyor.errors import ManifestError
+
+APP_FILE = "conveyor.yml"
+REQUIREMENT_FILES = ("uv.lock", "pylock.toml", "requirements.txt", "pyproject.toml")
+_FIELDS = {
+    "name",
+    "type",
+    "entrypoint",
+    "python",
+    "requirements",
+    "health",
+    "checks",
+    "exclude",
+    "workers",
+    "ci",
+    "build",
+    "limits",
+}
+
+
+def read_app_file(directory: Path) -> AppSpec:
+    """The AppSpec declared in ``directory/conveyor.yml``."""
+    path = directory / APP_FILE
+    if not path.is_file():
+        raise ManifestError(
+            f"{directory} has no {APP_FILE}; create one with at least `name:` and `type:` "
+            f"(types: {', '.join(t.value for t in AppType)})"
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ManifestError(f"{path}{where}: not valid YAML: {exc.problem}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot be read as YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: expected a mapping of fields (name:, type:, ...)")
+    return parse_app_spec(data, path, directory)
+
+
+def parse_app_spec(data: dict[str, Any], path: Path, directory: Path) -> AppSpec:
+    reader = _Fields(data, path)
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise ManifestError(
+            f"{path}: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"known fields: {', '.join(sorted(_FIELDS))}"
+        )
+    name = reader.text("name", required=True)
+    if not APP_NAME.match(name):
+        reader.fail(
+            "name",
+            f"{name!r} is not a valid app name; use lowercase letters, digits and dashes, "
+            f"starting with a letter (e.g. sales-forecast)",
+        )
+    type_name = reader.text("type", required=True)
+    try:
+        app_type = AppType(type_name)
+    except ValueError:
+        reader.fail(
+            "type", f"{type_name!r} is not a type; use one of: {', '.join(t for t in AppType)}"
+        )
+    entrypoint = reader.text("entrypoint") or DEFAULT_ENTRYPOINTS[app_type]
+    if app_type is AppType.COMMAND and not entrypoint:
+        reader.fail("entrypoint", "a command app needs the command to run, serving on $PORT")
+    requirements = reader.text("requirements") or _found_requirements(directory)
+    if requirements is not None and not (directory / requirements).is_file():
+        reader.fail("requirements", f"{requirements} does not exist in {directory}")
+    if (
+        requirements is not None
+        and Path(requirements).name not in REQUIREMENT_FILES
+        and not (requirements.endswith((".txt", ".in")))
+    ):
+        reader.fail(
+            "requirements",
+            f"{requirements} is not a requirements file; use requirements.txt, "
+            f"pyproject.toml, uv.lock or pylock.toml",
+        )
+    health = reader.text("health") or "/"
+    if not health.startswith("/"):
+        reader.fail("health", f"{health!r} must be a path starting with /")
+    workers = reader.integer("workers", 1, minimum=1)
+    limits = reader.mapping("limits")
+    return AppSpec(
+        name=name,
+        type=app_type,
+        entrypoint=entrypoint,
+        python=reader.text("python") or ">=3.11",
+        requirements=requirements,
+        health=health,
+        checks=_checks(reader),
+        exclude=tuple(reader.strings("exclude")),
+        workers=workers,
+        branches=_branches(reader),
+        build=reader.text("build"),
+        max_file_mb=_Fields(limits, path, "limits.").integer("file_mb", 100, minimum=1),
+        max_total_mb=_Fields(limits, path, "limits.").integer("total_mb", 500, minimum=1),
+        max_files=_Fields(limits, path, "limits.").integer("files", 20_000, minimum=1),
+    )
+
+
+def _found_requirements(directory: Path) -> str | None:
+    for name in REQUIREMENT_FILES:
+        if (directory / name).is_file():
+            return name
+    return None
+
+
+def _checks(reader: _Fields) -> Checks:
+    checks = reader.mapping("checks")
+    sub = _Fields(checks, reader.path, "checks.")
+    unknown = sorted(set(checks) - {"tests", "smoke"})
+    if unknown:
+        sub.fail(unknown[0], "unknown check; checks are `tests` (a command) and `smoke` (a list)")
+    smoke_items = checks.get("smoke") or []
+    if not isinstance(smoke_items, list):
+        sub.fail("smoke", "must be a list of {path, status, contains} expectations")
+    smoke = []
+    for index, item in enumerate(smoke_items):
+        if isinstance(item, str):
+            item = {"path": item}
+        if not isinstance(item, dict):
+            sub.fail(f"smoke[{index}]", "must be a path or a mapping with path, status, contains")
+        one = _Fields(item, reader.path, f"checks.smoke[{index}].")
+        path = one.text("path", required=True)
+        if not path.startswith("/"):
+            one.fail("path", f"{path!r} must start with /")
+        status = one.integer("status", 200, minimum=100)
+        smoke.append(SmokeCheck(path=path, status=status, contains=one.text("contains")))
+    return Checks(tests=sub.text("tests"), smoke=tuple(smoke))
+
+
+def _branches(reader: _Fields) -> tuple[tuple[str, str], ...]:
+    ci = reader.mapping("ci")
+    branches = ci.get("branches")
+    if branches is None:
+        return (("main", "prod"), ("test", "test"))
+    if not isinstance(branches, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in branches.items()
+    ):
+        reader.fail("ci.branches", "must map branch names to environments, e.g. {main: prod}")
+    return tuple(sorted(branches.items()))
+
+
+class _Fields:
+    """Typed access to one mapping of conveyor.yml with errors that name the field."""
+
+    def __init__(self, data: dict[str, Any], path: Path, prefix: str = "") -> None:
+        self.data = data
+        self.path = path
+        self.prefix = prefix
+
+    def fail(self, field: str, message: str) -> NoReturn:
+        raise ManifestError(f"{self.path}: field `{self.prefix}{field}`: {message}")
+
+    def text(self, field: str, *, required: bool = False) -> Any:
+        value = self.data.get(field)
+        if value is None:
+            if required:
+                self.fail(field, "is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.fail(field, f"must be text, found {type(value).__name__}")
+        return str(value)
+
+    def integer(self, field: str, default: int, *, minimum: int) -> int:
+        value = self.data.get(field, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.fail(field, f"must be a whole number of at least {minimum}, found {value!r}")
+        return int(value)
+
+    def strings(self, field: str) -> list[str]:
+        value = self.data.get(field) or []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(field, "must be a list of glob patterns, e.g. [data/raw/**, '*.parquet']")
+        return list(value)
+
+    def mapping(self, field: str) -> dict[str, Any]:
+        value = self.data.get(field) or {}
+        if not isinstance(value, dict):
+            self.fail(field, f"must be a mapping, found {type(value).__name__}")
+        return value

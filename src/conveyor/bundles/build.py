@@ -1,0 +1,137 @@
+"""Building a bundle from an app directory: spec, lock, files, manifest, canonical archive."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor.bundles.app_file import read_app_file
+from conveyor.bundles.archive import FORMAT, bundle_id, normalised_mode, write_archive
+from conveyor.bundles.lock import Lock, resolve_lock
+from conveyor.bundles.provenance import provenance
+from conveyor.bundles.selection import select_files
+from conveyor.domain.apps import AppSpec
+from conveyor.domain.policy import bundle_alias
+from conveyor.errors import BundleError
+
+
+@dataclass(frozen=True)
+class BuiltBundle:
+    id: str
+    spec: AppSpec
+    manifest: dict[str, Any]
+    provenance: dict[str, Any]
+    lock: Lock | None
+    archive: Path
+    size: int  # bytes of the archive
+
+    @property
+    def alias(self) -> str:
+        return bundle_alias(self.id)
+
+    @property
+    def file_count(self) -> int:
+        return len(self.manifest["files"])
+
+
+def build_bundle(
+    directory: Path,
+    output: Path | None = None,
+    *,
+    progress: Callable[[str], None] = lambda message: None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> BuiltBundle:
+    """Build the bundle of the app in ``directory`` and write its archive to ``output``
+    (default: ``directory/.conveyor/bundles/NAME-ALIAS.tar.gz``)."""
+    directory = directory.resolve()
+    if not directory.is_dir():
+        raise BundleError(f"{directory} is not a directory; give the app's directory")
+    spec = read_app_file(directory)
+    lock = resolve_lock(directory, spec, progress=progress)
+    files = select_files(
+        directory,
+        spec.exclude,
+        max_file_mb=spec.max_file_mb,
+        max_total_mb=spec.max_total_mb,
+        max_files=spec.max_files,
+        warn=warn,
+    )
+    _check_entrypoint(spec, {f.path for f in files})
+    progress(f"hashing {len(files)} files")
+    entries = [
+        {
+            "path": f.path,
+            "sha256": _sha256(f.source),
+            "size": f.size,
+            "mode": normalised_mode(f.executable),
+        }
+        for f in files
+    ]
+    manifest = make_manifest(spec, lock, entries)
+    identity = bundle_id(manifest)
+    target = output or directory / ".conveyor" / "bundles" / f"{spec.name}-{identity[:10]}.tar.gz"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    progress(f"writing {target}")
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            write_archive(manifest, {f.path: f.source for f in files}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return BuiltBundle(
+        id=identity,
+        spec=spec,
+        manifest=manifest,
+        provenance=provenance(directory),
+        lock=lock,
+        archive=target,
+        size=target.stat().st_size,
+    )
+
+
+def make_manifest(spec: AppSpec, lock: Lock | None, files: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the bundle id covers: the files and what decides how they run."""
+    return {
+        "format": FORMAT,
+        "app": spec.name,
+        "type": spec.type.value,
+        "entrypoint": spec.entrypoint,
+        "python": spec.python,
+        "lock": None
+        if lock is None
+        else {"path": lock.path, "format": lock.format, "packages": lock.packages},
+        "checks": list(spec.required_checks()),
+        "files": files,
+    }
+
+
+def _check_entrypoint(spec: AppSpec, paths: set[str]) -> None:
+    module_file = spec.entrypoint.split(":", 1)[0]
+    candidates = {module_file, module_file.replace(".", "/") + ".py"}
+    if ":" in spec.entrypoint and not candidates & paths:
+        raise BundleError(
+            f"entrypoint {spec.entrypoint!r} needs {module_file.replace('.', '/')}.py, which is "
+            f"not among the bundled files; set `entrypoint:` in conveyor.yml"
+        )
+    if spec.type.value in ("shiny", "streamlit", "notebook", "quarto") and module_file not in paths:
+        raise BundleError(
+            f"entrypoint {spec.entrypoint!r} is not among the bundled files; set `entrypoint:` "
+            f"in conveyor.yml to the {spec.type.value} file to run"
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,80 @@
+"""Apps and their manifest (`conveyor.yml`): what an app is and how it asks to be run."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class AppType(StrEnum):
+    FASTAPI = "fastapi"
+    FLASK = "flask"
+    DASH = "dash"
+    SHINY = "shiny"
+    STREAMLIT = "streamlit"
+    NOTEBOOK = "notebook"
+    QUARTO = "quarto"
+    STATIC = "static"
+    COMMAND = "command"
+
+
+#: The entrypoint a type uses when `conveyor.yml` names none.
+DEFAULT_ENTRYPOINTS: dict[AppType, str] = {
+    AppType.FASTAPI: "app:app",
+    AppType.FLASK: "app:app",
+    AppType.DASH: "app:server",
+    AppType.SHINY: "app.py",
+    AppType.STREAMLIT: "app.py",
+    AppType.NOTEBOOK: "report.ipynb",
+    AppType.QUARTO: "report.qmd",
+    AppType.STATIC: ".",
+    AppType.COMMAND: "",
+}
+
+APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class SmokeCheck:
+    """An HTTP expectation checked against a new release before it takes traffic."""
+
+    path: str
+    status: int = 200
+    contains: str | None = None
+
+
+@dataclass(frozen=True)
+class Checks:
+    tests: str | None = None  # a command run in the release's runtime
+    smoke: tuple[SmokeCheck, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """An app as declared in its `conveyor.yml`."""
+
+    name: str
+    type: AppType
+    entrypoint: str
+    python: str = ">=3.11"
+    requirements: str | None = None  # requirements.txt, pyproject.toml, uv.lock or pylock.toml
+    health: str = "/"
+    checks: Checks = field(default_factory=Checks)
+    exclude: tuple[str, ...] = ()
+    workers: int = 1
+    branches: tuple[tuple[str, str], ...] = (("main", "prod"), ("test", "test"))
+    build: str | None = None  # static sites: a command that produces the directory
+    max_file_mb: int = 100
+    max_total_mb: int = 500
+    max_files: int = 20_000
+
+    def required_checks(self) -> tuple[str, ...]:
+        """The checks a release must pass to be verified: health always, smoke and tests when
+        declared."""
+        kinds = ["health"]
+        if self.checks.smoke:
+            kinds.append("smoke")
+        if self.checks.tests:
+            kinds.append("tests")
+        return tuple(kinds)
