@@ -1,0 +1,2 @@
+"""Where Conveyor keeps what it knows: metadata in SQLite or PostgreSQL (SQLAlchemy Core) and
+content-addressed blobs on the filesystem."""

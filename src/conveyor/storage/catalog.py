@@ -1,0 +1,184 @@
+"""Environments, apps, bundles and approvals in the metadata database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+
+from conveyor.domain.environments import Environment, Policy
+from conveyor.domain.policy import Approval
+from conveyor.errors import Conflict, InvalidInput, NotFound
+from conveyor.storage import schema
+from conveyor.storage.store import now
+
+
+def save_environments(connection: Connection, environments: Iterable[Environment]) -> None:
+    """Insert or update environments by name."""
+    table = schema.environments
+    for environment in environments:
+        values = {
+            "position": environment.position,
+            "port": environment.port,
+            "config_name": environment.config_name,
+            "direct_deploys": environment.policy.direct_deploys,
+            "promotes_from": environment.policy.promotes_from,
+            "approvals": environment.policy.approvals,
+            "approver_not_deployer": environment.policy.approver_not_deployer,
+        }
+        exists = connection.execute(
+            select(table.c.name).where(table.c.name == environment.name)
+        ).first()
+        if exists:
+            connection.execute(update(table).where(table.c.name == environment.name).values(values))
+        else:
+            connection.execute(insert(table).values(name=environment.name, **values))
+
+
+def list_environments(connection: Connection) -> list[Environment]:
+    rows = connection.execute(
+        select(schema.environments).order_by(schema.environments.c.position)
+    ).mappings()
+    return [_environment(row) for row in rows]
+
+
+def get_environment(connection: Connection, name: str) -> Environment:
+    row = (
+        connection.execute(select(schema.environments).where(schema.environments.c.name == name))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        names = ", ".join(e.name for e in list_environments(connection)) or "none"
+        raise NotFound(f"there is no environment {name!r} (environments: {names})")
+    return _environment(row)
+
+
+def _environment(row: Any) -> Environment:
+    return Environment(
+        name=row["name"],
+        position=row["position"],
+        port=row["port"],
+        config_name=row["config_name"],
+        policy=Policy(
+            direct_deploys=row["direct_deploys"],
+            promotes_from=row["promotes_from"],
+            approvals=row["approvals"],
+            approver_not_deployer=row["approver_not_deployer"],
+        ),
+    )
+
+
+def ensure_app(connection: Connection, name: str) -> bool:
+    """Create the app if it is new; True when it was created."""
+    exists = connection.execute(
+        select(schema.apps.c.name).where(schema.apps.c.name == name)
+    ).first()
+    if exists:
+        return False
+    connection.execute(insert(schema.apps).values(name=name, created_at=now()))
+    return True
+
+
+def list_apps(connection: Connection) -> list[str]:
+    return list(
+        connection.execute(select(schema.apps.c.name).order_by(schema.apps.c.name)).scalars()
+    )
+
+
+def app_exists(connection: Connection, name: str) -> bool:
+    return (
+        connection.execute(select(schema.apps.c.name).where(schema.apps.c.name == name)).first()
+        is not None
+    )
+
+
+def save_bundle(
+    connection: Connection,
+    *,
+    bundle_id: str,
+    app: str,
+    blob: str,
+    size: int,
+    manifest: dict[str, Any],
+    provenance: dict[str, Any],
+    uploaded_by: str,
+) -> bool:
+    """Record a bundle; True when it is new. The same id again is a no-op (idempotent)."""
+    table = schema.bundles
+    existing = connection.execute(select(table.c.app).where(table.c.id == bundle_id)).first()
+    if existing is not None:
+        if existing.app != app:
+            raise Conflict(f"bundle {bundle_id[:10]} belongs to app {existing.app!r}, not {app!r}")
+        return False
+    connection.execute(
+        insert(table).values(
+            id=bundle_id,
+            app=app,
+            blob=blob,
+            size=size,
+            manifest=json.dumps(manifest, sort_keys=True),
+            provenance=json.dumps(provenance, sort_keys=True),
+            uploaded_by=uploaded_by,
+            created_at=now(),
+        )
+    )
+    return True
+
+
+def get_bundle(connection: Connection, app: str, ref: str) -> dict[str, Any]:
+    """A bundle of ``app`` by full id or by a prefix of at least 6 hex digits (the alias)."""
+    if len(ref) < 6:
+        raise InvalidInput(f"bundle {ref!r} is too short; give at least 6 hex digits of its id")
+    table = schema.bundles
+    rows = (
+        connection.execute(
+            select(table).where(and_(table.c.app == app, table.c.id.startswith(ref.lower())))
+        )
+        .mappings()
+        .all()
+    )
+    if not rows:
+        raise NotFound(f"app {app!r} has no bundle {ref!r}; `conveyor history {app}` lists them")
+    if len(rows) > 1:
+        raise InvalidInput(f"{ref!r} matches {len(rows)} bundles of {app!r}; give more digits")
+    row = dict(rows[0])
+    row["manifest"] = json.loads(row["manifest"])
+    row["provenance"] = json.loads(row["provenance"])
+    return row
+
+
+def add_approval(
+    connection: Connection, *, app: str, environment: str, bundle_id: str, by: str, comment: str
+) -> None:
+    table = schema.approvals
+    already = connection.execute(
+        select(table.c.id).where(
+            and_(table.c.bundle == bundle_id, table.c.environment == environment, table.c.by == by)
+        )
+    ).first()
+    if already:
+        raise Conflict(
+            f"{by} already approved bundle {bundle_id[:10]} for {environment}; one approval per "
+            f"person counts"
+        )
+    connection.execute(
+        insert(table).values(
+            app=app,
+            environment=environment,
+            bundle=bundle_id,
+            by=by,
+            comment=comment,
+            created_at=now(),
+        )
+    )
+
+
+def approvals_of(connection: Connection, bundle_id: str) -> tuple[Approval, ...]:
+    table = schema.approvals
+    rows = connection.execute(
+        select(table).where(table.c.bundle == bundle_id).order_by(table.c.id)
+    ).mappings()
+    return tuple(Approval(r["bundle"], r["environment"], r["by"], r["comment"]) for r in rows)

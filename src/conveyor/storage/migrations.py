@@ -1,0 +1,68 @@
+"""Versioned schema migrations. Each migration runs once, in its own transaction, and is
+recorded in `schema_migrations`; `migrate` brings any database up to the newest version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, insert, inspect, select, text
+
+from conveyor.errors import StorageError
+from conveyor.storage import schema
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _initial(connection: Connection) -> None:
+    schema.metadata.create_all(connection)
+    connection.execute(insert(schema.audit_head).values(id=1, seq=0, hash="0" * 64))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
+    ),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+def current_version(connection: Connection) -> int:
+    if not inspect(connection).has_table("schema_migrations"):
+        return 0
+    versions = connection.execute(select(schema.schema_migrations.c.version)).scalars().all()
+    return max(versions, default=0)
+
+
+def migrate(engine: Engine) -> list[int]:
+    """Apply every pending migration; return the versions applied (empty when up to date)."""
+    applied: list[int] = []
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # Two servers starting at once: the second waits, then finds nothing to do.
+            connection.execute(text("SELECT pg_advisory_xact_lock(7007001)"))
+        version = current_version(connection)
+        if version > LATEST:
+            raise StorageError(
+                f"the metadata database is at schema version {version}, newer than this "
+                f"Conveyor knows ({LATEST}); upgrade Conveyor"
+            )
+        for migration in MIGRATIONS:
+            if migration.version <= version:
+                continue
+            migration.apply(connection)
+            connection.execute(
+                insert(schema.schema_migrations).values(
+                    version=migration.version,
+                    description=migration.description,
+                    applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                )
+            )
+            applied.append(migration.version)
+    return applied

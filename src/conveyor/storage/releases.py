@@ -1,0 +1,217 @@
+"""Releases, their checks, and the live pointer in the metadata database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, insert, select, update
+
+from conveyor.domain.releases import (
+    CheckKind,
+    CheckResult,
+    Release,
+    ReleaseKind,
+    ReleaseState,
+    check_transition,
+)
+from conveyor.errors import Conflict, NotFound
+from conveyor.storage import schema
+from conveyor.storage.store import new_row_id, now
+
+_T = schema.releases
+
+
+def create_release(
+    connection: Connection,
+    *,
+    app: str,
+    environment: str,
+    bundle_id: str,
+    kind: ReleaseKind,
+    created_by: str,
+) -> Release:
+    stamp = now()
+    result = connection.execute(
+        insert(_T).values(
+            app=app,
+            environment=environment,
+            bundle=bundle_id,
+            kind=kind.value,
+            state=ReleaseState.PENDING.value,
+            created_by=created_by,
+            created_at=stamp,
+            updated_at=stamp,
+        )
+    )
+    return get_release(connection, new_row_id(result.inserted_primary_key))
+
+
+def get_release(connection: Connection, release_id: int) -> Release:
+    row = connection.execute(select(_T).where(_T.c.id == release_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"there is no release {release_id}")
+    return _release(row)
+
+
+def transition(
+    connection: Connection, release_id: int, target: ReleaseState, reason: str = ""
+) -> Release:
+    """Move a release to ``target``; InvalidTransition when the state machine forbids it.
+    LIVE is reached only through ``switch_live``."""
+    current = get_release(connection, release_id)
+    check_transition(release_id, current.state, target)
+    if target is ReleaseState.LIVE:
+        raise Conflict(f"release {release_id} goes live only by switching the live pointer")
+    values: dict[str, Any] = {"state": target.value, "updated_at": now()}
+    if reason:
+        values["reason"] = reason
+    # Compare-and-set on the state, so two writers cannot both move the same release.
+    changed = connection.execute(
+        update(_T)
+        .where(and_(_T.c.id == release_id, _T.c.state == current.state.value))
+        .values(values)
+    ).rowcount
+    if changed != 1:
+        raise Conflict(f"release {release_id} changed state while being updated; try again")
+    return get_release(connection, release_id)
+
+
+def live_release(connection: Connection, app: str, environment: str) -> Release | None:
+    live = schema.live_releases
+    row = (
+        connection.execute(
+            select(_T)
+            .join(live, live.c.release == _T.c.id)
+            .where(and_(live.c.app == app, live.c.environment == environment))
+        )
+        .mappings()
+        .first()
+    )
+    return _release(row) if row else None
+
+
+def switch_live(connection: Connection, release_id: int) -> Release | None:
+    """Make a verifying release the live one of its (app, environment) and retire the release
+    it replaces; return the replaced release. Call inside the transaction that records the
+    switch: the pointer, both states and the audit event change together."""
+    new = get_release(connection, release_id)
+    check_transition(release_id, new.state, ReleaseState.LIVE)
+    if not new.verified:
+        raise Conflict(f"release {release_id} has not passed its checks; it cannot go live")
+    previous = live_release(connection, new.app, new.environment)
+    stamp = now()
+    live = schema.live_releases
+    if previous is not None:
+        check_transition(previous.id, previous.state, ReleaseState.RETIRED)
+        connection.execute(
+            update(_T).where(_T.c.id == previous.id).values(state="retired", updated_at=stamp)
+        )
+        connection.execute(
+            delete(live).where(and_(live.c.app == new.app, live.c.environment == new.environment))
+        )
+    connection.execute(
+        update(_T).where(_T.c.id == release_id).values(state="live", updated_at=stamp)
+    )
+    connection.execute(
+        insert(live).values(
+            app=new.app, environment=new.environment, release=release_id, since=stamp
+        )
+    )
+    return previous
+
+
+def history(
+    connection: Connection, app: str, environment: str | None = None, limit: int = 100
+) -> list[Release]:
+    query = select(_T).where(_T.c.app == app)
+    if environment is not None:
+        query = query.where(_T.c.environment == environment)
+    rows = connection.execute(query.order_by(_T.c.id.desc()).limit(limit)).mappings()
+    return [_release(row) for row in rows]
+
+
+def record_check(connection: Connection, release_id: int, result: CheckResult) -> None:
+    connection.execute(
+        insert(schema.checks).values(
+            release=release_id,
+            kind=result.kind.value,
+            passed=result.passed,
+            output=result.output,
+            created_at=now(),
+        )
+    )
+
+
+def checks_of(connection: Connection, release_id: int) -> list[CheckResult]:
+    table = schema.checks
+    rows = connection.execute(
+        select(table).where(table.c.release == release_id).order_by(table.c.id)
+    ).mappings()
+    return [CheckResult(CheckKind(r["kind"]), r["passed"], r["output"]) for r in rows]
+
+
+def mark_verified(connection: Connection, release_id: int, required: tuple[str, ...]) -> bool:
+    """Set the release verified when every required check kind has passed and none failed."""
+    results = checks_of(connection, release_id)
+    passed = {r.kind.value for r in results if r.passed}
+    failed = [r for r in results if not r.passed]
+    if failed or not set(required) <= passed:
+        return False
+    connection.execute(update(_T).where(_T.c.id == release_id).values(verified=True))
+    return True
+
+
+def verified_in(connection: Connection, bundle_id: str) -> frozenset[str]:
+    rows = connection.execute(
+        select(_T.c.environment).where(and_(_T.c.bundle == bundle_id, _T.c.verified.is_(True)))
+    ).scalars()
+    return frozenset(rows)
+
+
+def was_live_in(connection: Connection, bundle_id: str) -> frozenset[str]:
+    rows = connection.execute(
+        select(_T.c.environment).where(
+            and_(_T.c.bundle == bundle_id, _T.c.state.in_(["live", "retired"]))
+        )
+    ).scalars()
+    return frozenset(rows)
+
+
+def why_not_verified(connection: Connection, bundle_id: str, environment: str) -> str | None:
+    """Why ``bundle_id`` is not verified in ``environment``, from its latest release there;
+    None when it was never released there."""
+    row = (
+        connection.execute(
+            select(_T)
+            .where(and_(_T.c.bundle == bundle_id, _T.c.environment == environment))
+            .order_by(_T.c.id.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    release = _release(row)
+    failed = [c.kind.value for c in checks_of(connection, release.id) if not c.passed]
+    if failed:
+        kinds = " and ".join(failed)
+        return f"its {kinds} check{'s' if len(failed) > 1 else ''} failed in release {release.id}"
+    if release.state in (ReleaseState.PENDING, ReleaseState.STARTING, ReleaseState.VERIFYING):
+        return f"its checks are still running in release {release.id} ({release.state})"
+    return f"release {release.id} failed: {release.reason or 'no reason recorded'}"
+
+
+def _release(row: Any) -> Release:
+    return Release(
+        id=row["id"],
+        app=row["app"],
+        environment=row["environment"],
+        bundle_id=row["bundle"],
+        kind=ReleaseKind(row["kind"]),
+        state=ReleaseState(row["state"]),
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        reason=row["reason"],
+        verified=row["verified"],
+    )

@@ -1,0 +1,173 @@
+"""The metadata tables. Changes after a release go through a new migration (migrations.py);
+a test checks that a migrated database matches these definitions."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+NAME = String(64)
+ID = String(64)  # sha256 hex
+STAMP = String(32)  # ISO 8601, UTC
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", Text, nullable=False),
+    Column("applied_at", STAMP, nullable=False),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("name", NAME, primary_key=True),
+    Column("position", Integer, nullable=False, unique=True),
+    Column("port", Integer, nullable=False),
+    Column("config_name", NAME, nullable=False),
+    Column("direct_deploys", Boolean, nullable=False),
+    Column("promotes_from", NAME, nullable=True),
+    Column("approvals", Integer, nullable=False, server_default=text("0")),
+    Column("approver_not_deployer", Boolean, nullable=False, server_default=text("false")),
+)
+
+apps = Table(
+    "apps",
+    metadata,
+    Column("name", NAME, primary_key=True),
+    Column("created_at", STAMP, nullable=False),
+)
+
+bundles = Table(
+    "bundles",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("app", NAME, ForeignKey("apps.name"), nullable=False, index=True),
+    Column("blob", ID, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("manifest", Text, nullable=False),  # canonical JSON
+    Column("provenance", Text, nullable=False),  # JSON: git commit, branch, dirty, author, time
+    Column("uploaded_by", NAME, nullable=False),
+    Column("created_at", STAMP, nullable=False),
+)
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("app", NAME, ForeignKey("apps.name"), nullable=False),
+    Column("environment", NAME, ForeignKey("environments.name"), nullable=False),
+    Column("bundle", ID, ForeignKey("bundles.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("verified", Boolean, nullable=False, server_default=text("false")),
+    Column("created_by", NAME, nullable=False),
+    Column("created_at", STAMP, nullable=False),
+    Column("updated_at", STAMP, nullable=False),
+    Index("releases_by_app_environment", "app", "environment", "id"),
+    Index("releases_by_bundle", "bundle", "environment"),
+)
+
+# Exactly one live release per (app, environment): the primary key says so, and the pointer
+# changes only in the transaction that records a switch.
+live_releases = Table(
+    "live_releases",
+    metadata,
+    Column("app", NAME, ForeignKey("apps.name"), primary_key=True),
+    Column("environment", NAME, ForeignKey("environments.name"), primary_key=True),
+    Column("release", Integer, ForeignKey("releases.id"), nullable=False, unique=True),
+    Column("since", STAMP, nullable=False),
+)
+
+checks = Table(
+    "checks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("release", Integer, ForeignKey("releases.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("output", Text, nullable=False, server_default=""),
+    Column("created_at", STAMP, nullable=False),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("app", NAME, ForeignKey("apps.name"), nullable=False),
+    Column("environment", NAME, ForeignKey("environments.name"), nullable=False),
+    Column("bundle", ID, ForeignKey("bundles.id"), nullable=False),
+    Column("by", NAME, nullable=False),
+    Column("comment", Text, nullable=False, server_default=""),
+    Column("created_at", STAMP, nullable=False),
+    UniqueConstraint("bundle", "environment", "by", name="one_approval_per_person"),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("app", NAME, nullable=False),
+    Column("environment", NAME, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_by", NAME, nullable=False),
+    Column("started_at", STAMP, nullable=False),
+    Column("finished_at", STAMP, nullable=True),
+    Column("result", Text, nullable=False, server_default=""),
+    # One running operation per (app, environment), enforced by the database itself, so two
+    # servers sharing one PostgreSQL cannot both run one.
+    Index(
+        "one_running_operation",
+        "app",
+        "environment",
+        unique=True,
+        sqlite_where=text("state = 'running'"),
+        postgresql_where=text("state = 'running'"),
+    ),
+)
+
+operation_log = Table(
+    "operation_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("operation", Integer, ForeignKey("operations.id"), nullable=False, index=True),
+    Column("at", STAMP, nullable=False),
+    Column("line", Text, nullable=False),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", STAMP, nullable=False),
+    Column("actor", NAME, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("details", Text, nullable=False),  # canonical JSON
+    Column("prev_hash", ID, nullable=False),
+    Column("hash", ID, nullable=False),
+)
+
+# The newest event's (seq, hash); its row lock orders writers, and it reveals removed events.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", ID, nullable=False),
+)

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, update
+
+from conveyor.errors import StorageError
+from conveyor.storage import schema
+from conveyor.storage.database import open_engine
+from conveyor.storage.migrations import LATEST, current_version, migrate
+
+
+def test_migrate_applies_once_and_matches_the_schema(database_url):
+    engine = open_engine(database_url)
+    try:
+        assert migrate(engine) == list(range(1, LATEST + 1))
+        assert migrate(engine) == []
+        with engine.connect() as connection:
+            assert current_version(connection) == LATEST
+            found = inspect(connection)
+            for table in schema.metadata.sorted_tables:
+                columns = {c["name"] for c in found.get_columns(table.name)}
+                assert columns == {c.name for c in table.columns}, table.name
+    finally:
+        engine.dispose()
+
+
+def test_a_newer_database_is_refused(database_url):
+    engine = open_engine(database_url)
+    try:
+        migrate(engine)
+        with engine.begin() as connection:
+            connection.execute(update(schema.schema_migrations).values(version=LATEST + 5))
+        with pytest.raises(StorageError, match="newer than this Conveyor knows"):
+            migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
+    engine = open_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+
+
+def test_unsupported_database_url():
+    from conveyor.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="not supported"):
+        open_engine("mysql://root@localhost/x")
+    with pytest.raises(InvalidInput, match="not a database URL"):
+        open_engine("nonsense")
