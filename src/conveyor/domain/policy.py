@@ -5,7 +5,6 @@ Every refusal is a PolicyViolation that states the rule and what would satisfy i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -72,10 +71,7 @@ def authorize(action: Action, target: Environment, facts: BundleFacts) -> None:
     elif action is Action.PROMOTE:
         upstream = policy.promotes_from
         if upstream is None:
-            raise PolicyViolation(
-                f"{target.name} takes no promotions (it has no upstream environment); deploy to "
-                f"it directly with `conveyor deploy --env {target.name}`."
-            )
+            raise no_promotions(target)
         if upstream not in facts.verified_in:
             because = facts.not_verified_because.get(
                 upstream, f"it was never released in {upstream}"
@@ -83,7 +79,7 @@ def authorize(action: Action, target: Environment, facts: BundleFacts) -> None:
             raise PolicyViolation(
                 f"bundle {alias} of {facts.app} is not verified in {upstream}: {because}. "
                 f"{target.name} only takes bundles whose checks passed in {upstream}; "
-                f"{_next_step(facts, upstream)}"
+                f"{_next_step(facts, upstream, target.name)}"
             )
     elif action is Action.ROLLBACK:
         if target.name not in facts.was_live_in:
@@ -96,11 +92,20 @@ def authorize(action: Action, target: Environment, facts: BundleFacts) -> None:
     _require_approvals(target, facts)
 
 
-def _next_step(facts: BundleFacts, upstream: str) -> str:
+def no_promotions(target: Environment) -> PolicyViolation:
+    return PolicyViolation(
+        f"{target.name} takes no promotions (it has no upstream environment); deploy to it "
+        f"directly with `conveyor deploy --env {target.name}`."
+    )
+
+
+def _next_step(facts: BundleFacts, upstream: str, target: str) -> str:
+    promote = f"`conveyor promote {facts.app} --to {target}`"
     if facts.not_verified_because.get(upstream, "").startswith("its checks are still running"):
-        return "wait for them to finish, then promote again."
+        return f"wait for them to finish, then run {promote} again."
     return (
-        f"deploy a fixed bundle to {upstream}, and promote it once its checks pass there."
+        f"deploy a fixed bundle to {upstream} (`conveyor deploy --env {upstream}`), and run "
+        f"{promote} once its checks pass there."
         if upstream in facts.not_verified_because
         else f"release it to {upstream} first (`conveyor deploy --env {upstream}` or "
         f"`conveyor promote {facts.app} --to {upstream}`)."
@@ -130,7 +135,3 @@ def _require_approvals(target: Environment, facts: BundleFacts) -> None:
 
 def _s(count: int) -> str:
     return "" if count == 1 else "s"
-
-
-def approvals_for(approvals: Sequence[Approval], environment: str) -> list[Approval]:
-    return [a for a in approvals if a.environment == environment]

@@ -1,0 +1,1 @@
+"""Running releases: the interface services use, and its implementations."""

@@ -1,0 +1,55 @@
+"""The runtime interface: what services ask of whatever runs releases (local processes now,
+Kubernetes later, an in-memory one in tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from conveyor.domain.environments import Environment
+from conveyor.domain.releases import CheckResult
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """Everything a runtime needs to start one release."""
+
+    release_id: int
+    app: str
+    environment: Environment
+    bundle_id: str
+    manifest: Mapping[str, Any]
+    archive: Path  # the verified bundle archive
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A started release, reachable on its own address before it takes traffic."""
+
+    release_id: int
+    app: str
+    environment: str
+    address: str
+
+
+class Runtime(Protocol):
+    def start(self, plan: ReleasePlan, log: Log) -> Instance:
+        """Start the release beside the live one; RuntimeFailure when it cannot start."""
+        ...
+
+    def check(self, instance: Instance, plan: ReleasePlan, log: Log) -> list[CheckResult]:
+        """Run the release's required checks against its own address."""
+        ...
+
+    def route(self, instance: Instance) -> None:
+        """Send the environment's traffic for the app to ``instance`` (one atomic swap)."""
+        ...
+
+    def stop(self, release_id: int, log: Log) -> None:
+        """Drain and stop a release's instance; stopping one not running is a no-op."""
+        ...

@@ -1,0 +1,55 @@
+"""An in-memory runtime: keeps instances and routes as state, runs nothing. Used by the
+service tests until releases run as real processes, and honest about what it is told to fail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from conveyor.domain.releases import CheckKind, CheckResult
+from conveyor.errors import RuntimeFailure
+from conveyor.runtime.interface import Instance, Log, ReleasePlan
+
+
+@dataclass
+class MemoryRuntime:
+    #: bundle id -> the check kinds that fail for it
+    failing_checks: dict[str, set[CheckKind]] = field(default_factory=dict)
+    #: bundle ids whose releases fail to start
+    failing_starts: set[str] = field(default_factory=set)
+    #: (app, environment) whose route swap fails
+    failing_routes: set[tuple[str, str]] = field(default_factory=set)
+    running: dict[int, Instance] = field(default_factory=dict)
+    routes: dict[tuple[str, str], int] = field(default_factory=dict)
+    stopped: list[int] = field(default_factory=list)
+    _next_port: int = 20000
+
+    def start(self, plan: ReleasePlan, log: Log) -> Instance:
+        if plan.bundle_id in self.failing_starts:
+            raise RuntimeFailure(f"release {plan.release_id} exited during start (exit code 1)")
+        self._next_port += 1
+        instance = Instance(
+            plan.release_id, plan.app, plan.environment.name, f"http://127.0.0.1:{self._next_port}"
+        )
+        self.running[plan.release_id] = instance
+        log(f"started release {plan.release_id} at {instance.address}")
+        return instance
+
+    def check(self, instance: Instance, plan: ReleasePlan, log: Log) -> list[CheckResult]:
+        failing = self.failing_checks.get(plan.bundle_id, set())
+        results = []
+        for kind in plan.manifest.get("checks", ["health"]):
+            check = CheckKind(kind)
+            passed = check not in failing
+            results.append(CheckResult(check, passed, "ok" if passed else f"{kind} failed"))
+        return results
+
+    def route(self, instance: Instance) -> None:
+        key = (instance.app, instance.environment)
+        if key in self.failing_routes:
+            raise RuntimeFailure(f"could not swap the route of {instance.app} in {key[1]}")
+        self.routes[key] = instance.release_id
+
+    def stop(self, release_id: int, log: Log) -> None:
+        if self.running.pop(release_id, None) is not None:
+            self.stopped.append(release_id)
+            log(f"stopped release {release_id}")

@@ -1,0 +1,49 @@
+"""Registering an uploaded bundle: verified, stored once by content, recorded once by id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor.bundles.archive import verify
+from conveyor.services.context import Services
+from conveyor.storage import audit, catalog
+
+
+@dataclass(frozen=True)
+class Registered:
+    bundle_id: str
+    app: str
+    new: bool
+
+
+def register_bundle(
+    services: Services, archive: Path, provenance: dict[str, Any], actor: str
+) -> Registered:
+    """Verify ``archive`` (every entry and hash), store it, and record it with its provenance.
+    Registering the same bundle again changes nothing."""
+    opened = verify(archive)
+    app = str(opened.manifest["app"])
+    blob = services.store.blobs.put_file(archive)
+    with services.store.transaction() as connection:
+        catalog.ensure_app(connection, app)
+        new = catalog.save_bundle(
+            connection,
+            bundle_id=opened.id,
+            app=app,
+            blob=blob,
+            size=archive.stat().st_size,
+            manifest=opened.manifest,
+            provenance=provenance,
+            uploaded_by=actor,
+        )
+        if new:
+            audit.record(
+                connection,
+                actor,
+                "bundle.upload",
+                f"{app}@{opened.id[:10]}",
+                {"bundle": opened.id, "provenance": provenance},
+            )
+    return Registered(opened.id, app, new)

@@ -1,0 +1,164 @@
+"""The one path every release takes (deploy, promote, rollback): start beside the live release,
+check it on its own address, and only then switch traffic, in the transaction that records the
+switch. A failure at any step before the switch leaves the old release serving."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.domain.environments import Environment
+from conveyor.domain.operations import OperationKind, OperationState
+from conveyor.domain.policy import bundle_alias
+from conveyor.domain.releases import Release, ReleaseKind, ReleaseState
+from conveyor.errors import ConveyorError, RuntimeFailure
+from conveyor.runtime.interface import ReleasePlan
+from conveyor.services.context import Services
+from conveyor.storage import audit, operations, releases
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a release operation ended. ``release`` is the new release (live or failed)."""
+
+    operation_id: int
+    release: Release
+    replaced: Release | None
+    live: bool
+    message: str
+
+
+def run_release(
+    services: Services,
+    *,
+    environment: Environment,
+    bundle: dict[str, Any],
+    kind: ReleaseKind,
+    actor: str,
+) -> Outcome:
+    """Release ``bundle`` into ``environment`` under an operation that holds (app, environment)
+    for its whole duration. Policy has been checked by the caller."""
+    store = services.store
+    app = str(bundle["app"])
+    operation = operations.start_operation(
+        store.engine, OperationKind(kind.value), app, environment.name, actor
+    )
+    began = time.monotonic()
+
+    def log(line: str) -> None:
+        operations.append_log(
+            store.engine, operation.id, f"[{time.monotonic() - began:6.2f}s] {line}"
+        )
+
+    with store.transaction() as connection:
+        release = releases.create_release(
+            connection,
+            app=app,
+            environment=environment.name,
+            bundle_id=bundle["id"],
+            kind=kind,
+            created_by=actor,
+        )
+        audit.record(
+            connection,
+            actor,
+            f"release.{kind.value}",
+            f"{app}/{environment.name}",
+            {"release": release.id, "bundle": bundle["id"]},
+        )
+    log(
+        f"{kind.value} of {app} bundle {bundle_alias(bundle['id'])} to {environment.name}: "
+        f"release {release.id}"
+    )
+    try:
+        outcome = _release_steps(services, environment, bundle, release, actor, log)
+    except BaseException as exc:
+        # Unexpected trouble (or an interrupt): the release fails, the old one keeps serving.
+        reason = str(exc) or type(exc).__name__
+        _fail(services, release.id, reason, log)
+        operations.finish_operation(store.engine, operation.id, OperationState.FAILED, reason)
+        raise
+    state = OperationState.SUCCEEDED if outcome[1] else OperationState.FAILED
+    operations.finish_operation(store.engine, operation.id, state, outcome[2])
+    with store.transaction() as connection:
+        final = releases.get_release(connection, release.id)
+    return Outcome(operation.id, final, outcome[0], outcome[1], outcome[2])
+
+
+def _release_steps(
+    services: Services,
+    environment: Environment,
+    bundle: dict[str, Any],
+    release: Release,
+    actor: str,
+    log: Any,
+) -> tuple[Release | None, bool, str]:
+    store = services.store
+    plan = ReleasePlan(
+        release_id=release.id,
+        app=release.app,
+        environment=environment,
+        bundle_id=bundle["id"],
+        manifest=bundle["manifest"],
+        archive=store.blobs.verified_path(bundle["blob"]),
+    )
+    with store.transaction() as connection:
+        releases.transition(connection, release.id, ReleaseState.STARTING)
+    log("starting beside the live release")
+    try:
+        instance = services.runtime.start(plan, log)
+    except RuntimeFailure as exc:
+        _fail(services, release.id, f"did not start: {exc}", log)
+        return None, False, f"release {release.id} did not start: {exc}"
+
+    with store.transaction() as connection:
+        releases.transition(connection, release.id, ReleaseState.VERIFYING)
+    log(f"checking {', '.join(plan.manifest.get('checks', ['health']))} at {instance.address}")
+    results = services.runtime.check(instance, plan, log)
+    with store.transaction() as connection:
+        for result in results:
+            releases.record_check(connection, release.id, result)
+        verified = releases.mark_verified(
+            connection, release.id, tuple(plan.manifest.get("checks", ["health"]))
+        )
+    # Log lines are written by their own transactions: never log inside one (SQLite has a
+    # single writer, so a nested write would wait on itself).
+    for result in results:
+        log(f"check {result.kind}: {'passed' if result.passed else 'FAILED'}")
+    if not verified:
+        failed = [r.kind.value for r in results if not r.passed] or ["required"]
+        reason = f"{' and '.join(failed)} check failed"
+        _fail(services, release.id, reason, log)
+        return None, False, f"release {release.id} failed its checks ({reason}); nothing changed"
+
+    try:
+        with store.transaction() as connection:
+            replaced = releases.switch_live(connection, release.id)
+            audit.record(
+                connection,
+                actor,
+                "release.live",
+                f"{release.app}/{environment.name}",
+                {"release": release.id, "replaced": replaced.id if replaced else None},
+            )
+            services.runtime.route(instance)  # inside: a failed swap rolls the pointer back
+    except ConveyorError as exc:
+        _fail(services, release.id, f"switch failed: {exc}", log)
+        return None, False, f"release {release.id} could not take traffic: {exc}"
+    log(f"release {release.id} is live" + (f"; draining release {replaced.id}" if replaced else ""))
+    if replaced is not None:
+        services.runtime.stop(replaced.id, log)
+    return replaced, True, f"release {release.id} is live in {environment.name}"
+
+
+def _fail(services: Services, release_id: int, reason: str, log: Any) -> None:
+    """Stop a release that did not make it and mark it failed; a live one is left alone."""
+    with services.store.transaction() as connection:
+        current = releases.get_release(connection, release_id)
+    if current.state is ReleaseState.LIVE or current.state.is_terminal():
+        return
+    services.runtime.stop(release_id, log)
+    with services.store.transaction() as connection:
+        releases.transition(connection, release_id, ReleaseState.FAILED, reason)
+    log(f"release {release_id} failed: {reason}; the live release keeps serving")
