@@ -51,3 +51,15 @@ def test_unsupported_database_url():
         open_engine("mysql://root@localhost/x")
     with pytest.raises(InvalidInput, match="not a database URL"):
         open_engine("nonsense")
+
+
+def test_store_defaults_to_sqlite_under_conveyor_home(tmp_path, monkeypatch):
+    from conveyor.storage.store import Store
+
+    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "home"))
+    store = Store.open()
+    try:
+        assert store.engine.url.database == str(tmp_path / "home" / "conveyor.db")
+        assert store.blobs.root == tmp_path / "home" / "blobs"
+    finally:
+        store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,6 +15,12 @@ from conveyor.errors import StorageError
 from conveyor.storage.blobs import BlobStore
 from conveyor.storage.database import open_engine, sqlite_url
 from conveyor.storage.migrations import migrate
+
+
+def default_home() -> Path:
+    """Where Conveyor keeps its state: $CONVEYOR_HOME, else ~/.conveyor."""
+    configured = os.environ.get("CONVEYOR_HOME")
+    return Path(configured).expanduser() if configured else Path.home() / ".conveyor"
 
 
 def now() -> str:
@@ -36,9 +43,10 @@ class Store:
         self.blobs = blobs
 
     @classmethod
-    def open(cls, home: Path, database_url: str | None = None) -> Store:
-        """Open (and migrate) the store under ``home``; metadata goes to ``database_url`` when
-        given, else to ``home/conveyor.db``."""
+    def open(cls, home: Path | None = None, database_url: str | None = None) -> Store:
+        """Open (and migrate) the store under ``home`` (default: ``default_home()``); metadata
+        goes to ``database_url`` when given, else to ``home/conveyor.db``."""
+        home = home or default_home()
         home.mkdir(parents=True, exist_ok=True)
         engine = open_engine(database_url or sqlite_url(home))
         migrate(engine)
