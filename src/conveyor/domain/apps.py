@@ -32,6 +32,21 @@ DEFAULT_ENTRYPOINTS: dict[AppType, str] = {
     AppType.COMMAND: "",
 }
 
+#: Packages an app of each type needs to be served, added to its requirements before locking
+#: when missing. PyYAML is for conveyor.config, which every runtime can import.
+SERVER_PACKAGES: dict[AppType, tuple[str, ...]] = {
+    AppType.FASTAPI: ("uvicorn",),
+    AppType.FLASK: ("gunicorn",),
+    AppType.DASH: ("gunicorn",),
+    AppType.SHINY: ("shiny",),
+    AppType.STREAMLIT: ("streamlit",),
+    AppType.NOTEBOOK: ("nbconvert", "nbclient", "ipykernel"),
+    AppType.QUARTO: ("nbclient", "ipykernel"),
+    AppType.STATIC: (),
+    AppType.COMMAND: (),
+}
+BASE_PACKAGES: tuple[str, ...] = ("pyyaml",)
+
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 
