@@ -175,3 +175,11 @@ def test_unknown_app_and_environment(services, upload):
     bundle = upload("1")
     with pytest.raises(NotFound, match="there is no environment 'staging'"):
         deploy(services, "hello", bundle, "staging", "ana")
+
+
+def test_each_step_duration_is_recorded_on_the_release(services, upload):
+    deploy(services, "hello", upload("1"), "dev", "ana")
+    outcome = deploy(services, "hello", upload("2"), "dev", "ana")
+    names = [name for name, _ in outcome.release.steps]
+    assert names == ["start", "checks", "switch", "drain"]
+    assert all(seconds >= 0 for _, seconds in outcome.release.steps)

@@ -63,3 +63,23 @@ def test_store_defaults_to_sqlite_under_conveyor_home(tmp_path, monkeypatch):
         assert store.blobs.root == tmp_path / "home" / "blobs"
     finally:
         store.close()
+
+
+def test_a_version_1_database_is_upgraded_in_place(database_url):
+    from sqlalchemy import delete, text
+
+    engine = open_engine(database_url)
+    try:
+        migrate(engine)
+        # Make it look like a database written by version 1 of the schema.
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE releases DROP COLUMN steps"))
+            connection.execute(
+                delete(schema.schema_migrations).where(schema.schema_migrations.c.version > 1)
+            )
+        assert migrate(engine) == list(range(2, LATEST + 1))
+        with engine.connect() as connection:
+            columns = {c["name"] for c in inspect(connection).get_columns("releases")}
+        assert "steps" in columns
+    finally:
+        engine.dispose()

@@ -71,3 +71,4 @@ class Release:
     created_at: str
     reason: str = ""
     verified: bool = False
+    steps: tuple[tuple[str, float], ...] = ()

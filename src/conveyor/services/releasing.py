@@ -5,6 +5,8 @@ switch. A failure at any step before the switch leaves the old release serving."
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +14,7 @@ from conveyor.domain.environments import Environment
 from conveyor.domain.operations import OperationKind, OperationState
 from conveyor.domain.policy import bundle_alias
 from conveyor.domain.releases import Release, ReleaseKind, ReleaseState
-from conveyor.errors import ConveyorError, RuntimeFailure
+from conveyor.errors import ConveyorError
 from conveyor.runtime.interface import ReleasePlan
 from conveyor.services.context import Services
 from conveyor.storage import audit, operations, releases
@@ -71,14 +73,18 @@ def run_release(
         f"{kind.value} of {app} bundle {bundle_alias(bundle['id'])} to {environment.name}: "
         f"release {release.id}"
     )
+    steps = _Steps()
     try:
-        outcome = _release_steps(services, environment, bundle, release, actor, log)
+        outcome = _release_steps(services, environment, bundle, release, actor, log, steps)
     except BaseException as exc:
         # Unexpected trouble (or an interrupt): the release fails, the old one keeps serving.
         reason = str(exc) or type(exc).__name__
         _fail(services, release.id, reason, log)
         operations.finish_operation(store.engine, operation.id, OperationState.FAILED, reason)
         raise
+    finally:
+        with store.transaction() as connection:
+            releases.record_steps(connection, release.id, steps.done)
     state = OperationState.SUCCEEDED if outcome[1] else OperationState.FAILED
     operations.finish_operation(store.engine, operation.id, state, outcome[2])
     with store.transaction() as connection:
@@ -93,6 +99,7 @@ def _release_steps(
     release: Release,
     actor: str,
     log: Any,
+    steps: _Steps,
 ) -> tuple[Release | None, bool, str]:
     store = services.store
     plan = ReleasePlan(
@@ -107,15 +114,17 @@ def _release_steps(
         releases.transition(connection, release.id, ReleaseState.STARTING)
     log("starting beside the live release")
     try:
-        instance = services.runtime.start(plan, log)
-    except RuntimeFailure as exc:
+        with steps.timed("start"):
+            instance = services.runtime.start(plan, log)
+    except ConveyorError as exc:
         _fail(services, release.id, f"did not start: {exc}", log)
         return None, False, f"release {release.id} did not start: {exc}"
 
     with store.transaction() as connection:
         releases.transition(connection, release.id, ReleaseState.VERIFYING)
     log(f"checking {', '.join(plan.manifest.get('checks', ['health']))} at {instance.address}")
-    results = services.runtime.check(instance, plan, log)
+    with steps.timed("checks"):
+        results = services.runtime.check(instance, plan, log)
     with store.transaction() as connection:
         for result in results:
             releases.record_check(connection, release.id, result)
@@ -133,7 +142,7 @@ def _release_steps(
         return None, False, f"release {release.id} failed its checks ({reason}); nothing changed"
 
     try:
-        with store.transaction() as connection:
+        with steps.timed("switch"), store.transaction() as connection:
             replaced = releases.switch_live(connection, release.id)
             audit.record(
                 connection,
@@ -148,8 +157,24 @@ def _release_steps(
         return None, False, f"release {release.id} could not take traffic: {exc}"
     log(f"release {release.id} is live" + (f"; draining release {replaced.id}" if replaced else ""))
     if replaced is not None:
-        services.runtime.stop(replaced.id, log)
+        with steps.timed("drain"):
+            services.runtime.stop(replaced.id, log)
     return replaced, True, f"release {release.id} is live in {environment.name}"
+
+
+class _Steps:
+    """How long each step of a release took."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[str, float]] = []
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.done.append((name, time.monotonic() - began))
 
 
 def _fail(services: Services, release_id: int, reason: str, log: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
@@ -120,6 +121,12 @@ def switch_live(connection: Connection, release_id: int) -> Release | None:
     return previous
 
 
+def record_steps(connection: Connection, release_id: int, steps: list[tuple[str, float]]) -> None:
+    """Store how long each step of the release took, in seconds."""
+    rounded = [[name, round(seconds, 3)] for name, seconds in steps]
+    connection.execute(update(_T).where(_T.c.id == release_id).values(steps=json.dumps(rounded)))
+
+
 def history(
     connection: Connection, app: str, environment: str | None = None, limit: int = 100
 ) -> list[Release]:
@@ -214,4 +221,5 @@ def _release(row: Any) -> Release:
         created_at=row["created_at"],
         reason=row["reason"],
         verified=row["verified"],
+        steps=tuple((name, seconds) for name, seconds in json.loads(row["steps"])),
     )

@@ -75,6 +75,8 @@ releases = Table(
     Column("state", String(16), nullable=False),
     Column("reason", Text, nullable=False, server_default=""),
     Column("verified", Boolean, nullable=False, server_default=text("false")),
+    # JSON list of [step, seconds]: how long starting, checks, the switch and the drain took.
+    Column("steps", Text, nullable=False, server_default="[]"),
     Column("created_by", NAME, nullable=False),
     Column("created_at", STAMP, nullable=False),
     Column("updated_at", STAMP, nullable=False),

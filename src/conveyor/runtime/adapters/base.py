@@ -1,0 +1,155 @@
+"""What an adapter is: how one app type is launched, where it answers, and how rendered types
+produce their output."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from conveyor.errors import RuntimeFailure
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """Everything an adapter may use to build a worker's command line."""
+
+    app: str
+    entrypoint: str
+    app_dir: Path  # the extracted bundle
+    runtime_bin: Path  # the runtime's bin directory (python, uvicorn, ...)
+    port: int
+    health: str  # the app's declared health path, e.g. "/health"
+    output_dir: Path  # where rendered types put their HTML
+    build: str | None = None  # static sites: the command that produces the directory
+
+    @property
+    def prefix(self) -> str:
+        return f"/{self.app}"
+
+    @property
+    def python(self) -> str:
+        return str(self.runtime_bin / "python")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to run one worker, and how the proxy and health check should address it."""
+
+    argv: list[str]
+    #: Extra environment for this app type (the runtime adds PORT, CONVEYOR_ENV, ...).
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: True: the worker serves at `/`, the proxy removes `/<app>`; False: it serves at `/<app>/`.
+    strip_prefix: bool = False
+    #: The path the health check asks, as the worker sees it.
+    health_path: str = "/"
+
+
+Render = Callable[[LaunchContext, Mapping[str, str], Callable[[str], None]], None]
+
+
+class Adapter(Protocol):
+    @property
+    def kind(self) -> str:
+        """ "process": a server the app runs itself; "rendered": output produced once, then
+        served."""
+        ...
+
+    def launch(self, context: LaunchContext) -> Launch: ...
+
+    def render(
+        self, context: LaunchContext, env: Mapping[str, str], log: Callable[[str], None]
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServerAdapter:
+    """An app type that is its own server: ``make`` builds its launch."""
+
+    make: Callable[[LaunchContext], Launch]
+    kind: str = "process"
+
+    def launch(self, context: LaunchContext) -> Launch:
+        return self.make(context)
+
+    def render(
+        self, context: LaunchContext, env: Mapping[str, str], log: Callable[[str], None]
+    ) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class RenderedAdapter:
+    """An app type rendered to files once per release, then served as static files."""
+
+    produce: Render
+    kind: str = "rendered"
+
+    def launch(self, context: LaunchContext) -> Launch:
+        return serve_directory(context, context.output_dir)
+
+    def render(
+        self, context: LaunchContext, env: Mapping[str, str], log: Callable[[str], None]
+    ) -> None:
+        context.output_dir.mkdir(parents=True, exist_ok=True)
+        self.produce(context, env, log)
+
+
+def serve_directory(context: LaunchContext, directory: Path) -> Launch:
+    """Serve ``directory`` with the runtime's own Python (threaded http.server)."""
+    return Launch(
+        argv=[
+            context.python,
+            "-m",
+            "http.server",
+            str(context.port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(directory),
+        ],
+        strip_prefix=True,
+        health_path="/",
+    )
+
+
+def run_step(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log: Callable[[str], None],
+    what: str,
+    timeout: float = 900,
+) -> None:
+    """Run a render or build step, its output line by line into ``log``; RuntimeFailure with
+    the last lines when it fails."""
+    tail: list[str] = []
+    try:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise RuntimeFailure(f"{what} could not start: {exc}") from None
+    assert process.stdout is not None
+    for line in process.stdout:
+        line = line.rstrip("\n")
+        log(line)
+        tail = [*tail[-19:], line]
+    try:
+        code = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise RuntimeFailure(f"{what} took longer than {timeout:.0f} s") from None
+    if code != 0:
+        raise RuntimeFailure(f"{what} failed (exit code {code}):\n  " + "\n  ".join(tail[-12:]))

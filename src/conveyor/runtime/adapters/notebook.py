@@ -1,0 +1,33 @@
+"""Jupyter notebooks: executed in the runtime with the environment's configuration and
+rendered to HTML once per release, then served."""
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from conveyor.runtime.adapters.base import LaunchContext, RenderedAdapter, run_step
+
+
+def _render(context: LaunchContext, env: Mapping[str, str], log: Callable[[str], None]) -> None:
+    run_step(
+        [
+            context.python,
+            "-m",
+            "nbconvert",
+            "--to",
+            "html",
+            "--execute",
+            "--ExecutePreprocessor.timeout=600",
+            "--output-dir",
+            str(context.output_dir),
+            "--output",
+            "index",
+            context.entrypoint,
+        ],
+        cwd=context.app_dir,
+        env=env,
+        log=log,
+        what=f"executing {Path(context.entrypoint).name}",
+    )
+
+
+ADAPTER = RenderedAdapter(_render)
