@@ -25,10 +25,19 @@ def _initial(connection: Connection) -> None:
     connection.execute(insert(schema.audit_head).values(id=1, seq=0, hash="0" * 64))
 
 
+def _release_steps(connection: Connection) -> None:
+    # Databases created by version 1 of this code lack the column; newer ones have it already,
+    # because migration 1 creates the tables as schema.py draws them.
+    columns = {column["name"] for column in inspect(connection).get_columns("releases")}
+    if "steps" not in columns:
+        connection.execute(text("ALTER TABLE releases ADD COLUMN steps TEXT NOT NULL DEFAULT '[]'"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
     ),
+    Migration(2, "release step durations", _release_steps),
 )
 LATEST = MIGRATIONS[-1].version
 
