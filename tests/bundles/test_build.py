@@ -36,6 +36,7 @@ def test_manifest_lists_every_file_with_sha256_size_and_mode(make_app, tmp_path)
     assert sorted(files) == [
         "app.py",
         "config.yml",
+        "conveyor.lock",  # an app without requirements gets one with its server packages
         "conveyor.yml",
         "pkg/model.py",
         "run.sh",
@@ -46,7 +47,7 @@ def test_manifest_lists_every_file_with_sha256_size_and_mode(make_app, tmp_path)
     assert files["app.py"]["size"] == len(FILES["app.py"])
     assert built.manifest["type"] == "fastapi"
     assert built.manifest["entrypoint"] == "app:app"
-    assert built.manifest["lock"] is None
+    assert built.manifest["lock"]["path"] == "conveyor.lock"
     assert verify(built.archive).id == built.id
 
 
@@ -96,6 +97,7 @@ def test_same_tree_on_two_git_branches_has_one_id_and_different_provenance(make_
     def run(*args):
         subprocess.run([*git, *args], cwd=root, check=True, capture_output=True)
 
+    build(root, tmp_path, "first.tar.gz")  # writes conveyor.lock, committed with the rest
     run("init", "-q", "-b", "test")
     run("add", "-A")
     run("commit", "-qm", "first")

@@ -34,11 +34,17 @@ def app(tmp_path):
 def test_bundle_prints_id_alias_files_size_and_locked_packages(app, capsys):
     code, out, err = run(capsys, "bundle", str(app))
     assert code == 0, err
-    assert "bundle " in out and "(hello, fastapi)" in out
-    header, row = out.splitlines()[1:3]
+    lines = out.splitlines()
+    # No lock given: one is written, with the server package a fastapi app needs, and bundled.
+    assert (
+        "locked 4 packages into conveyor.lock (added uvicorn, pyyaml for a fastapi app)" in lines[0]
+    )
+    assert (app / "conveyor.lock").is_file()
+    assert "bundle " in lines[1] and "(hello, fastapi)" in lines[1]
+    header, row = lines[2:4]
     assert header.split() == ["ID", "FILES", "SIZE", "LOCKED", "PACKAGES"]
-    assert len(row.split()[0]) == 64 and row.split()[1] == "2"
-    assert "hashing 2 files" in err  # progress goes to stderr
+    assert len(row.split()[0]) == 64 and row.split()[1:2] == ["3"] and row.split()[-1] == "4"
+    assert "hashing 3 files" in err  # progress goes to stderr
 
 
 def test_bundle_json_and_output_file(app, tmp_path, capsys):
@@ -48,7 +54,8 @@ def test_bundle_json_and_output_file(app, tmp_path, capsys):
     data = json.loads(out)
     assert data["archive"] == str(target) and target.is_file()
     assert data["alias"] == data["id"][:10]
-    assert data["files"] == 2 and data["locked_packages"] == 0
+    assert data["files"] == 3 and data["locked_packages"] == 4
+    assert data["lock"] == "conveyor.lock" and data["added_packages"] == ["uvicorn", "pyyaml"]
 
 
 def test_inspect_shows_and_verifies(app, tmp_path, capsys):
@@ -56,7 +63,7 @@ def test_inspect_shows_and_verifies(app, tmp_path, capsys):
     run(capsys, "bundle", str(app), "-o", str(target))
     code, out, _ = run(capsys, "bundle", "inspect", str(target))
     assert code == 0
-    assert "verified: all 2 files match their sha256" in out
+    assert "verified: all 3 files match their sha256" in out
     assert "app.py" in out
 
 

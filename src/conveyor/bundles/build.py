@@ -26,7 +26,7 @@ class BuiltBundle:
     spec: AppSpec
     manifest: dict[str, Any]
     provenance: dict[str, Any]
-    lock: Lock | None
+    lock: Lock  # every bundle has one: at least the packages its app type needs
     archive: Path
     size: int  # bytes of the archive
 
@@ -47,7 +47,10 @@ def build_bundle(
     warn: Callable[[str], None] = lambda message: None,
 ) -> BuiltBundle:
     """Build the bundle of the app in ``directory`` and write its archive to ``output``
-    (default: ``directory/.conveyor/bundles/NAME-ALIAS.tar.gz``)."""
+    (default: ``directory/.conveyor/bundles/NAME-ALIAS.tar.gz``).
+
+    The lock is resolved first, since it may write ``conveyor.lock`` into ``directory`` (with
+    the packages the app type needs added), and that file is then bundled with the rest."""
     directory = directory.resolve()
     if not directory.is_dir():
         raise BundleError(f"{directory} is not a directory; give the app's directory")
@@ -98,7 +101,7 @@ def build_bundle(
     )
 
 
-def make_manifest(spec: AppSpec, lock: Lock | None, files: list[dict[str, Any]]) -> dict[str, Any]:
+def make_manifest(spec: AppSpec, lock: Lock, files: list[dict[str, Any]]) -> dict[str, Any]:
     """What the bundle id covers: the files and what decides how they run."""
     return {
         "format": FORMAT,
@@ -106,9 +109,7 @@ def make_manifest(spec: AppSpec, lock: Lock | None, files: list[dict[str, Any]])
         "type": spec.type.value,
         "entrypoint": spec.entrypoint,
         "python": spec.python,
-        "lock": None
-        if lock is None
-        else {"path": lock.path, "format": lock.format, "packages": lock.packages},
+        "lock": {"path": lock.path, "format": lock.format, "packages": lock.packages},
         "checks": list(spec.required_checks()),
         "files": files,
     }

@@ -58,6 +58,7 @@ def build_command(path: Path, output_file: Path | None, as_json: bool) -> int:
         "size": built.size,
         "locked_packages": built.lock.packages if built.lock else 0,
         "lock": built.lock.path if built.lock else None,
+        "added_packages": list(built.lock.added),  # what Conveyor added for the app type
         "archive": str(built.archive),
         "provenance": built.provenance,
     }

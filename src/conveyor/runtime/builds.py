@@ -1,0 +1,461 @@
+"""Runtimes: the Python environments releases run in, built once per (Python, platform, lock).
+
+A runtime lives at ``CONVEYOR_HOME/runtimes/<id>``, where the id is the sha256 of the
+interpreter's full version, its platform tag and the lock's bytes. Every release whose bundle
+carries that lock, in any environment, runs in the same directory, so Test and Prod run the same
+installed files. A runtime is a virtual environment synced exactly to the lock with uv, plus
+Conveyor's app-facing library (``conveyor.config``) on its path, so apps import it without
+listing Conveyor.
+
+A build happens in a temporary directory beside the final one and is renamed into place only
+when it is complete, verified and read-only; a failed build leaves nothing. One file lock per id
+makes two threads or processes that need the same missing runtime build it once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import conveyor
+from conveyor.errors import RuntimeFailure
+from conveyor.runtime.interpreters import Interpreter, choose, discover
+
+MARKER = ".conveyor-runtime.json"
+LIBRARY_DIR = "conveyor-lib"
+LOCK_FORMATS = ("requirements-txt", "uv.lock", "pylock.toml")
+#: What of Conveyor an app's runtime gets: the package root, its errors, the config library.
+LIBRARY_FILES = ("__init__.py", "errors.py", "py.typed", "config")
+_PTH_FILE = "_conveyor_lib.pth"
+_RUNTIME_ID = re.compile(r"^[0-9a-f]{64}$")
+_LOG_TAIL = 30
+# Variables that would point uv or the runtime's Python at another environment than the one
+# being built.
+_NOT_INHERITED = (
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "UV_PYTHON",
+    "UV_SYSTEM_PYTHON",
+    "UV_PROJECT_ENVIRONMENT",
+)
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """A runtime ready to run releases: ``python`` is its interpreter, ``path / "bin"`` holds
+    its scripts. ``reused`` is True when it existed already and nothing was installed."""
+
+    id: str
+    path: Path
+    python: Path
+    python_version: str
+    reused: bool
+
+
+class RuntimeBuilder:
+    """Builds and reuses runtimes under ``home/runtimes``.
+
+    uv's cache is ``home/cache/uv`` unless ``cache_dir`` is given; it should be on the same
+    filesystem as ``home`` so uv hard-links installed files instead of copying them."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        cache_dir: Path | None = None,
+        build_timeout: float = 1800.0,
+    ) -> None:
+        self.root = home.absolute() / "runtimes"
+        self.cache_dir = (cache_dir or home / "cache" / "uv").absolute()
+        self.build_timeout = build_timeout
+        self._interpreters: list[Interpreter] | None = None
+        self._discovery = threading.Lock()
+
+    def path_of(self, runtime_id: str) -> Path:
+        """Where the runtime with this id lives (whether or not it has been built)."""
+        if not _RUNTIME_ID.match(runtime_id):
+            raise RuntimeFailure(f"{runtime_id!r} is not a runtime id (64 hex digits)")
+        return self.root / runtime_id
+
+    def ensure(
+        self,
+        python_requirement: str,
+        lock_file: Path,
+        lock_format: str,
+        log: Callable[[str], None],
+    ) -> RuntimeInfo:
+        """The runtime for this lock on an interpreter satisfying ``python_requirement``: the
+        existing one when it was built before, else built now. Every line of uv's output goes
+        to ``log`` as it is printed. RuntimeFailure when no interpreter fits or the build
+        fails; a failed build leaves nothing behind."""
+        if lock_format not in LOCK_FORMATS:
+            raise RuntimeFailure(
+                f"unknown lock format {lock_format!r}; expected one of {', '.join(LOCK_FORMATS)}"
+            )
+        lock_file = lock_file.absolute()  # uv runs elsewhere
+        try:
+            lock_bytes = lock_file.read_bytes()
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot read the lock {lock_file}: {exc.strerror}") from None
+        companion = _companion(lock_file, lock_format)
+        interpreter = self._interpreter_for(python_requirement)
+        identity = runtime_id(interpreter, lock_format, lock_bytes, companion)
+        final = self.path_of(identity)
+        if _is_complete(final):
+            return self._info(identity, interpreter, reused=True)
+        with self._build_lock(identity, log):
+            # Another thread or process may have built it while this one waited.
+            if _is_complete(final):
+                log(f"runtime {identity[:12]} was built meanwhile; reusing it")
+                return self._info(identity, interpreter, reused=True)
+            self._build(identity, interpreter, lock_file, lock_format, lock_bytes, log)
+        return self._info(identity, interpreter, reused=False)
+
+    # --- building ------------------------------------------------------------------------
+
+    def _build(
+        self,
+        identity: str,
+        interpreter: Interpreter,
+        lock_file: Path,
+        lock_format: str,
+        lock_bytes: bytes,
+        log: Callable[[str], None],
+    ) -> None:
+        final = self.path_of(identity)
+        self._clear_leftovers(identity, log)
+        started = time.monotonic()
+        log(
+            f"building runtime {identity[:12]} for Python {interpreter.version} "
+            f"({interpreter.executable}) from {lock_file.name}"
+        )
+        building = self.root / f".build-{identity[:16]}-{secrets.token_hex(4)}"
+        try:
+            self._uv(
+                ["venv", str(building), "--python", str(interpreter.executable)]
+                + ["--relocatable", "--no-project"],
+                cwd=self.root,
+                log=log,
+                step="creating the virtual environment",
+            )
+            python = building / "bin" / "python"
+            self._install(python, building, lock_file, lock_format, log)
+            _add_library(building)
+            self._run(
+                [str(python), "-I", "-m", "compileall", "-q", str(building / LIBRARY_DIR)],
+                cwd=building,
+                env=self._environment(),
+                log=log,
+                step="compiling Conveyor's library",
+            )
+            self._verify(python, building, log)
+            _write_marker(building, identity, interpreter, lock_format, lock_bytes)
+            _make_read_only(building)
+            # Atomic: readers see no runtime or a complete one, never a partial one.
+            os.rename(building, final)
+        except OSError as exc:
+            _remove_tree(building)
+            raise RuntimeFailure(f"building runtime {identity[:12]} failed: {exc}") from exc
+        except BaseException:
+            _remove_tree(building)
+            raise
+        log(f"runtime {identity[:12]} built in {time.monotonic() - started:.1f} s")
+
+    def _install(
+        self,
+        python: Path,
+        venv: Path,
+        lock_file: Path,
+        lock_format: str,
+        log: Callable[[str], None],
+    ) -> None:
+        """Sync the venv to exactly what the lock lists, compiling bytecode so the first start
+        of an app is not slowed by it."""
+        if lock_format == "uv.lock":
+            self._uv(
+                ["sync", "--frozen", "--no-install-project", "--compile-bytecode"]
+                + ["--python", str(python), "--project", str(lock_file.parent)],
+                cwd=lock_file.parent,
+                log=log,
+                step=f"installing {lock_file.name}",
+                extra_env={"UV_PROJECT_ENVIRONMENT": str(venv)},
+            )
+            return
+        preview = ["--preview-features", "pylock"] if lock_format == "pylock.toml" else []
+        self._uv(
+            ["pip", "sync", str(lock_file), "--require-hashes", "--compile-bytecode"]
+            + ["--python", str(python), *preview],
+            cwd=lock_file.parent,
+            log=log,
+            step=f"installing {lock_file.name}",
+        )
+
+    def _verify(self, python: Path, venv: Path, log: Callable[[str], None]) -> None:
+        """The runtime's Python starts and imports the config library (from this runtime's
+        copy, not some other package called ``conveyor`` that the lock installed) and PyYAML."""
+        script = "import conveyor, conveyor.config, yaml; print(conveyor.__file__)"
+        lines = self._run(
+            [str(python), "-I", "-c", script],
+            cwd=venv,
+            env=self._environment(),
+            log=log,
+            step="checking that the runtime imports conveyor.config and yaml",
+        )
+        imported = Path(lines[-1]).resolve() if lines else None
+        library = (venv / LIBRARY_DIR).resolve()
+        if imported is None or library not in imported.parents:
+            raise RuntimeFailure(
+                f"the runtime imports `conveyor` from {imported}, not from Conveyor's library: "
+                f"the lock installs another package named conveyor; remove it from the "
+                f"requirements"
+            )
+
+    # --- processes -----------------------------------------------------------------------
+
+    def _uv(
+        self,
+        arguments: list[str],
+        *,
+        cwd: Path,
+        log: Callable[[str], None],
+        step: str,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        return self._run(
+            [_uv_binary(), *arguments],
+            cwd=cwd,
+            env={**self._environment(), **(extra_env or {})},
+            log=log,
+            step=step,
+        )
+
+    def _run(
+        self,
+        command: list[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        log: Callable[[str], None],
+        step: str,
+    ) -> list[str]:
+        """Run ``command``, passing each output line to ``log`` as it comes; its lines, or
+        RuntimeFailure with the last of them."""
+        lines: list[str] = []
+        tail: deque[str] = deque(maxlen=_LOG_TAIL)
+        timed_out = threading.Event()
+        try:
+            process = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                bufsize=1,
+            )
+        except OSError as exc:
+            raise RuntimeFailure(f"{step} failed: cannot run {command[0]}: {exc}") from None
+
+        def stop() -> None:
+            timed_out.set()
+            process.kill()
+
+        watchdog = threading.Timer(self.build_timeout, stop)
+        watchdog.start()
+        with process:  # closes the pipe, and waits, however this ends
+            try:
+                assert process.stdout is not None
+                for raw in process.stdout:
+                    line = raw.rstrip("\r\n")
+                    lines.append(line)
+                    tail.append(line)
+                    log(line)
+                code = process.wait()
+            finally:
+                watchdog.cancel()
+                if process.poll() is None:
+                    process.kill()
+        if timed_out.is_set():
+            raise RuntimeFailure(f"{step} took over {self.build_timeout:.0f} s; stopped it")
+        if code != 0:
+            raise RuntimeFailure(
+                f"{step} failed (exit status {code}):\n  " + "\n  ".join(tail or ["(no output)"])
+            )
+        return lines
+
+    def _environment(self) -> dict[str, str]:
+        """The server's environment minus what points at other environments, plus uv's
+        settings: the shared cache, no Python downloads, no progress bars in the log."""
+        environment = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        environment.update(
+            UV_CACHE_DIR=str(self.cache_dir),
+            UV_PYTHON_DOWNLOADS="never",
+            UV_NO_PROGRESS="1",
+        )
+        return environment
+
+    # --- interpreters, locks, leftovers --------------------------------------------------
+
+    def _interpreter_for(self, requirement: str) -> Interpreter:
+        """Discovery runs once per builder (it starts every Python on the machine); again
+        only when nothing fits, in case one was installed since."""
+        with self._discovery:
+            if self._interpreters is not None:
+                try:
+                    return choose(requirement, self._interpreters)
+                except RuntimeFailure:
+                    pass
+            self._interpreters = discover(_uv_binary(), self._environment())
+            return choose(requirement, self._interpreters)
+
+    @contextmanager
+    def _build_lock(self, identity: str, log: Callable[[str], None]) -> Iterator[None]:
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        # One open file description per caller, so flock excludes threads as well as processes.
+        with open(locks / f"{identity}.lock", "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log(f"waiting for another build of runtime {identity[:12]}")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _clear_leftovers(self, identity: str, log: Callable[[str], None]) -> None:
+        """Remove what a build of this id killed midway left, and a final directory without
+        its marker (which no build of this code leaves). Safe: the caller holds the id's lock."""
+        for leftover in self.root.glob(f".build-{identity[:16]}-*"):
+            log(f"removing {leftover.name}, left by an interrupted build")
+            _remove_tree(leftover)
+        final = self.path_of(identity)
+        if final.exists() and not _is_complete(final):
+            log(f"removing incomplete runtime {identity[:12]}")
+            _remove_tree(final)
+
+    def _info(self, identity: str, interpreter: Interpreter, *, reused: bool) -> RuntimeInfo:
+        path = self.path_of(identity)
+        return RuntimeInfo(
+            id=identity,
+            path=path,
+            python=path / "bin" / "python",
+            python_version=interpreter.version,
+            reused=reused,
+        )
+
+
+def runtime_id(
+    interpreter: Interpreter, lock_format: str, lock: bytes, companion: bytes | None = None
+) -> str:
+    """sha256 of what decides a runtime's contents: the interpreter's full version and
+    platform tag, and the lock (for a uv.lock also its pyproject.toml, which decides the
+    dependency groups installed)."""
+    inputs = {
+        "python": interpreter.version,
+        "platform": interpreter.platform_tag,
+        "lock_format": lock_format,
+        "lock_sha256": hashlib.sha256(lock).hexdigest(),
+        "companion_sha256": None if companion is None else hashlib.sha256(companion).hexdigest(),
+    }
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _companion(lock_file: Path, lock_format: str) -> bytes | None:
+    if lock_format != "uv.lock":
+        return None
+    project = lock_file.parent / "pyproject.toml"
+    try:
+        return project.read_bytes()
+    except OSError:
+        raise RuntimeFailure(
+            f"{lock_file.name} needs its pyproject.toml beside it to be installed"
+        ) from None
+
+
+def _is_complete(path: Path) -> bool:
+    return (path / MARKER).is_file()
+
+
+def _uv_binary() -> str:
+    from uv import find_uv_bin
+
+    return str(find_uv_bin())
+
+
+def _add_library(venv: Path) -> None:
+    """Copy Conveyor's app-facing modules into the runtime and put them on its path with a .pth
+    file. A relative entry, resolved against site-packages, so the runtime can be renamed."""
+    source = Path(conveyor.__file__).parent
+    target = venv / LIBRARY_DIR / "conveyor"
+    target.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in LIBRARY_FILES:
+        item = source / name
+        if item.is_dir():
+            shutil.copytree(item, target / name, ignore=ignore)
+        elif item.is_file():
+            shutil.copy2(item, target / name)
+    site_packages = sorted(venv.glob("lib/python*/site-packages"))
+    if len(site_packages) != 1:
+        raise RuntimeFailure(f"cannot find the site-packages of the runtime being built ({venv})")
+    relative = os.path.relpath(venv / LIBRARY_DIR, site_packages[0])
+    (site_packages[0] / _PTH_FILE).write_text(relative + "\n", encoding="utf-8")
+
+
+def _write_marker(
+    venv: Path, identity: str, interpreter: Interpreter, lock_format: str, lock: bytes
+) -> None:
+    """What the runtime was built from; its presence also says the build completed."""
+    marker = {
+        "id": identity,
+        "python": interpreter.version,
+        "interpreter": str(interpreter.executable),
+        "platform": interpreter.platform_tag,
+        "lock_format": lock_format,
+        "lock_sha256": hashlib.sha256(lock).hexdigest(),
+        "conveyor": conveyor.__version__,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (venv / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
+def _make_read_only(root: Path) -> None:
+    """Clear every write bit in the tree. Symbolic links are left alone: their own mode means
+    nothing on Linux, and following one (bin/python) would change the interpreter's file."""
+    for directory, subdirectories, files in os.walk(root, topdown=False):
+        for name in [*files, *subdirectories]:
+            path = os.path.join(directory, name)
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISLNK(mode):
+                os.chmod(path, stat.S_IMODE(mode) & ~0o222)
+    os.chmod(root, stat.S_IMODE(os.lstat(root).st_mode) & ~0o222)
+
+
+def _remove_tree(root: Path) -> None:
+    """Delete a tree, read-only parts included."""
+    if not root.exists() and not root.is_symlink():
+        return
+    for directory, _, _ in os.walk(root):
+        os.chmod(directory, stat.S_IMODE(os.lstat(directory).st_mode) | stat.S_IWUSR)
+    shutil.rmtree(root, ignore_errors=True)
