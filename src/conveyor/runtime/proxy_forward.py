@@ -1,0 +1,455 @@
+"""Forwarding one environment's requests: HTTP streamed both ways, WebSockets relayed frame by
+frame, and the pages the proxy answers itself (not deployed, failing, nothing here).
+
+Internal to ``conveyor.runtime.proxy``; runs only on the proxy's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+from collections.abc import Mapping
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from conveyor.domain.apps import APP_NAME
+from conveyor.runtime.proxy_routes import AppRoute, Release, WebSocketSession, affinity_cookie
+
+#: Headers that describe one connection, not the message (RFC 9110 7.6.1), never forwarded.
+#: Proxy-Connection is not standard but old clients still send it.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+#: Set by the proxy itself, so a client cannot pass its own values through.
+_FORWARDED = frozenset(
+    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-prefix"}
+)
+#: The proxy answers Expect itself; aiohttp negotiates the WebSocket handshake on each hop.
+_NOT_FORWARDED = HOP_BY_HOP | _FORWARDED | {"expect"}
+_WEBSOCKET_HANDSHAKE = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-accept",
+    }
+)
+_NOT_FORWARDED_TO_WEBSOCKET = _NOT_FORWARDED | _WEBSOCKET_HANDSHAKE
+
+#: Methods a client may send twice; only these are retried on a pooled connection the upstream
+#: closed while it sat idle (a race every keep-alive pool has).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+#: Close codes a peer must not send on the wire (RFC 6455 7.4.1), and what is sent instead.
+#: aiohttp reports a close frame without a code as 0.
+_RESERVED_CLOSE_CODES = {0: 1000, 1005: 1000, 1006: 1011, 1015: 1011}
+_ABNORMAL_CLOSURE = 1006
+_GOING_AWAY = 1001
+
+#: The largest WebSocket message accepted from a client; apps such as Streamlit accept up to
+#: 200 MB themselves, so the proxy must not be the tighter limit.
+_CLIENT_MESSAGE_LIMIT = 256 * 1024 * 1024
+_UPSTREAM_WEBSOCKET_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0)
+
+
+def wire_close_code(code: int | None) -> int:
+    """The close code to relay for ``code`` received on the other side of the proxy."""
+    if code is None:
+        return _RESERVED_CLOSE_CODES[_ABNORMAL_CLOSURE]
+    return _RESERVED_CLOSE_CODES.get(code, code)
+
+
+class EnvironmentHandler:
+    """Handles every request that reaches one environment's listener."""
+
+    def __init__(
+        self, environment: str, routes: Mapping[str, AppRoute], session: aiohttp.ClientSession
+    ) -> None:
+        self.environment = environment
+        self.routes = routes
+        self.session = session
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        raw_path = request.raw_path
+        path, _, query = raw_path.partition("?")
+        slash = path.find("/", 1)
+        app = path[1:slash] if slash > 0 else path[1:]
+        route = self.routes.get(app) if path.startswith("/") else None
+        if route is None:
+            return self._outside_apps(request, app)
+        if slash < 0:
+            if route.live is None:
+                return self._not_deployed(request, app)
+            location = f"{route.prefix}/?{query}" if query else f"{route.prefix}/"
+            return web.Response(status=308, headers={"Location": location})
+        choice = route.choose(affinity_cookie(request.headers.get("Cookie"), route.cookie_name))
+        if choice is None:
+            return self._not_deployed(request, app)
+        release, index, new_affinity = choice
+        if release.strip_prefix:
+            upstream_path = f"{path[slash:]}?{query}" if query else path[slash:]
+        else:
+            upstream_path = raw_path
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request, route, release, index, upstream_path)
+        release.request_started()
+        try:
+            return await self._http(request, route, release, index, new_affinity, upstream_path)
+        finally:
+            release.request_finished()
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    async def _http(
+        self,
+        request: web.BaseRequest,
+        route: AppRoute,
+        release: Release,
+        index: int,
+        new_affinity: bool,
+        upstream_path: str,
+    ) -> web.StreamResponse:
+        headers = _upstream_headers(request, route.prefix, _NOT_FORWARDED)
+        if request.version >= aiohttp.HttpVersion11 and (
+            request.headers.get("Expect", "").lower() == "100-continue"
+        ):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        body = request.content if request.body_exists else None
+        upstream, index, new_affinity = await self._send(
+            request.method, release, index, new_affinity, upstream_path, headers, body
+        )
+        if upstream is None:
+            return self._unavailable(request, route.app)
+        response = web.StreamResponse(
+            status=upstream.status,
+            reason=upstream.reason,
+            headers=_without_hop_by_hop(upstream.headers, HOP_BY_HOP),
+        )
+        if new_affinity:
+            response.headers.add("Set-Cookie", route.set_cookie(release, index))
+        try:
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+        except (aiohttp.ClientError, ConnectionError):
+            # Headers are out: the only honest signal left is a broken connection, so the
+            # client does not take a truncated body for a whole one.
+            upstream.close()
+            if request.transport is not None:
+                request.transport.close()
+        finally:
+            upstream.release()
+        return response
+
+    async def _send(
+        self,
+        method: str,
+        release: Release,
+        index: int,
+        new_affinity: bool,
+        upstream_path: str,
+        headers: CIMultiDict[str],
+        body: aiohttp.StreamReader | None,
+    ) -> tuple[aiohttp.ClientResponse | None, int, bool]:
+        """Send the request to worker ``index``, or to another worker of the release when that
+        one refuses connections. None when no worker could be reached."""
+        tried = 0
+        retried_idle_connection = False
+        while True:
+            url = URL(release.upstreams[index] + upstream_path, encoded=True)
+            try:
+                upstream = await self.session.request(
+                    method, url, headers=headers, data=body, allow_redirects=False
+                )
+                return upstream, index, new_affinity
+            except aiohttp.ClientConnectorError:
+                # Nothing was sent yet, so another worker can take it, body included.
+                tried += 1
+                if tried >= len(release.upstreams):
+                    return None, index, new_affinity
+                index = (index + 1) % len(release.upstreams)
+                new_affinity = True
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                if retried_idle_connection or body is not None or method not in _IDEMPOTENT:
+                    return None, index, new_affinity
+                retried_idle_connection = True
+            except (aiohttp.ClientError, TimeoutError):
+                return None, index, new_affinity
+
+    # --- WebSockets ----------------------------------------------------------------------
+
+    async def _websocket(
+        self,
+        request: web.BaseRequest,
+        route: AppRoute,
+        release: Release,
+        index: int,
+        upstream_path: str,
+    ) -> web.StreamResponse:
+        # The handshake counts as an HTTP request, so a drain waits for it; once open, the
+        # session counts as a WebSocket, which the drain closes after its grace period.
+        release.request_started()
+        handshaking = True
+        try:
+            headers = _upstream_headers(request, route.prefix, _NOT_FORWARDED_TO_WEBSOCKET)
+            url = URL("ws" + release.upstreams[index][4:] + upstream_path, encoded=True)
+            try:
+                upstream = await self.session.ws_connect(
+                    url,
+                    headers=headers,
+                    protocols=_requested_protocols(request),
+                    compress=0,
+                    max_msg_size=0,
+                    timeout=_UPSTREAM_WEBSOCKET_TIMEOUT,
+                )
+            except aiohttp.WSServerHandshakeError as refused:
+                if refused.status >= 400:
+                    return web.Response(status=refused.status, text=refused.message)
+                return self._unavailable(request, route.app)
+            except (aiohttp.ClientError, TimeoutError):
+                return self._unavailable(request, route.app)
+            try:
+                client = web.WebSocketResponse(
+                    protocols=(upstream.protocol,) if upstream.protocol else (),
+                    max_msg_size=_CLIENT_MESSAGE_LIMIT,
+                )
+                await client.prepare(request)
+                session = _Relay(client, upstream, release.websockets)
+                handshaking = False
+                release.request_finished()
+                relay = asyncio.ensure_future(session.run())
+                if release.forgotten:
+                    await session.close(1012, b"service restart")
+                try:
+                    await asyncio.shield(relay)
+                except asyncio.CancelledError:
+                    # The client's connection closed under the handler: let the relay finish
+                    # telling the upstream (its close has its own timeout).
+                    await relay
+                    raise
+                return client
+            finally:
+                await upstream.close(code=_GOING_AWAY)
+        finally:
+            if handshaking:
+                release.request_finished()
+
+    # --- the proxy's own pages -------------------------------------------------------------
+
+    def _not_deployed(self, request: web.BaseRequest, app: str) -> web.Response:
+        message = f"{app} is not deployed in {self.environment}."
+        return _page(request, 503, "not_deployed", f"{app} is not deployed", message)
+
+    def _unavailable(self, request: web.BaseRequest, app: str) -> web.Response:
+        message = (
+            f"{app} is failing in {self.environment}: Conveyor could not reach it. "
+            "Try again in a moment; if it persists, look at the release's logs."
+        )
+        return _page(request, 502, "app_unavailable", f"{app} is unavailable", message)
+
+    def _outside_apps(self, request: web.BaseRequest, app: str) -> web.Response:
+        if app and APP_NAME.match(app):
+            return self._not_deployed(request, app)
+        deployed = sorted(name for name, route in self.routes.items() if route.live)
+        message = f"Nothing is served at this address in {self.environment}."
+        return _page(request, 404, "not_found", "Not found", message, apps=deployed)
+
+
+class _Relay:
+    """One WebSocket session: frames relayed both ways until either side closes."""
+
+    __slots__ = ("client", "upstream", "_sessions", "_done")
+
+    def __init__(
+        self,
+        client: web.WebSocketResponse,
+        upstream: aiohttp.ClientWebSocketResponse,
+        sessions: set[WebSocketSession],
+    ) -> None:
+        self.client = client
+        self.upstream = upstream
+        self._sessions = sessions
+        self._done = asyncio.Event()
+        sessions.add(self)
+
+    async def run(self) -> None:
+        """Relay until both sides are closed; the session then leaves its release's count."""
+        try:
+            await asyncio.gather(self._from_client(), self._from_upstream())
+        finally:
+            self._sessions.discard(self)
+            self._done.set()
+
+    async def close(self, code: int, reason: bytes) -> None:
+        # Closing the client side ends _from_client, which then closes the upstream side.
+        await self.client.close(code=code, message=reason)
+        await self._done.wait()
+
+    async def _from_client(self) -> None:
+        client, upstream = self.client, self.upstream
+        code, reason = _ABNORMAL_CLOSURE, b""
+        try:
+            while True:
+                message = await client.receive()
+                if message.type is WSMsgType.TEXT:
+                    await upstream.send_str(message.data)
+                elif message.type is WSMsgType.BINARY:
+                    await upstream.send_bytes(message.data)
+                elif message.type is WSMsgType.CLOSE:
+                    code, reason = message.data, (message.extra or "").encode()
+                    break
+                elif message.type is WSMsgType.CLOSING:
+                    # The proxy closed the client side itself (a drain, or stopping).
+                    code = client.close_code or _ABNORMAL_CLOSURE
+                    break
+                else:
+                    break
+        except (aiohttp.ClientError, ConnectionError):
+            pass
+        await upstream.close(code=wire_close_code(code), message=reason)
+
+    async def _from_upstream(self) -> None:
+        client, upstream = self.client, self.upstream
+        code, reason = _ABNORMAL_CLOSURE, b""
+        try:
+            while True:
+                message = await upstream.receive()
+                if message.type is WSMsgType.TEXT:
+                    await client.send_str(message.data)
+                elif message.type is WSMsgType.BINARY:
+                    await client.send_bytes(message.data)
+                elif message.type is WSMsgType.CLOSE:
+                    code, reason = message.data, (message.extra or "").encode()
+                    break
+                else:
+                    # No close frame came: the upstream went away abnormally (1006).
+                    break
+        except (aiohttp.ClientError, ConnectionError):
+            pass
+        await client.close(code=wire_close_code(code), message=reason)
+
+
+# --- headers and pages ---------------------------------------------------------------------
+
+
+def _without_hop_by_hop(headers: CIMultiDictProxy[str], skip: frozenset[str]) -> CIMultiDict[str]:
+    """A copy of ``headers`` without ``skip`` and without the headers their Connection header
+    declares hop-by-hop."""
+    listed = headers.getall("Connection", ())
+    if listed:
+        skip = skip | {token.strip().lower() for value in listed for token in value.split(",")}
+    copy: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower() not in skip:
+            copy.add(name, value)
+    return copy
+
+
+def _upstream_headers(
+    request: web.BaseRequest, prefix: str, skip: frozenset[str]
+) -> CIMultiDict[str]:
+    """The request's headers as the app gets them: end-to-end ones, plus X-Forwarded-*."""
+    incoming = request.headers
+    headers = _without_hop_by_hop(incoming, skip)
+    forwarded_for = ", ".join(incoming.getall("X-Forwarded-For", ()))
+    remote = request.remote
+    if remote:
+        forwarded_for = f"{forwarded_for}, {remote}" if forwarded_for else remote
+    if forwarded_for:
+        headers["X-Forwarded-For"] = forwarded_for
+    headers["X-Forwarded-Proto"] = request.scheme
+    headers["X-Forwarded-Host"] = request.host
+    headers["X-Forwarded-Prefix"] = prefix
+    return headers
+
+
+def _requested_protocols(request: web.BaseRequest) -> list[str]:
+    return [
+        protocol.strip()
+        for value in request.headers.getall("Sec-WebSocket-Protocol", ())
+        for protocol in value.split(",")
+        if protocol.strip()
+    ]
+
+
+def prefers_json(accept: str) -> bool:
+    """Whether an Accept header ranks JSON at least as high as HTML (API clients, fetch())."""
+    if "json" not in accept:
+        return False
+    json_quality = html_quality = 0.0
+    for item in accept.split(","):
+        media_type, *parameters = item.split(";")
+        media_type = media_type.strip().lower()
+        quality = 1.0
+        for parameter in parameters:
+            key, _, value = parameter.partition("=")
+            if key.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media_type == "application/json" or media_type.endswith("+json"):
+            json_quality = max(json_quality, quality)
+        elif media_type == "text/html":
+            html_quality = max(html_quality, quality)
+    return json_quality > 0 and json_quality >= html_quality
+
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem}}
+</style></head>
+<body><h1>{title}</h1><p>{message}</p>{listing}<p><small>Conveyor</small></p></body>
+</html>
+"""
+
+
+def _page(
+    request: web.BaseRequest,
+    status: int,
+    code: str,
+    title: str,
+    message: str,
+    *,
+    apps: list[str] | None = None,
+) -> web.Response:
+    """A page the proxy answers itself: JSON for API clients, HTML for everyone else."""
+    headers = {"Cache-Control": "no-store"}
+    if prefers_json(request.headers.get("Accept", "")):
+        error: dict[str, object] = {"code": code, "message": message}
+        if apps is not None:
+            error["apps"] = apps
+        return web.Response(
+            status=status,
+            text=json.dumps({"error": error}),
+            content_type="application/json",
+            headers=headers,
+        )
+    listing = ""
+    if apps is not None:
+        items = "".join(
+            f'<li><a href="/{html.escape(app)}/">{html.escape(app)}</a></li>' for app in apps
+        )
+        listing = (
+            f"<p>Deployed here:</p><ul>{items}</ul>" if apps else "<p>No app is deployed here.</p>"
+        )
+    text = _PAGE.format(title=html.escape(title), message=html.escape(message), listing=listing)
+    return web.Response(status=status, text=text, content_type="text/html", headers=headers)
