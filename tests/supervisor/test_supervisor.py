@@ -275,6 +275,7 @@ def test_a_killed_worker_is_restarted_and_answers_again(processes, program, tmp_
     first, second = supervisor.pids(2)
     processes.track(first, second)
     wait_for(lambda: http_get(ports[0]) == str(first), "the first worker to answer")
+    assert supervisor.last_exit(2) is None
 
     os.kill(first, signal.SIGKILL)
 
@@ -287,6 +288,7 @@ def test_a_killed_worker_is_restarted_and_answers_again(processes, program, tmp_
     _, log = supervisor.read_log(2)
     assert f"[conveyor] worker 0 (pid {first}) was killed by SIGKILL; restarting" in log
     assert supervisor.is_running(2) and supervisor.degraded(2) is None
+    assert supervisor.last_exit(2) == "worker 0 was killed by SIGKILL"
 
 
 def test_a_crash_loop_degrades_the_release_and_stops_restarting(processes, program, tmp_path):

@@ -182,6 +182,8 @@ class _Release:
     workers: list[_Worker]
     log: _ReleaseLog
     degraded: str | None = None
+    # The latest exit nobody asked for, e.g. "worker 0 exited with code 3".
+    last_exit: str | None = None
     # Set (under the supervisor's lock) when stop() begins: no process is started after it.
     stopping: threading.Event = field(default_factory=threading.Event)
     # Set when stop() has finished, for concurrent callers of stop() to wait on.
@@ -357,6 +359,7 @@ class Supervisor:
                 _signal_group(process.pid, signal.SIGKILL)
                 returncode = process.wait()
             now = time.monotonic()
+            release.last_exit = f"worker {worker.index} {_describe_exit(returncode)}"
             worker.crashes.append(now)
             while worker.crashes and worker.crashes[0] < now - self.restart_window:
                 worker.crashes.popleft()
@@ -536,6 +539,13 @@ class Supervisor:
         with self._lock:
             release = self._releases.get(release_id)
             return release.degraded if release is not None else None
+
+    def last_exit(self, release_id: int) -> str | None:
+        """The release's latest worker exit that no stop asked for (e.g. "worker 0 exited with
+        code 3"), or None when no worker has exited by itself since the release started."""
+        with self._lock:
+            release = self._releases.get(release_id)
+            return release.last_exit if release is not None else None
 
     def pids(self, release_id: int) -> list[int]:
         """The pids of the release's worker processes that are running now, in worker order

@@ -3,7 +3,11 @@ produce their output."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,16 +144,26 @@ def run_step(
         )
     except OSError as exc:
         raise RuntimeFailure(f"{what} could not start: {exc}") from None
-    assert process.stdout is not None
-    for line in process.stdout:
-        line = line.rstrip("\n")
-        log(line)
-        tail = [*tail[-19:], line]
+    timed_out = threading.Event()
+
+    def kill_on_timeout() -> None:
+        timed_out.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout, kill_on_timeout)
+    timer.start()
     try:
-        code = process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise RuntimeFailure(f"{what} took longer than {timeout:.0f} s") from None
+        with process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                line = line.rstrip("\n")
+                log(line)
+                tail = [*tail[-19:], line]
+            code = process.wait()
+    finally:
+        timer.cancel()
+    if timed_out.is_set():
+        raise RuntimeFailure(f"{what} took longer than {timeout:.0f} s and was stopped")
     if code != 0:
         raise RuntimeFailure(f"{what} failed (exit code {code}):\n  " + "\n  ".join(tail[-12:]))

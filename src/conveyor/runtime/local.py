@@ -1,0 +1,294 @@
+"""The local runtime: releases as supervised processes on this machine, behind Conveyor's proxy.
+
+start: extract the verified bundle, ensure its runtime (built once per lock), render if the type
+is rendered, start the workers on free ports with only the variables the app is given, and wait
+for the health check. check: health, smoke expectations and the bundle's tests against the
+release's own address. route: one atomic swap in the proxy. stop: drain, then stop the workers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.bundles.app_file import read_app_file
+from conveyor.bundles.archive import extract
+from conveyor.domain.apps import AppSpec
+from conveyor.domain.releases import CheckKind, CheckResult
+from conveyor.errors import RuntimeFailure
+from conveyor.runtime.adapters import Launch, LaunchContext, adapter_for
+from conveyor.runtime.builds import RuntimeBuilder
+from conveyor.runtime.interface import Instance, Log, ReleasePlan
+from conveyor.runtime.proxy import Proxy
+from conveyor.runtime.supervisor import Supervisor, WorkerSpec
+
+_OUTPUT_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class _Started:
+    instance: Instance
+    spec: AppSpec
+    launch: Launch
+    upstreams: list[str]
+    env: dict[str, str]
+
+
+class LocalRuntime:
+    """Runs releases as local processes; implements conveyor.runtime.interface.Runtime."""
+
+    def __init__(
+        self,
+        home: Path,
+        proxy: Proxy,
+        *,
+        builder: RuntimeBuilder | None = None,
+        supervisor: Supervisor | None = None,
+        health_timeout: float = 90.0,
+        tests_timeout: float = 600.0,
+        drain_timeout: float = 30.0,
+        websocket_grace: float = 5.0,
+    ) -> None:
+        self.home = home
+        self.proxy = proxy
+        self.builder = builder or RuntimeBuilder(home)
+        self.supervisor = supervisor or Supervisor(home / "run")
+        self.health_timeout = health_timeout
+        self.tests_timeout = tests_timeout
+        self.drain_timeout = drain_timeout
+        self.websocket_grace = websocket_grace
+        self._started: dict[int, _Started] = {}
+        self._routed: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    # --- Runtime interface ---------------------------------------------------------------
+
+    def start(self, plan: ReleasePlan, log: Log) -> Instance:
+        release_dir = self.home / "releases" / str(plan.release_id)
+        if release_dir.exists():
+            shutil.rmtree(release_dir)  # a restart after a crash: extract afresh
+        app_dir = release_dir / "app"
+        extract(plan.archive, app_dir, expected_id=plan.bundle_id)
+        spec = read_app_file(app_dir)
+        lock = plan.manifest.get("lock")
+        if not lock:
+            raise RuntimeFailure(
+                f"bundle {plan.bundle_id[:10]} has no lock; rebuild it with this Conveyor"
+            )
+        runtime = self.builder.ensure(
+            str(plan.manifest["python"]), app_dir / lock["path"], lock["format"], log
+        )
+        log(
+            ("reusing" if runtime.reused else "built") + f" runtime {runtime.id[:12]} "
+            f"(Python {runtime.python_version})"
+        )
+        adapter = adapter_for(str(plan.manifest["type"]))
+        env = self._environment(plan, runtime.path / "bin", release_dir)
+        contexts = [
+            LaunchContext(
+                app=plan.app,
+                entrypoint=str(plan.manifest["entrypoint"]),
+                app_dir=app_dir,
+                runtime_bin=runtime.path / "bin",
+                port=_free_port(),
+                health=spec.health,
+                output_dir=release_dir / "output",
+                build=spec.build,
+            )
+            for _ in range(spec.workers)
+        ]
+        if adapter.kind == "rendered":
+            log(f"rendering {plan.manifest['entrypoint']}")
+            adapter.render(contexts[0], env, log)
+        launches = [adapter.launch(context) for context in contexts]
+        workers = [
+            WorkerSpec(
+                argv=launch.argv,
+                env={**env, **launch.env, "PORT": str(context.port)},
+                cwd=app_dir,
+                port=context.port,
+            )
+            for context, launch in zip(contexts, launches, strict=True)
+        ]
+        self.supervisor.start(plan.release_id, workers)
+        upstreams = [f"http://127.0.0.1:{context.port}" for context in contexts]
+        try:
+            seconds = self._wait_healthy(plan.release_id, upstreams, launches[0].health_path)
+        except RuntimeFailure:
+            self.supervisor.stop(plan.release_id)
+            raise
+        log(f"healthy after {seconds:.1f} s: {len(workers)} worker(s) at {', '.join(upstreams)}")
+        instance = Instance(plan.release_id, plan.app, plan.environment.name, upstreams[0])
+        with self._lock:
+            self._started[plan.release_id] = _Started(instance, spec, launches[0], upstreams, env)
+        return instance
+
+    def check(self, instance: Instance, plan: ReleasePlan, log: Log) -> list[CheckResult]:
+        started = self._started[instance.release_id]
+        results = [CheckResult(CheckKind.HEALTH, True, "healthy before checks")]
+        base = self.app_url(instance.release_id)
+        if started.spec.checks.smoke:
+            results.append(self._smoke(started, base, log))
+        if started.spec.checks.tests:
+            results.append(self._tests(started, base, log))
+        return results
+
+    def route(self, instance: Instance) -> None:
+        started = self._started[instance.release_id]
+        self.proxy.set_route(
+            instance.environment,
+            instance.app,
+            instance.release_id,
+            started.upstreams,
+            strip_prefix=started.launch.strip_prefix,
+        )
+        with self._lock:
+            self._routed[(instance.environment, instance.app)] = instance.release_id
+
+    def stop(self, release_id: int, log: Log) -> None:
+        started = self._started.get(release_id)
+        if started is not None:
+            key = (started.instance.environment, started.instance.app)
+            if self._routed.get(key) != release_id:
+                # No longer routed: let its requests finish, then close its WebSockets (1012).
+                self.proxy.drain(
+                    key[0],
+                    key[1],
+                    release_id,
+                    timeout=self.drain_timeout,
+                    websocket_grace=self.websocket_grace,
+                )
+        self.supervisor.stop(release_id)
+        with self._lock:
+            self._started.pop(release_id, None)
+        shutil.rmtree(self.home / "releases" / str(release_id), ignore_errors=True)
+        log(f"stopped release {release_id}")
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def app_url(self, release_id: int) -> str:
+        """The release's own address, as its tests and smoke checks see the app: requests to
+        `<app_url>/health` reach the app's `/health`."""
+        started = self._started[release_id]
+        prefix = "" if started.launch.strip_prefix else f"/{started.instance.app}"
+        return started.upstreams[0] + prefix
+
+    def degraded(self, release_id: int) -> str | None:
+        return self.supervisor.degraded(release_id)
+
+    def _environment(
+        self, plan: ReleasePlan, runtime_bin: Path, release_dir: Path
+    ) -> dict[str, str]:
+        """Only what the app is given: never the server's own environment."""
+        home = release_dir / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        config_name = plan.environment.config_name
+        return {
+            **plan.variables,
+            "PATH": f"{runtime_bin}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "VIRTUAL_ENV": str(runtime_bin.parent),
+            "CONVEYOR_ENV": config_name,
+            "R_CONFIG_ACTIVE": config_name,
+            "CONVEYOR_APP": plan.app,
+            "CONVEYOR_RELEASE": str(plan.release_id),
+        }
+
+    def _wait_healthy(self, release_id: int, upstreams: list[str], path: str) -> float:
+        began = time.monotonic()
+        deadline = began + self.health_timeout
+        pending = list(upstreams)
+        last = "no answer yet"
+        while pending:
+            # A worker that exits before it is healthy fails the start at once: restarting it
+            # with backoff is for releases that were serving.
+            exited = self.supervisor.last_exit(release_id)
+            if exited is not None or not self.supervisor.is_running(release_id):
+                raise RuntimeFailure(
+                    f"the app exited while starting ({exited or 'not running'}):\n"
+                    + self._log_tail(release_id)
+                )
+            status, _ = _http_get(pending[0] + path, timeout=5)
+            if status is not None and 200 <= status < 400:
+                pending.pop(0)
+                continue
+            last = f"HTTP {status}" if status else "connection refused"
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(
+                    f"health check {path} did not pass within {self.health_timeout:.0f} s "
+                    f"({last}):\n" + self._log_tail(release_id)
+                )
+            time.sleep(0.2)
+        return time.monotonic() - began
+
+    def _smoke(self, started: _Started, base: str, log: Log) -> CheckResult:
+        lines, passed = [], True
+        for expectation in started.spec.checks.smoke:
+            status, body = _http_get(base + expectation.path, timeout=30)
+            ok = status == expectation.status and (
+                expectation.contains is None or expectation.contains in body
+            )
+            detail = f"GET {expectation.path} -> {status or 'no answer'}"
+            if expectation.contains is not None and status is not None:
+                found = "found" if expectation.contains in body else "NOT found"
+                detail += f", {expectation.contains!r} {found}"
+            lines.append(("ok   " if ok else "FAIL ") + detail)
+            passed = passed and ok
+        for line in lines:
+            log(f"smoke: {line}")
+        return CheckResult(CheckKind.SMOKE, passed, "\n".join(lines))
+
+    def _tests(self, started: _Started, base: str, log: Log) -> CheckResult:
+        command = started.spec.checks.tests or ""
+        log(f"tests: {command} (CONVEYOR_APP_URL={base})")
+        env = {**started.env, "CONVEYOR_APP_URL": base}
+        try:
+            result = subprocess.run(
+                ["/bin/sh", "-c", command],
+                cwd=self.home / "releases" / str(started.instance.release_id) / "app",
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=self.tests_timeout,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return CheckResult(
+                CheckKind.TESTS, False, f"tests took longer than {self.tests_timeout:.0f} s"
+            )
+        output = (result.stdout + result.stderr)[-_OUTPUT_LIMIT:]
+        for line in output.strip().splitlines()[-5:]:
+            log(f"tests: {line}")
+        return CheckResult(CheckKind.TESTS, result.returncode == 0, output)
+
+    def _log_tail(self, release_id: int, lines: int = 15) -> str:
+        _, text = self.supervisor.read_log(release_id)
+        tail = text.strip().splitlines()[-lines:]
+        return "  " + "\n  ".join(tail) if tail else "  (the app printed nothing)"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _http_get(url: str, timeout: float) -> tuple[int | None, str]:
+    request = urllib.request.Request(url, headers={"User-Agent": "conveyor-check"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, response.read(_OUTPUT_LIMIT).decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(_OUTPUT_LIMIT).decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError, TimeoutError):
+        return None, ""
