@@ -107,15 +107,32 @@ def test_approvals_gate_prod(services, upload):
                 )
             ],
         )
-    bundle = upload("1", by="ana")
-    deploy(services, "hello", bundle, "test", "ana")
+    bundle = upload("1", by="cleo")
+    deploy(services, "hello", bundle, "test", "dan")
     with pytest.raises(PolicyViolation, match="prod requires 1 approval"):
         promote(services, "hello", "ana", to="prod")
-    approve(services, "hello", "prod", None, "ana")  # the deployer: does not count
-    with pytest.raises(PolicyViolation, match="who deployed it, does not count"):
+    # Who uploaded it, who released it to test and who promotes it now: none of them counts.
+    for person in ("cleo", "dan", "ana"):
+        approve(services, "hello", "prod", None, person)
+    with pytest.raises(PolicyViolation, match="approvals by ana, cleo, dan, who deployed it"):
         promote(services, "hello", "ana", to="prod")
     approve(services, "hello", "prod", bundle[:8], "bob", "looks good")
     assert promote(services, "hello", "ana", to="prod").live
+
+
+def test_a_later_failing_release_in_test_takes_the_verification_back(services, runtime, upload):
+    bundle = upload("1", checks="checks: {tests: pytest}\n")
+    deploy(services, "hello", bundle, "test", "ana")
+    deploy(services, "hello", upload("2"), "test", "ana")
+    runtime.failing_checks[bundle] = {CheckKind.TESTS}  # e.g. the data it tests changed
+    again = deploy(services, "hello", bundle, "test", "ana")
+    assert not again.live
+    with pytest.raises(PolicyViolation) as caught:
+        promote(services, "hello", "ana", to="prod", bundle_ref=bundle)
+    assert f"its tests check failed in release {again.release.id}" in str(caught.value)
+    runtime.failing_checks.pop(bundle)
+    assert deploy(services, "hello", bundle, "test", "ana").live
+    assert promote(services, "hello", "ana", to="prod", bundle_ref=bundle).live
 
 
 def test_rollback_returns_to_the_previous_live_bundle(services, runtime, upload):
@@ -183,3 +200,26 @@ def test_each_step_duration_is_recorded_on_the_release(services, upload):
     names = [name for name, _ in outcome.release.steps]
     assert names == ["start", "checks", "switch", "drain"]
     assert all(seconds >= 0 for _, seconds in outcome.release.steps)
+
+
+def test_a_corrupt_blob_fails_the_release_and_frees_the_operation(services, runtime, upload):
+    from conveyor.domain.operations import OperationState
+    from conveyor.errors import IntegrityError
+
+    good = upload("1")
+    deploy(services, "hello", good, "dev", "ana")
+    corrupt = upload("2")
+    with services.store.transaction() as connection:
+        blob = catalog.get_bundle(connection, "hello", corrupt)["blob"]
+    path = services.store.blobs.path_of(blob)
+    path.chmod(0o644)
+    path.write_bytes(b"not the bundle")
+    with pytest.raises(IntegrityError):
+        deploy(services, "hello", corrupt, "dev", "ana")
+    with services.store.transaction() as connection:
+        failed = releases.history(connection, "hello", "dev", limit=1)[0]
+    assert failed.state is ReleaseState.FAILED and failed.bundle_id == corrupt
+    assert live(services, "dev").bundle_id == good
+    held = operations.get_operation(services.store.engine, 2)
+    assert held.state is OperationState.FAILED
+    assert deploy(services, "hello", good, "dev", "ana")  # the operation slot is free again

@@ -37,7 +37,9 @@ class BundleFacts:
 
     app: str
     bundle_id: str
-    deployed_by: str | None = None
+    #: Who uploaded the bundle, released it anywhere, or is releasing it now: with
+    #: ``approver_not_deployer`` their approvals do not count.
+    deployers: frozenset[str] = frozenset()
     #: Environments where the bundle is verified (all required checks passed there).
     verified_in: frozenset[str] = frozenset()
     #: Why the bundle is not verified in an environment, e.g. "its tests failed in release 17".
@@ -46,8 +48,6 @@ class BundleFacts:
     approvals: tuple[Approval, ...] = ()
     #: Environments where this bundle was live at some point.
     was_live_in: frozenset[str] = frozenset()
-    #: The bundle live in each environment now.
-    live_bundles: dict[str, str] = field(default_factory=dict)
 
 
 def authorize(action: Action, target: Environment, facts: BundleFacts) -> None:
@@ -117,14 +117,18 @@ def _require_approvals(target: Environment, facts: BundleFacts) -> None:
     if policy.approvals <= 0:
         return
     relevant = [a for a in facts.approvals if a.environment == target.name]
-    ignored = [a for a in relevant if policy.approver_not_deployer and a.by == facts.deployed_by]
+    ignored = [a for a in relevant if policy.approver_not_deployer and a.by in facts.deployers]
     counted = sorted({a.by for a in relevant if a not in ignored})
     if len(counted) >= policy.approvals:
         return
     alias = bundle_alias(facts.bundle_id)
     have = f"{len(counted)}" + (f" (by {', '.join(counted)})" if counted else "")
+    skipped = sorted({a.by for a in ignored})
     note = (
-        f"; the approval by {facts.deployed_by}, who deployed it, does not count" if ignored else ""
+        f"; approvals by {', '.join(skipped)}, who deployed it, do not count "
+        f"({target.name} asks for approvals from someone else)"
+        if ignored
+        else ""
     )
     raise PolicyViolation(
         f"{target.name} requires {policy.approvals} approval{_s(policy.approvals)} of bundle "

@@ -16,7 +16,7 @@ from conveyor.storage import audit, catalog, releases
 
 def deploy(services: Services, app: str, bundle_ref: str, environment: str, actor: str) -> Outcome:
     """Release a bundle straight into an environment that takes direct deploys."""
-    target, bundle, _ = _prepare(services, app, bundle_ref, environment, Action.DEPLOY)
+    target, bundle, _ = _prepare(services, app, bundle_ref, environment, Action.DEPLOY, actor)
     return run_release(
         services, environment=target, bundle=bundle, kind=ReleaseKind.DEPLOY, actor=actor
     )
@@ -52,7 +52,7 @@ def promote(
             f"bundle {bundle_alias(live_there.bundle_id)} of {app} is already live in "
             f"{target.name} (release {live_there.id}); nothing to do"
         )
-    target, bundle, _ = _prepare(services, app, bundle_ref, target.name, Action.PROMOTE)
+    target, bundle, _ = _prepare(services, app, bundle_ref, target.name, Action.PROMOTE, actor)
     return run_release(
         services, environment=target, bundle=bundle, kind=ReleaseKind.PROMOTE, actor=actor
     )
@@ -86,7 +86,9 @@ def rollback(
                     f"{app} has no earlier live release in {environment} to roll back to"
                 )
             earlier = candidates[0]
-    target, bundle, _ = _prepare(services, app, earlier.bundle_id, environment, Action.ROLLBACK)
+    target, bundle, _ = _prepare(
+        services, app, earlier.bundle_id, environment, Action.ROLLBACK, actor
+    )
     return run_release(
         services, environment=target, bundle=bundle, kind=ReleaseKind.ROLLBACK, actor=actor
     )
@@ -133,8 +135,11 @@ def approve(
     return str(bundle["id"])
 
 
-def facts_about(connection: Connection, app: str, bundle_id: str) -> BundleFacts:
-    """What the policy needs to know about a bundle, read from the store."""
+def facts_about(
+    connection: Connection, app: str, bundle_id: str, actor: str | None = None
+) -> BundleFacts:
+    """What the policy needs to know about a bundle, read from the store; ``actor`` is who is
+    releasing it now (a deployer too)."""
     bundle = catalog.get_bundle(connection, app, bundle_id)
     environments = catalog.list_environments(connection)
     why = {}
@@ -145,7 +150,10 @@ def facts_about(connection: Connection, app: str, bundle_id: str) -> BundleFacts
     return BundleFacts(
         app=app,
         bundle_id=bundle["id"],
-        deployed_by=bundle["uploaded_by"],
+        deployers=frozenset(
+            {bundle["uploaded_by"], *releases.released_by(connection, bundle["id"])}
+            | ({actor} if actor else set())
+        ),
         verified_in=releases.verified_in(connection, bundle["id"]),
         not_verified_because=why,
         approvals=catalog.approvals_of(connection, bundle["id"]),
@@ -154,13 +162,13 @@ def facts_about(connection: Connection, app: str, bundle_id: str) -> BundleFacts
 
 
 def _prepare(
-    services: Services, app: str, bundle_ref: str, environment: str, action: Action
+    services: Services, app: str, bundle_ref: str, environment: str, action: Action, actor: str
 ) -> tuple[Environment, dict[str, object], BundleFacts]:
     with services.store.transaction() as connection:
         _require_app(connection, app)
         target = catalog.get_environment(connection, environment)
         bundle = catalog.get_bundle(connection, app, bundle_ref)
-        facts = facts_about(connection, app, bundle["id"])
+        facts = facts_about(connection, app, bundle["id"], actor)
     authorize(action, target, facts)
     return target, bundle, facts
 

@@ -53,43 +53,49 @@ def run_release(
             store.engine, operation.id, f"[{time.monotonic() - began:6.2f}s] {line}"
         )
 
-    with store.transaction() as connection:
-        release = releases.create_release(
-            connection,
-            app=app,
-            environment=environment.name,
-            bundle_id=bundle["id"],
-            kind=kind,
-            created_by=actor,
-        )
-        audit.record(
-            connection,
-            actor,
-            f"release.{kind.value}",
-            f"{app}/{environment.name}",
-            {"release": release.id, "bundle": bundle["id"]},
-        )
-    log(
-        f"{kind.value} of {app} bundle {bundle_alias(bundle['id'])} to {environment.name}: "
-        f"release {release.id}"
-    )
+    release: Release | None = None
     steps = _Steps()
     try:
-        outcome = _release_steps(services, environment, bundle, release, actor, log, steps)
+        with store.transaction() as connection:
+            release = releases.create_release(
+                connection,
+                app=app,
+                environment=environment.name,
+                bundle_id=bundle["id"],
+                kind=kind,
+                created_by=actor,
+            )
+            audit.record(
+                connection,
+                actor,
+                f"release.{kind.value}",
+                f"{app}/{environment.name}",
+                {"release": release.id, "bundle": bundle["id"]},
+            )
+        log(
+            f"{kind.value} of {app} bundle {bundle_alias(bundle['id'])} to {environment.name}: "
+            f"release {release.id}"
+        )
+        try:
+            replaced, live, message = _release_steps(
+                services, environment, bundle, release, actor, log, steps
+            )
+        finally:
+            with store.transaction() as connection:
+                releases.record_steps(connection, release.id, steps.done)
     except BaseException as exc:
-        # Unexpected trouble (or an interrupt): the release fails, the old one keeps serving.
+        # Unexpected trouble (or an interrupt): the release fails, the old one keeps serving,
+        # and the operation never stays running.
         reason = str(exc) or type(exc).__name__
-        _fail(services, release.id, reason, log)
+        if release is not None:
+            _fail(services, release.id, reason, log)
         operations.finish_operation(store.engine, operation.id, OperationState.FAILED, reason)
         raise
-    finally:
-        with store.transaction() as connection:
-            releases.record_steps(connection, release.id, steps.done)
-    state = OperationState.SUCCEEDED if outcome[1] else OperationState.FAILED
-    operations.finish_operation(store.engine, operation.id, state, outcome[2])
+    state = OperationState.SUCCEEDED if live else OperationState.FAILED
+    operations.finish_operation(store.engine, operation.id, state, message)
     with store.transaction() as connection:
         final = releases.get_release(connection, release.id)
-    return Outcome(operation.id, final, outcome[0], outcome[1], outcome[2])
+    return Outcome(operation.id, final, replaced, live, message)
 
 
 def _release_steps(

@@ -168,9 +168,38 @@ def mark_verified(connection: Connection, release_id: int, required: tuple[str, 
     return True
 
 
-def verified_in(connection: Connection, bundle_id: str) -> frozenset[str]:
+_IN_PROGRESS = (ReleaseState.PENDING, ReleaseState.STARTING, ReleaseState.VERIFYING)
+
+
+def _latest_per_environment(connection: Connection, bundle_id: str) -> dict[str, list[Release]]:
     rows = connection.execute(
-        select(_T.c.environment).where(and_(_T.c.bundle == bundle_id, _T.c.verified.is_(True)))
+        select(_T).where(_T.c.bundle == bundle_id).order_by(_T.c.id.desc())
+    ).mappings()
+    by_environment: dict[str, list[Release]] = {}
+    for row in rows:
+        by_environment.setdefault(row["environment"], []).append(_release(row))
+    return by_environment
+
+
+def _verdict(newest_first: list[Release]) -> Release | None:
+    """The release whose outcome decides verification: the latest one that finished."""
+    return next((r for r in newest_first if r.state not in _IN_PROGRESS), None)
+
+
+def verified_in(connection: Connection, bundle_id: str) -> frozenset[str]:
+    """Environments where the bundle's latest finished release there passed its checks: a
+    later failing release of the same bundle takes a verification back."""
+    return frozenset(
+        environment
+        for environment, newest_first in _latest_per_environment(connection, bundle_id).items()
+        if (verdict := _verdict(newest_first)) is not None and verdict.verified
+    )
+
+
+def released_by(connection: Connection, bundle_id: str) -> frozenset[str]:
+    """Everyone who released the bundle into any environment."""
+    rows = connection.execute(
+        select(_T.c.created_by).where(_T.c.bundle == bundle_id).distinct()
     ).scalars()
     return frozenset(rows)
 
@@ -185,26 +214,19 @@ def was_live_in(connection: Connection, bundle_id: str) -> frozenset[str]:
 
 
 def why_not_verified(connection: Connection, bundle_id: str, environment: str) -> str | None:
-    """Why ``bundle_id`` is not verified in ``environment``, from its latest release there;
-    None when it was never released there."""
-    row = (
-        connection.execute(
-            select(_T)
-            .where(and_(_T.c.bundle == bundle_id, _T.c.environment == environment))
-            .order_by(_T.c.id.desc())
-            .limit(1)
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
+    """Why ``bundle_id`` is not verified in ``environment``, from its latest finished release
+    there (or the one still running); None when it is verified or was never released there."""
+    newest_first = _latest_per_environment(connection, bundle_id).get(environment, [])
+    if not newest_first:
         return None
-    release = _release(row)
+    release = _verdict(newest_first) or newest_first[0]
+    if release.verified:
+        return None
     failed = [c.kind.value for c in checks_of(connection, release.id) if not c.passed]
     if failed:
         kinds = " and ".join(failed)
         return f"its {kinds} check{'s' if len(failed) > 1 else ''} failed in release {release.id}"
-    if release.state in (ReleaseState.PENDING, ReleaseState.STARTING, ReleaseState.VERIFYING):
+    if release.state in _IN_PROGRESS:
         return f"its checks are still running in release {release.id} ({release.state})"
     return f"release {release.id} failed: {release.reason or 'no reason recorded'}"
 
