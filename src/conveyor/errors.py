@@ -25,6 +25,7 @@ decided at the edges (``conveyor.api``, ``conveyor.cli``), not here.
     │   └── InvalidTransition        a release cannot move to that state from its current one
     ├── PolicyViolation              the pipeline's rules refuse it (Prod takes only promotions)
     ├── Unauthorized                 no valid credentials
+    ├── ServerUnreachable            the CLI could not reach the server it was pointed at
     ├── RuntimeFailure               an app, build or check failed while running
     └── StorageError                 metadata or blobs could not be read or written intact
         └── IntegrityError           stored content does not match its hash
@@ -34,6 +35,8 @@ name has no section and ``default`` is used instead, as R's ``config`` package d
 """
 
 from __future__ import annotations
+
+import re
 
 
 class ConveyorError(Exception):
@@ -58,6 +61,10 @@ class PolicyViolation(ConveyorError):
 
 class Unauthorized(ConveyorError):
     """The request carries no valid credentials."""
+
+
+class ServerUnreachable(ConveyorError):
+    """The server could not be reached; the message names the address tried."""
 
 
 class RuntimeFailure(ConveyorError):
@@ -142,3 +149,9 @@ class UnresolvedValue(ConfigError):
 
 class ConfigWarning(UserWarning):
     """The active configuration name has no section; ``default`` is used instead."""
+
+
+def error_code(error_type: type[BaseException]) -> str:
+    """The stable code of an error type in the API's error shape: its name in snake case
+    (``PolicyViolation`` -> ``policy_violation``)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", error_type.__name__).lower()

@@ -10,24 +10,55 @@ import click
 
 from conveyor import __version__
 from conveyor.cli import output
+from conveyor.cli.audit import audit_group
 from conveyor.cli.bundle import bundle_group
 from conveyor.cli.config import config_group
 from conveyor.cli.exit_codes import ExitCode, for_error
+from conveyor.cli.logs import logs_command
+from conveyor.cli.releases import approve_command, deploy_command, promote_command, rollback_command
+from conveyor.cli.server import login_command, serve_command, token_group
+from conveyor.cli.status import diff_command, history_command, open_command, status_command
+from conveyor.cli.variables import vars_group
 from conveyor.errors import ConveyorError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="conveyor")
-def cli() -> None:
+@click.option(
+    "--server",
+    metavar="URL",
+    help="Conveyor server to talk to. Default: $CONVEYOR_SERVER, else the one you logged in to "
+    "last, else http://127.0.0.1:8700.",
+)
+@click.pass_context
+def cli(ctx: click.Context, server: str | None) -> None:
     """Conveyor takes data-science apps, APIs and reports from Dev through Test to Prod, safely.
 
     Exit codes: 0 success, 1 failure or problems found, 2 differences found (where a command
     says so), 3 refused by policy, 64 wrong command line, 130 interrupted.
     """
+    ctx.obj = {"server": server}
 
 
-cli.add_command(bundle_group)
-cli.add_command(config_group)
+for command in (
+    bundle_group,
+    config_group,
+    serve_command,
+    login_command,
+    token_group,
+    deploy_command,
+    promote_command,
+    approve_command,
+    rollback_command,
+    status_command,
+    history_command,
+    diff_command,
+    logs_command,
+    vars_group,
+    open_command,
+    audit_group,
+):
+    cli.add_command(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,3 +53,8 @@ class Runtime(Protocol):
     def stop(self, release_id: int, log: Log) -> None:
         """Drain and stop a release's instance; stopping one not running is a no-op."""
         ...
+
+    def read_log(self, release_id: int, after: int = 0) -> tuple[int, str]:
+        """What the release's processes printed after offset ``after``, and the offset to ask
+        from next time (empty for a release that printed nothing or is unknown)."""
+        ...

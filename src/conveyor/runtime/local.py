@@ -180,6 +180,9 @@ class LocalRuntime:
         prefix = "" if started.launch.strip_prefix else f"/{started.instance.app}"
         return started.upstreams[0] + prefix
 
+    def read_log(self, release_id: int, after: int = 0) -> tuple[int, str]:
+        return self.supervisor.read_log(release_id, after)
+
     def degraded(self, release_id: int) -> str | None:
         return self.supervisor.degraded(release_id)
 

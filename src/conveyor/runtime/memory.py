@@ -21,6 +21,8 @@ class MemoryRuntime:
     running: dict[int, Instance] = field(default_factory=dict)
     routes: dict[tuple[str, str], int] = field(default_factory=dict)
     stopped: list[int] = field(default_factory=list)
+    #: release id -> what its (imagined) processes printed
+    output: dict[int, str] = field(default_factory=dict)
     _next_port: int = 20000
 
     def start(self, plan: ReleasePlan, log: Log) -> Instance:
@@ -31,6 +33,7 @@ class MemoryRuntime:
             plan.release_id, plan.app, plan.environment.name, f"http://127.0.0.1:{self._next_port}"
         )
         self.running[plan.release_id] = instance
+        self.output[plan.release_id] = f"{plan.app} release {plan.release_id} listening\n"
         log(f"started release {plan.release_id} at {instance.address}")
         return instance
 
@@ -48,6 +51,10 @@ class MemoryRuntime:
         if key in self.failing_routes:
             raise RuntimeFailure(f"could not swap the route of {instance.app} in {key[1]}")
         self.routes[key] = instance.release_id
+
+    def read_log(self, release_id: int, after: int = 0) -> tuple[int, str]:
+        text = self.output.get(release_id, "")
+        return len(text), text[after:]
 
     def stop(self, release_id: int, log: Log) -> None:
         if self.running.pop(release_id, None) is not None:

@@ -10,15 +10,27 @@ from conveyor.domain.policy import Action, BundleFacts, authorize, bundle_alias,
 from conveyor.domain.releases import ReleaseKind, ReleaseState
 from conveyor.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from conveyor.services.context import Services
-from conveyor.services.releasing import Outcome, run_release
+from conveyor.services.releasing import Outcome, Started, run_release
 from conveyor.storage import audit, catalog, releases
 
 
-def deploy(services: Services, app: str, bundle_ref: str, environment: str, actor: str) -> Outcome:
+def deploy(
+    services: Services,
+    app: str,
+    bundle_ref: str,
+    environment: str,
+    actor: str,
+    started: Started | None = None,
+) -> Outcome:
     """Release a bundle straight into an environment that takes direct deploys."""
     target, bundle, _ = _prepare(services, app, bundle_ref, environment, Action.DEPLOY, actor)
     return run_release(
-        services, environment=target, bundle=bundle, kind=ReleaseKind.DEPLOY, actor=actor
+        services,
+        environment=target,
+        bundle=bundle,
+        kind=ReleaseKind.DEPLOY,
+        actor=actor,
+        started=started,
     )
 
 
@@ -28,6 +40,7 @@ def promote(
     actor: str,
     to: str | None = None,
     bundle_ref: str | None = None,
+    started: Started | None = None,
 ) -> Outcome | str:
     """Release into ``to`` (default: the next environment that has something to take) the
     bundle live in its upstream environment, or ``bundle_ref``; it must be verified there.
@@ -54,12 +67,22 @@ def promote(
         )
     target, bundle, _ = _prepare(services, app, bundle_ref, target.name, Action.PROMOTE, actor)
     return run_release(
-        services, environment=target, bundle=bundle, kind=ReleaseKind.PROMOTE, actor=actor
+        services,
+        environment=target,
+        bundle=bundle,
+        kind=ReleaseKind.PROMOTE,
+        actor=actor,
+        started=started,
     )
 
 
 def rollback(
-    services: Services, app: str, environment: str, actor: str, to_release: int | None = None
+    services: Services,
+    app: str,
+    environment: str,
+    actor: str,
+    to_release: int | None = None,
+    started: Started | None = None,
 ) -> Outcome:
     """Release again, in the same environment, the bundle of an earlier live release (by
     default the one live before the current one)."""
@@ -90,7 +113,12 @@ def rollback(
         services, app, earlier.bundle_id, environment, Action.ROLLBACK, actor
     )
     return run_release(
-        services, environment=target, bundle=bundle, kind=ReleaseKind.ROLLBACK, actor=actor
+        services,
+        environment=target,
+        bundle=bundle,
+        kind=ReleaseKind.ROLLBACK,
+        actor=actor,
+        started=started,
     )
 
 

@@ -5,7 +5,7 @@ switch. A failure at any step before the switch leaves the old release serving."
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +17,10 @@ from conveyor.domain.releases import Release, ReleaseKind, ReleaseState
 from conveyor.errors import ConveyorError
 from conveyor.runtime.interface import ReleasePlan
 from conveyor.services.context import Services
-from conveyor.storage import audit, operations, releases
+from conveyor.storage import audit, operations, releases, variables
+
+#: Called with the operation id once a release operation has started.
+Started = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -38,14 +41,18 @@ def run_release(
     bundle: dict[str, Any],
     kind: ReleaseKind,
     actor: str,
+    started: Started | None = None,
 ) -> Outcome:
     """Release ``bundle`` into ``environment`` under an operation that holds (app, environment)
-    for its whole duration. Policy has been checked by the caller."""
+    for its whole duration. Policy has been checked by the caller. ``started`` is called with
+    the operation id as soon as the operation holds the pair (the API answers then)."""
     store = services.store
     app = str(bundle["app"])
     operation = operations.start_operation(
         store.engine, OperationKind(kind.value), app, environment.name, actor
     )
+    if started is not None:
+        started(operation.id)
     began = time.monotonic()
 
     def log(line: str) -> None:
@@ -108,14 +115,7 @@ def _release_steps(
     steps: _Steps,
 ) -> tuple[Release | None, bool, str]:
     store = services.store
-    plan = ReleasePlan(
-        release_id=release.id,
-        app=release.app,
-        environment=environment,
-        bundle_id=bundle["id"],
-        manifest=bundle["manifest"],
-        archive=store.blobs.verified_path(bundle["blob"]),
-    )
+    plan = plan_for(services, release, environment, bundle)
     with store.transaction() as connection:
         releases.transition(connection, release.id, ReleaseState.STARTING)
     log("starting beside the live release")
@@ -166,6 +166,24 @@ def _release_steps(
         with steps.timed("drain"):
             services.runtime.stop(replaced.id, log)
     return replaced, True, f"release {release.id} is live in {environment.name}"
+
+
+def plan_for(
+    services: Services, release: Release, environment: Environment, bundle: dict[str, Any]
+) -> ReleasePlan:
+    """What the runtime needs to start ``release``: its verified archive and the variables the
+    app has in the environment now."""
+    with services.store.transaction() as connection:
+        given = variables.variables_of(connection, release.app, environment.name)
+    return ReleasePlan(
+        release_id=release.id,
+        app=release.app,
+        environment=environment,
+        bundle_id=bundle["id"],
+        manifest=bundle["manifest"],
+        archive=services.store.blobs.verified_path(bundle["blob"]),
+        variables={v.name: v.value for v in given},
+    )
 
 
 class _Steps:

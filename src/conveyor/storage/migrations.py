@@ -33,11 +33,17 @@ def _release_steps(connection: Connection) -> None:
         connection.execute(text("ALTER TABLE releases ADD COLUMN steps TEXT NOT NULL DEFAULT '[]'"))
 
 
+def _variables_and_tokens(connection: Connection) -> None:
+    # create_all skips tables that exist: databases created by this version already have them.
+    schema.metadata.create_all(connection, tables=[schema.variables, schema.api_tokens])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
     ),
     Migration(2, "release step durations", _release_steps),
+    Migration(3, "variables and API tokens", _variables_and_tokens),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -91,6 +91,23 @@ def live_release(connection: Connection, app: str, environment: str) -> Release 
     return _release(row) if row else None
 
 
+def all_live(connection: Connection) -> list[Release]:
+    """Every live release, by app and environment."""
+    live = schema.live_releases
+    rows = connection.execute(
+        select(_T).join(live, live.c.release == _T.c.id).order_by(live.c.app, live.c.environment)
+    ).mappings()
+    return [_release(row) for row in rows]
+
+
+def unfinished(connection: Connection) -> list[Release]:
+    """Releases that were on their way (pending, starting, verifying)."""
+    rows = connection.execute(
+        select(_T).where(_T.c.state.in_(["pending", "starting", "verifying"])).order_by(_T.c.id)
+    ).mappings()
+    return [_release(row) for row in rows]
+
+
 def switch_live(connection: Connection, release_id: int) -> Release | None:
     """Make a verifying release the live one of its (app, environment) and retire the release
     it replaces; return the replaced release. Call inside the transaction that records the

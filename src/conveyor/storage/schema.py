@@ -173,3 +173,26 @@ audit_head = Table(
     Column("seq", Integer, nullable=False),
     Column("hash", ID, nullable=False),
 )
+
+# Per (app, environment) variables. Secret values are never returned by the API or printed.
+variables = Table(
+    "variables",
+    metadata,
+    Column("app", NAME, ForeignKey("apps.name"), primary_key=True),
+    Column("environment", NAME, ForeignKey("environments.name"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("secret", Boolean, nullable=False),
+    Column("updated_by", NAME, nullable=False),
+    Column("updated_at", STAMP, nullable=False),
+)
+
+# API tokens: only the sha256 of each token is kept.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest", ID, nullable=False, unique=True),
+    Column("owner", NAME, nullable=False),
+    Column("created_at", STAMP, nullable=False),
+)

@@ -1,0 +1,183 @@
+"""`conveyor serve`: the control API and one proxy listener per environment, in one process.
+
+Start: open the store, write the environments, create the first token (shown once, saved to
+the starting user's credentials file), stop what a killed server left running, reconcile
+(live releases start again; interrupted work is marked so), then listen.
+Stop (SIGTERM or Ctrl-C): take no new operations, let running ones finish for a while (what
+is still running is marked interrupted on the next start), stop the apps gracefully."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import ipaddress
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from conveyor.api.app import ApiContext, create_app
+from conveyor.api.background import Background
+from conveyor.credentials import save_token
+from conveyor.domain.environments import DEFAULT_ENVIRONMENTS, Environment
+from conveyor.errors import InvalidInput, RuntimeFailure
+from conveyor.runtime.builds import RuntimeBuilder
+from conveyor.runtime.local import LocalRuntime
+from conveyor.runtime.proxy import Proxy
+from conveyor.services.context import Services
+from conveyor.services.reconcile import reconcile
+from conveyor.storage import audit, catalog, tokens
+from conveyor.storage.store import Store
+
+
+@dataclass
+class ServerSettings:
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 8700
+    environments: list[Environment] = field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS))
+    database_url: str | None = None
+    #: Listen beyond loopback without TLS because a TLS-terminating proxy is in front.
+    behind_proxy: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Seconds running operations get to finish when the server stops.
+    stop_grace: float = 30.0
+    uv_cache: Path | None = None
+
+
+def check_exposure(settings: ServerSettings) -> None:
+    """Refuse to listen beyond loopback in plain HTTP unless told a proxy handles TLS."""
+    if _is_loopback(settings.host) or settings.behind_proxy:
+        return
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise InvalidInput(
+            f"refusing to listen on {settings.host} without TLS: tokens would cross the network "
+            "in clear text. Give --tls-cert and --tls-key, or --behind-proxy when a proxy in "
+            "front of Conveyor terminates TLS"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
+    """Run the server until SIGTERM/SIGINT; ``say`` prints what the person starting it sees."""
+    check_exposure(settings)
+    if threading.current_thread() is threading.main_thread():
+        # Until the API listens, SIGTERM stops the start the way Ctrl-C does: cleanly.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _require_free(settings.host, settings.port, "the control API")
+    store = Store.open(settings.home, settings.database_url)
+    proxy = Proxy()
+    builder = RuntimeBuilder(settings.home, cache_dir=settings.uv_cache)
+    runtime = LocalRuntime(settings.home, proxy, builder=builder)
+    services = Services(store, runtime)
+    background = Background()
+    scheme = "https" if settings.tls_cert else "http"
+    try:
+        with store.transaction() as connection:
+            catalog.save_environments(connection, settings.environments)
+        _first_token(store, settings, scheme, say)
+        proxy.start()
+        urls = {}
+        for environment in settings.environments:
+            port = proxy.add_listener(environment.name, settings.host, environment.port)
+            urls[environment.name] = f"http://{_display(settings.host)}:{port}"
+        reaped = runtime.supervisor.reap_orphans()
+        if reaped:
+            say(f"stopped {len(reaped)} app process(es) a previous server left running")
+        report = reconcile(services, say)
+        say(
+            f"reconciled: {len(report.serving)} live release(s) serving, "
+            f"{len(report.interrupted)} interrupted operation(s), "
+            f"{len(report.not_serving)} release(s) not serving"
+        )
+        app = create_app(ApiContext(services, background, urls=urls))
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+            ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+            timeout_graceful_shutdown=5,
+        )
+        server = _Server(config)
+        say(f"Conveyor API on {scheme}://{_display(settings.host)}:{settings.port}/api/v1")
+        for name, url in urls.items():
+            say(f"  {name:<6} {url}/<app>/")
+        say("Ctrl-C or SIGTERM stops the server (apps stop with it and start again next time)")
+        server.run()
+    finally:
+        say("stopping: no new operations; waiting for running ones")
+        unfinished = background.close(settings.stop_grace)
+        if unfinished:
+            say(
+                f"{len(unfinished)} operation(s) still running; "
+                "the next start marks them interrupted"
+            )
+        runtime.supervisor.stop_all()
+        proxy.stop()
+        store.close()
+        say("stopped")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM or SIGINT only ends ``run()``: uvicorn would
+    raise the signal again afterwards and the process would die before stopping its apps."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        def stop(signum: int, frame: object) -> None:
+            self.should_exit = True
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _first_token(
+    store: Store, settings: ServerSettings, scheme: str, say: Callable[[str], None]
+) -> None:
+    with store.transaction() as connection:
+        if tokens.count_tokens(connection):
+            return
+        owner = getpass.getuser()
+        token = tokens.create_token(connection, owner)
+        audit.record(connection, owner, "token.create", owner, {"first": True})
+    server = f"{scheme}://{_display(settings.host)}:{settings.port}"
+    path = save_token(server, token)
+    say(f"created the first API token, for {owner} (shown once; saved to {path}):")
+    say(f"  {token}")
+
+
+def _display(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
+
+
+def _require_free(host: str, port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise RuntimeFailure(
+                f"cannot listen on {host}:{port} for {what}: {exc.strerror}. Is another "
+                "Conveyor server running? Stop it, or pick another port with --port"
+            ) from None

@@ -1,0 +1,107 @@
+"""`conveyor serve`, `conveyor login` and `conveyor token`: running a server and reaching it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from conveyor.cli import output
+from conveyor.cli.connection import client_of
+from conveyor.client import Client
+from conveyor.credentials import save_token
+from conveyor.domain.environments import DEFAULT_ENVIRONMENTS
+from conveyor.services.environments_file import read_environments
+from conveyor.storage.store import default_home
+
+
+@click.command("serve")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the server keeps its state. Default: $CONVEYOR_HOME or ~/.conveyor",
+)
+@click.option(
+    "--environments",
+    "environments_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file declaring the environments. Default: dev 8701, test 8702, prod 8703.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8700, show_default=True, help="Port of the control API.")
+@click.option(
+    "--database-url",
+    envvar="CONVEYOR_DATABASE_URL",
+    help="PostgreSQL URL for metadata ($CONVEYOR_DATABASE_URL). Default: SQLite in the home.",
+)
+@click.option(
+    "--behind-proxy",
+    is_flag=True,
+    help="Allow a non-loopback --host without TLS: a proxy in front terminates TLS.",
+)
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def serve_command(
+    home: Path | None,
+    environments_file: Path | None,
+    host: str,
+    port: int,
+    database_url: str | None,
+    behind_proxy: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> None:
+    """Run the Conveyor server: the control API and one listener per environment.
+
+    On start it serves again every release that was live (and stops what a killed server left
+    running); on SIGTERM or Ctrl-C it lets running operations finish, then stops the apps.
+    The first start creates an API token, prints it once and saves it for your CLI.
+    """
+    from conveyor.api.server import ServerSettings, serve  # the server's imports, only here
+
+    environments = (
+        read_environments(environments_file) if environments_file else list(DEFAULT_ENVIRONMENTS)
+    )
+    cache = os.environ.get("CONVEYOR_UV_CACHE")
+    settings = ServerSettings(
+        home=(home or default_home()).absolute(),
+        host=host,
+        port=port,
+        environments=environments,
+        database_url=database_url,
+        behind_proxy=behind_proxy,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        uv_cache=Path(cache) if cache else None,
+    )
+    serve(settings, lambda line: click.echo(line, err=True))
+
+
+@click.command("login")
+@click.option("--token", help="The API token. Default: asked for without echo.")
+@click.pass_context
+def login_command(ctx: click.Context, token: str | None) -> None:
+    """Save a token for the server (--server, $CONVEYOR_SERVER or the saved default), after
+    checking that the server accepts it."""
+    server = client_of(ctx).server
+    token = token or click.prompt(f"API token for {server}", hide_input=True)
+    client = Client(server, token)
+    client.status()  # raises Unauthorized when the token is not valid there
+    path = save_token(server, token)
+    output.info(f"logged in to {server}; token saved in {path}")
+
+
+@click.group("token")
+def token_group() -> None:
+    """API tokens for other people (each person's own token makes approvals count per person)."""
+
+
+@token_group.command("create")
+@click.argument("owner")
+@click.pass_context
+def create_token_command(ctx: click.Context, owner: str) -> None:
+    """Create a token for OWNER and print it once (the server keeps only its hash)."""
+    created = client_of(ctx).create_token(owner)
+    output.info(f"token for {owner} (shown once; they run `conveyor login` with it):")
+    output.info(created["token"])

@@ -1,0 +1,231 @@
+"""A typed HTTP client for the control API; the CLI's only way to the server.
+
+Errors come back as the same exception types the server raised (by the stable ``code`` of the
+error shape), so the CLI maps them to exit codes without parsing messages."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from conveyor import errors
+from conveyor.credentials import server_and_token
+from conveyor.errors import error_code
+
+_BY_CODE: dict[str, type[errors.ConveyorError]] = {
+    error_code(kind): kind
+    for kind in vars(errors).values()
+    if isinstance(kind, type) and issubclass(kind, errors.ConveyorError)
+}
+
+
+class Client:
+    def __init__(self, server: str | None = None, token: str | None = None, timeout: float = 60):
+        chosen, saved = server_and_token(server)
+        self.server = chosen
+        self.token = token or saved
+        self.timeout = timeout
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        query: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        url = f"{self.server}/api/v1{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        sent = dict(headers or {})
+        if self.token:
+            sent["Authorization"] = f"Bearer {self.token}"
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, method=method, headers=sent)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:  # noqa: S310
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            raise self._error(exc) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise errors.ServerUnreachable(
+                f"could not reach the Conveyor server at {self.server} ({reason}). Start one "
+                "with `conveyor serve`, or point at another with --server or CONVEYOR_SERVER"
+            ) from None
+        return json.loads(payload) if payload else None
+
+    def _error(self, exc: urllib.error.HTTPError) -> errors.ConveyorError:
+        try:
+            shape = json.loads(exc.read())["error"]
+            code, message = str(shape["code"]), str(shape["message"])
+        except (ValueError, KeyError, TypeError):
+            return errors.ConveyorError(f"the server at {self.server} answered HTTP {exc.code}")
+        if exc.code == 401 and not self.token:
+            message += f" (no token saved for {self.server}; run `conveyor login`)"
+        return _BY_CODE.get(code, errors.ConveyorError)(message)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/health", timeout=5)
+        return result
+
+    def environments(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/environments")
+        return result
+
+    def status(self, app: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/status", query={"app": app})
+        return result
+
+    def history(self, app: str, environment: str | None = None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/apps/{_q(app)}/releases", query={"environment": environment}
+        )
+        return result
+
+    def release(self, release_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/releases/{release_id}")
+        return result
+
+    def diff(self, app: str, left: str, right: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/apps/{_q(app)}/diff", query={"left": left, "right": right}
+        )
+        return result
+
+    def has_bundle(self, app: str, bundle_id: str) -> bool:
+        try:
+            self.request("GET", f"/apps/{_q(app)}/bundles/{bundle_id}")
+        except errors.NotFound:
+            return False
+        return True
+
+    def variables(self, app: str, environment: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/apps/{_q(app)}/environments/{_q(environment)}/variables"
+        )
+        return result
+
+    def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/audit", query={"limit": limit})
+        return result
+
+    def verify_audit(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/audit/verify")
+        return result
+
+    # --- changing --------------------------------------------------------------------------
+
+    def upload(self, archive: Path, provenance: dict[str, Any]) -> dict[str, Any]:
+        encoded = base64.urlsafe_b64encode(json.dumps(provenance).encode()).decode()
+        result: dict[str, Any] = self.request(
+            "POST",
+            "/bundles",
+            data=archive.read_bytes(),
+            headers={"Content-Type": "application/gzip", "Conveyor-Provenance": encoded},
+            timeout=600,
+        )
+        return result
+
+    def deploy(self, app: str, bundle: str, environment: str) -> dict[str, Any]:
+        body = {"app": app, "bundle": bundle, "environment": environment}
+        result: dict[str, Any] = self.request("POST", "/deploys", body=body)
+        return result
+
+    def promote(self, app: str, to: str | None, bundle: str | None = None) -> dict[str, Any]:
+        body = {"app": app, "to": to, "bundle": bundle}
+        result: dict[str, Any] = self.request("POST", "/promotions", body=body)
+        return result
+
+    def rollback(self, app: str, environment: str, to_release: int | None) -> dict[str, Any]:
+        body = {"app": app, "environment": environment, "to_release": to_release}
+        result: dict[str, Any] = self.request("POST", "/rollbacks", body=body)
+        return result
+
+    def approve(
+        self, app: str, environment: str, bundle: str | None, comment: str
+    ) -> dict[str, Any]:
+        body = {"app": app, "environment": environment, "bundle": bundle, "comment": comment}
+        result: dict[str, Any] = self.request("POST", "/approvals", body=body)
+        return result
+
+    def set_variable(
+        self, app: str, environment: str, name: str, value: str, secret: bool
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "PUT",
+            f"/apps/{_q(app)}/environments/{_q(environment)}/variables/{_q(name)}",
+            body={"value": value, "secret": secret},
+        )
+        return result
+
+    def unset_variable(self, app: str, environment: str, name: str) -> None:
+        self.request(
+            "DELETE", f"/apps/{_q(app)}/environments/{_q(environment)}/variables/{_q(name)}"
+        )
+
+    def create_token(self, owner: str) -> dict[str, str]:
+        result: dict[str, str] = self.request("POST", "/tokens", body={"owner": owner})
+        return result
+
+    # --- following -------------------------------------------------------------------------
+
+    def follow(self, operation_id: int, on_line: Callable[[str], None]) -> dict[str, Any]:
+        """Pass each log line of the operation to ``on_line`` as it is written; return the
+        finished operation."""
+        after = 0
+        while True:
+            page = self.request(
+                "GET",
+                f"/operations/{operation_id}/log",
+                query={"after": after, "wait": 10},
+                timeout=30,
+            )
+            for line in page["lines"]:
+                on_line(line["line"])
+                after = line["id"]
+            operation: dict[str, Any] = page["operation"]
+            if operation["state"] != "running" and not page["lines"]:
+                return operation
+
+    def logs(
+        self, app: str, environment: str, *, follow: bool = False, release: int | None = None
+    ) -> Iterator[str]:
+        """The app's output in the environment; with ``follow``, keeps yielding new output."""
+        offset = 0
+        path = f"/apps/{_q(app)}/environments/{_q(environment)}/logs"
+        while True:
+            page = self.request(
+                "GET",
+                path,
+                query={"after": offset, "release": release, "wait": 10 if follow else 0},
+                timeout=30,
+            )
+            release = page["release"]
+            if page["text"]:
+                yield page["text"]
+            offset = page["offset"]
+            if not follow:
+                return
+            if not page["text"]:
+                time.sleep(0.1)
+
+
+def _q(part: str) -> str:
+    return urllib.parse.quote(part, safe="")

@@ -1,0 +1,103 @@
+"""The environments a server runs, read from a YAML file (`conveyor serve --environments`):
+
+    environments:
+      dev:  {port: 8701}
+      test: {port: 8702, promotes_from: dev}
+      prod: {port: 8703, promotes_from: test, direct_deploys: false, approvals: 1}
+
+Order is the order in the file. Fields left out take the defaults of the built-in dev, test and
+prod environments for those names, else: direct deploys, no upstream, no approvals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conveyor.domain.environments import DEFAULT_ENVIRONMENTS, Environment, Policy
+from conveyor.errors import InvalidInput
+
+_FIELDS = {
+    "port",
+    "config_name",
+    "direct_deploys",
+    "promotes_from",
+    "approvals",
+    "approver_not_deployer",
+}
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def read_environments(path: Path) -> list[Environment]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the environments file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("environments"), dict):
+        raise InvalidInput(
+            f"{path}: expected a mapping `environments:` of name -> settings (see docs/server.md)"
+        )
+    defaults = {e.name: e for e in DEFAULT_ENVIRONMENTS}
+    found: list[Environment] = []
+    for position, (name, settings) in enumerate(data["environments"].items()):
+        where = f"{path}: environment {name!r}"
+        if not isinstance(name, str) or not name or set(name) - _NAME_CHARS:
+            raise InvalidInput(f"{where}: names use lower-case letters, digits and '-'")
+        settings = settings or {}
+        if not isinstance(settings, dict):
+            raise InvalidInput(f"{where}: settings must be a mapping")
+        unknown = set(settings) - _FIELDS
+        if unknown:
+            raise InvalidInput(
+                f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}; known: "
+                f"{', '.join(sorted(_FIELDS))}"
+            )
+        base = defaults.get(name)
+        policy = base.policy if base else Policy()
+        port = settings.get("port", base.port if base else None)
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise InvalidInput(f"{where}: `port` must be a number from 0 to 65535 (0: any free)")
+        found.append(
+            Environment(
+                name=name,
+                position=position,
+                port=port,
+                config_name=str(settings.get("config_name", name)),
+                policy=Policy(
+                    direct_deploys=_flag(settings, "direct_deploys", policy.direct_deploys, where),
+                    promotes_from=settings.get("promotes_from", policy.promotes_from),
+                    approvals=_count(settings, policy.approvals, where),
+                    approver_not_deployer=_flag(
+                        settings, "approver_not_deployer", policy.approver_not_deployer, where
+                    ),
+                ),
+            )
+        )
+    names = [e.name for e in found]
+    for environment in found:
+        upstream = environment.policy.promotes_from
+        if upstream is not None and upstream not in names[: names.index(environment.name)]:
+            raise InvalidInput(
+                f"{path}: {environment.name} promotes from {upstream!r}, which is not an "
+                "environment listed before it"
+            )
+    if not found:
+        raise InvalidInput(f"{path}: declare at least one environment")
+    return found
+
+
+def _flag(settings: dict[str, Any], key: str, default: bool, where: str) -> bool:
+    value = settings.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{where}: `{key}` must be true or false")
+    return value
+
+
+def _count(settings: dict[str, Any], default: int, where: str) -> int:
+    value = settings.get("approvals", default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidInput(f"{where}: `approvals` must be a whole number, 0 or more")
+    return value

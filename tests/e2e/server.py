@@ -1,0 +1,199 @@
+"""A real `conveyor serve` process on free ports in a temporary home, and the real CLI against
+it. The server is stopped by its process id when the test ends, and anything its apps left
+behind is stopped through their process records."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from conveyor.runtime.supervisor import Supervisor
+
+CONVEYOR = str(Path(sys.executable).parent / "conveyor")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    def __init__(self, root: Path, environments: str | None = None) -> None:
+        self.root = root
+        self.home = root / "home"
+        self.api_port = free_port()
+        self.ports = {name: free_port() for name in ("dev", "test", "prod")}
+        self.environments_file = root / "environments.yml"
+        self.environments_file.write_text(
+            environments.format(**self.ports)
+            if environments
+            else "environments:\n"
+            + "".join(f"  {name}: {{port: {port}}}\n" for name, port in self.ports.items())
+        )
+        self.env = {
+            **os.environ,
+            "CONVEYOR_CREDENTIALS": str(root / "credentials.json"),
+            "CONVEYOR_SERVER": self.url,
+            "CONVEYOR_UV_CACHE": os.environ["UV_CACHE_DIR"],
+            "NO_COLOR": "1",
+        }
+        self.env.pop("CONVEYOR_TOKEN", None)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def app_url(self, environment: str, app: str, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.ports[environment]}/{app}{path}"
+
+    def start(self, timeout: float = 120) -> None:
+        self.starts += 1
+        with (self.root / f"server-{self.starts}.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    CONVEYOR,
+                    "serve",
+                    "--home",
+                    str(self.home),
+                    "--port",
+                    str(self.api_port),
+                    "--environments",
+                    str(self.environments_file),
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the server exited:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/api/v1/health", timeout=2):
+                    return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.2)
+        raise AssertionError(f"the server did not answer within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return (self.root / f"server-{self.starts}.log").read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: the server gets no chance to clean up."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        # Whatever apps a killed server left: stopped by their recorded pids.
+        if (self.home / "run").exists():
+            Supervisor(self.home / "run").reap_orphans(timeout=5)
+
+    def cli(self, *args: str, token: str | None = None, timeout: float = 300) -> Result:
+        env = dict(self.env)
+        if token is not None:
+            env["CONVEYOR_TOKEN"] = token
+        done = subprocess.run(
+            [CONVEYOR, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def cli_json(self, *args: str) -> object:
+        result = self.cli(*args, "--json")
+        assert result.code == 0, result
+        return json.loads(result.out)
+
+    def get(self, environment: str, app: str, path: str = "/") -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.app_url(environment, app, path), timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
+
+
+SERVE = """
+import os, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+time.sleep(float(os.environ.get("START_DELAY", "0")) or {delay})
+VERSION = {version!r}
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (VERSION + " " + os.environ.get("GREETING", "")).strip().encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        print("request", self.path, flush=True)
+
+
+print("serving", VERSION, flush=True)
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+TEST = """
+import os, urllib.request
+
+def test_the_release_answers():
+    with urllib.request.urlopen(os.environ["CONVEYOR_APP_URL"] + "/") as response:
+        assert response.read().decode().startswith({version!r})
+    assert {passes}
+"""
+
+
+def make_app(
+    root: Path, version: str, *, delay: float = 0, tests_pass: bool = True, name: str = "hello"
+) -> Path:
+    """A small command app whose tests run against its own release (python's unittest-free
+    runner: `python check.py`), so no test framework needs installing."""
+    app = root / f"{name}-{version}"
+    app.mkdir(parents=True)
+    (app / "conveyor.yml").write_text(
+        f"name: {name}\ntype: command\nentrypoint: python serve.py\nhealth: /\n"
+        "checks:\n  tests: python check.py\n"
+    )
+    (app / "serve.py").write_text(textwrap.dedent(SERVE.format(version=version, delay=delay)))
+    (app / "check.py").write_text(
+        textwrap.dedent(TEST.format(version=version, passes=tests_pass))
+        + "\ntest_the_release_answers()\n"
+    )
+    return app

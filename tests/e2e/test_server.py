@@ -1,0 +1,236 @@
+"""The product end to end: a real `conveyor serve` process, the real CLI, real apps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conveyor.storage import operations
+from conveyor.storage.store import Store
+
+from .server import CONVEYOR, Server, make_app
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = Server(tmp_path)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+def bundle_of(server: Server, app: str, environment: str) -> str | None:
+    status = server.cli_json("status")
+    for cell in status["cells"]:
+        if (cell["app"], cell["environment"]) == (app, environment):
+            return cell["bundle_id"]
+    return None
+
+
+def test_dev_to_test_to_prod_and_a_failing_bundle_is_refused_by_prod(server, tmp_path):
+    deployed = server.cli("deploy", str(make_app(tmp_path, "v1")))
+    assert deployed.code == 0, deployed
+    assert "check tests: passed" in deployed.out and "release 1 is live in dev" in deployed.out
+    assert server.cli("promote", "hello").code == 0  # dev -> test
+    promoted = server.cli("promote", "hello", "--to", "prod")
+    assert promoted.code == 0, promoted
+    assert server.get("prod", "hello") == (200, "v1")
+    v1 = bundle_of(server, "hello", "prod")
+    assert v1 == bundle_of(server, "hello", "dev")  # one bundle, promoted unchanged
+
+    failing = server.cli("deploy", str(make_app(tmp_path, "v2", tests_pass=False)), "--env", "test")
+    assert failing.code == 1, failing
+    assert "tests check failed" in failing.err
+    [bad] = [
+        r for r in server.cli_json("history", "hello", "--env", "test") if r["state"] == "failed"
+    ]
+    refused = server.cli("promote", "hello", "--to", "prod", "--bundle", bad["bundle"][:10])
+    assert refused.code == 3, refused
+    assert f"its tests check failed in release {bad['id']}" in refused.err
+    assert "deploy a fixed bundle to test" in refused.err
+    assert server.get("prod", "hello") == (200, "v1")
+    assert server.get("test", "hello") == (200, "v1")  # the failed release never took traffic
+    assert server.cli("deploy", str(make_app(tmp_path, "v3")), "--env", "prod").code == 3
+
+
+def test_rollback_and_variables(server, tmp_path):
+    assert server.cli("deploy", str(make_app(tmp_path, "v1"))).code == 0
+    assert server.cli("vars", "set", "hello", "GREETING=hi", "--env", "dev").code == 0
+    assert server.cli("deploy", str(make_app(tmp_path, "v2"))).code == 0
+    assert server.get("dev", "hello") == (200, "v2 hi")
+    rolled = server.cli("rollback", "hello", "--env", "dev")
+    assert rolled.code == 0, rolled
+    assert server.get("dev", "hello") == (200, "v1 hi")
+    history = server.cli_json("history", "hello", "--env", "dev")
+    assert [r["kind"] for r in history] == ["rollback", "deploy", "deploy"]
+    listed = server.cli("vars", "list", "hello", "--env", "dev")
+    assert "GREETING" in listed.out and "hi" in listed.out
+    logs = server.cli("logs", "hello", "--env", "dev")
+    assert "serving v1" in logs.out
+
+
+def test_secrets_are_never_shown(server, tmp_path):
+    assert server.cli("deploy", str(make_app(tmp_path, "v1"))).code == 0
+    assert (
+        server.cli("vars", "set", "hello", "GREETING=s3cret-value", "--secret", "--env", "dev").code
+        == 0
+    )
+    assert server.cli("deploy", str(make_app(tmp_path, "v2"))).code == 0
+    assert server.get("dev", "hello") == (200, "v2 s3cret-value")  # the app gets it
+    for args in (
+        ("vars", "list", "hello", "--env", "dev", "--json"),
+        ("diff", "hello", "dev", "test"),
+        ("audit", "--json"),
+    ):
+        result = server.cli(*args)
+        assert "s3cret-value" not in result.out + result.err, args
+    assert "s3cret-value" not in server.log()
+
+
+def test_approvals_when_the_policy_asks(tmp_path):
+    server = Server(
+        tmp_path,
+        "environments:\n  dev: {{port: {dev}}}\n  test: {{port: {test}}}\n"
+        "  prod: {{port: {prod}, approvals: 1, approver_not_deployer: true}}\n",
+    )
+    try:
+        server.start()
+        assert server.cli("deploy", str(make_app(tmp_path, "v1")), "--env", "test").code == 0
+        refused = server.cli("promote", "hello", "--to", "prod")
+        assert refused.code == 3 and "prod requires 1 approval" in refused.err, refused
+        own = server.cli("approve", "hello", "--env", "prod")
+        assert own.code == 0, own
+        still = server.cli("promote", "hello", "--to", "prod")
+        assert still.code == 3 and "who deployed it, do not count" in still.err, still
+        created = server.cli("token", "create", "bob")
+        bob = created.out.split()[-1]
+        assert bob.startswith("cvt_")
+        assert (
+            server.cli("approve", "hello", "--env", "prod", "--comment", "ok", token=bob).code == 0
+        )
+        assert server.cli("promote", "hello", "--to", "prod").code == 0
+        assert server.get("prod", "hello") == (200, "v1")
+    finally:
+        server.stop()
+
+
+def test_two_concurrent_promotions_one_wins_the_other_gets_a_conflict(server, tmp_path):
+    assert server.cli("deploy", str(make_app(tmp_path, "v1", delay=3))).code == 0
+    results = []
+
+    def promote() -> None:
+        results.append(server.cli("promote", "hello", "--to", "test"))
+
+    threads = [threading.Thread(target=promote) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    codes = sorted(r.code for r in results)
+    assert codes == [0, 1], results
+    loser = next(r for r in results if r.code == 1)
+    assert "busy" in loser.err and "is running" in loser.err, loser
+    assert server.get("test", "hello") == (200, "v1")
+
+
+def test_api_requests_without_a_valid_token_are_refused(server):
+    for headers in ({}, {"Authorization": "Bearer cvt_not-a-token"}):
+        request = urllib.request.Request(server.url + "/api/v1/status", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)
+        assert caught.value.code == 401
+        assert json.loads(caught.value.read())["error"]["code"] == "unauthorized"
+    result = server.cli("status", token="cvt_not-a-token")
+    assert result.code == 1 and "token is not valid" in result.err
+    with urllib.request.urlopen(server.url + "/api/v1/openapi.json", timeout=10) as response:
+        assert "/api/v1/deploys" in json.loads(response.read())["paths"]
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Pids of processes whose working directory is inside ``directory``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = (entry / "cwd").readlink()
+        except OSError:
+            continue
+        if cwd == directory or directory in cwd.parents:
+            found.append(int(entry.name))
+    return found
+
+
+def test_sigkill_mid_operation_then_restart_serves_the_previous_release(server, tmp_path):
+    assert server.cli("deploy", str(make_app(tmp_path, "v1")), "--env", "test").code == 0
+    assert server.cli("promote", "hello", "--to", "prod").code == 0
+    # v2 takes 60 s to start: the server is killed while its deploy is in flight.
+    slow = subprocess.Popen(
+        [CONVEYOR, "deploy", str(make_app(tmp_path, "v2", delay=60)), "--env", "test"],
+        env=server.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        starting = None
+        while starting is None and time.monotonic() < deadline:
+            history = server.cli_json("history", "hello", "--env", "test")
+            starting = next((r for r in history if r["state"] == "starting"), None)
+            time.sleep(0.3)
+        assert starting is not None, "the v2 release never started"
+        release_dir = server.home / "releases" / str(starting["id"])
+        wait_for(lambda: processes_under(release_dir), "the v2 process to run")
+        server.kill()
+        assert slow.wait(60) == 1  # the CLI says it lost the server
+        assert "could not reach the Conveyor server" in (slow.stdout.read() if slow.stdout else "")
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait()
+        if slow.stdout is not None:
+            slow.stdout.close()
+
+    server.start()
+    # v1 in test and prod, and the half-started v2: all three stopped by their records.
+    assert "stopped 3 app process(es) a previous server left running" in server.log()
+    assert processes_under(release_dir) == []
+    assert server.get("prod", "hello") == (200, "v1")
+    assert server.get("test", "hello") == (200, "v1")
+    history = server.cli_json("history", "hello", "--env", "test")
+    interrupted = next(r for r in history if r["id"] == starting["id"])
+    assert interrupted["state"] == "failed"
+    assert interrupted["reason"] == "the server stopped while it was starting"
+    store = Store.open(server.home)
+    try:
+        states = {
+            operations.get_operation(store.engine, number).state.value for number in range(1, 4)
+        }
+    finally:
+        store.close()
+    assert states == {"succeeded", "interrupted"}
+    assert server.cli("audit", "verify").code == 0
+    # And the pipeline goes on: a fixed v3 deploys where v2 was cut off.
+    assert server.cli("deploy", str(make_app(tmp_path, "v3")), "--env", "test").code == 0
+    assert server.get("test", "hello") == (200, "v3")
+
+
+def wait_for(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
