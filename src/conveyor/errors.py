@@ -31,7 +31,8 @@ decided at the edges (``conveyor.api``, ``conveyor.cli``), not here.
         └── IntegrityError           stored content does not match its hash
 
 Warnings (not errors) live here too: ``ConfigWarning`` is issued when the active configuration
-name has no section and ``default`` is used instead, as R's ``config`` package does.
+name has no section and ``default`` is used instead, as R's ``config`` package does, and when
+``default`` has an ``inherits:`` key, which R ignores and so does Conveyor.
 """
 
 from __future__ import annotations

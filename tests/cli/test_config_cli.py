@@ -267,3 +267,162 @@ def test_secret_looking_keys(key, secret):
     from conveyor.config.inspection import looks_secret
 
     assert looks_secret(key) is secret
+
+
+LISTS_WITH_SECRETS = """
+default:
+  users:
+    - name: ana
+      password: hunter2
+    - name: bob
+      auth: {clientSecret: s3cr3t-bob, role: admin}
+  hosts: [web-1, !env [HOST_X, fallback-host]]
+  matrix:
+    - - {token: tok-abc, host: h1}
+  plain: [1, 2]
+prod:
+  users:
+    - name: ana
+      password: changed-pw
+"""
+
+
+def test_show_masks_secrets_inside_lists(write, capsys):
+    write(LISTS_WITH_SECRETS)
+    code, out, _ = run(capsys, "config", "show")
+    assert code == 0
+    for secret in ("hunter2", "s3cr3t-bob", "tok-abc", "fallback-host"):
+        assert secret not in out
+    # Only the secret parts are hidden: the rest of each list stays readable.
+    assert "ana" in out and "admin" in out and "web-1" in out and "h1" in out
+    code, out, _ = run(capsys, "config", "show", "--json")
+    values = {v["key"]: v for v in json.loads(out)["values"]}
+    assert values["users"]["value"] == [
+        {"name": "ana", "password": "********"},
+        {"name": "bob", "auth": {"clientSecret": "********", "role": "admin"}},
+    ]
+    assert values["users"]["masked"] is True
+    assert values["hosts"]["value"] == ["web-1", "********"]
+    assert values["matrix"]["value"] == [[{"token": "********", "host": "h1"}]]
+    assert values["plain"] == {"key": "plain", "value": [1, 2], "from": "default", "masked": False}
+
+
+def test_diff_masks_secrets_inside_lists_but_reports_their_change(write, capsys):
+    write(LISTS_WITH_SECRETS)
+    code, out, _ = run(capsys, "config", "diff", "default", "prod", "--json")
+    assert code == 0
+    assert "hunter2" not in out and "changed-pw" not in out
+    changes = {c["key"]: c for c in json.loads(out)["changes"]}
+    assert changes["users"]["kind"] == "changed"
+    assert changes["users"]["b"]["value"] == [{"name": "ana", "password": "********"}]
+
+
+def test_check_goes_on_past_broken_sections(write, capsys):
+    write(
+        """
+        default:
+          url: !env DEF_URL_FOR_CHECK
+        a:
+          inherits: missing
+          pw: !env A_PW_FOR_CHECK
+        b:
+          inherits: a
+          token: !env B_TOKEN_FOR_CHECK
+        """
+    )
+    code, _, err = run(capsys, "config", "check", "--env", "a", "--env", "b")
+    assert code == 1
+    problems = [line for line in err.splitlines() if line.startswith("  - ")]
+    text = "\n".join(problems)
+    assert "section 'a' inherits from 'missing'" in text
+    assert "key 'pw' in section 'a' reads $A_PW_FOR_CHECK" in text
+    assert "key 'token' in section 'b' reads $B_TOKEN_FOR_CHECK" in text
+    assert "key 'url' in section 'default' (used by 'a')" in text
+    assert "key 'url' in section 'default' (used by 'b')" in text
+    assert "key 'pw' in section 'a' (used by 'b')" in text
+    assert len(problems) == 6, text  # the missing parent is reported once
+
+
+def test_check_goes_on_past_a_broken_default(write, capsys):
+    write(
+        """
+        default:
+          inherits: nowhere
+          url: local
+        prod:
+          pw: !env PROD_PW_FOR_CHECK
+        """
+    )
+    code, _, err = run(capsys, "config", "check", "--env", "prod")
+    assert code == 1
+    problems = [line for line in err.splitlines() if line.startswith("  - ")]
+    text = "\n".join(problems)
+    assert "`inherits:` in the `default` section is ignored" in text
+    assert "key 'pw' in section 'prod' reads $PROD_PW_FOR_CHECK" in text
+    assert len(problems) == 2, text
+
+
+def test_check_reports_tag_and_key_errors_in_every_section(write, capsys):
+    write(
+        """
+        default:
+          url: local
+        a:
+          pw: !env
+        b:
+          host: one
+          host: two
+        c:
+          token: !env [ONLY_NAME]
+        d:
+          ok: 1
+        """
+    )
+    code, _, err = run(capsys, "config", "check", "--env", "d")
+    assert code == 1
+    problems = [line for line in err.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 3, problems
+    assert "line 4" in problems[0] and "in section 'a'" in problems[0]
+    assert "!env takes a variable name" in problems[0]
+    assert "line 7" in problems[1] and "in section 'b'" in problems[1]
+    assert "duplicate key 'host'" in problems[1]
+    assert "line 9" in problems[2] and "in section 'c'" in problems[2]
+    # get() still refuses the file as a whole, as R does.
+    code, _, err = run(capsys, "config", "show", "--env", "d")
+    assert code == 1 and "in section 'a'" in err
+
+
+def test_check_does_not_print_the_value_of_a_broken_section(write, capsys):
+    write("default: {}\nprod:\n  - password: hunter2\n")
+    code, _, err = run(capsys, "config", "check")
+    assert code == 1
+    assert "section 'prod' must be a mapping of keys, found a list" in err
+    assert "hunter2" not in err
+
+
+def test_show_warns_about_inherits_in_default(write, capsys):
+    write("default:\n  inherits: base\n  url: local\nbase:\n  url: b\n")
+    code, out, err = run(capsys, "config", "show")
+    assert code == 0
+    assert "warning:" in err and "`inherits:` in the `default` section is ignored" in err
+    assert "local" in out
+
+
+def test_dates_are_shown_as_written(write, capsys):
+    write("default:\n  released: 2024-01-31\n  at: 2024-01-31T10:00:00Z\n")
+    code, out, _ = run(capsys, "config", "show")
+    assert code == 0
+    lines = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:]}
+    assert lines == {"released": "2024-01-31", "at": "2024-01-31T10:00:00Z"}
+    code, out, _ = run(capsys, "config", "show", "--json")
+    values = {v["key"]: v["value"] for v in json.loads(out)["values"]}
+    assert values == {"released": "2024-01-31", "at": "2024-01-31T10:00:00Z"}
+
+
+def test_recursive_alias_is_a_one_line_error(write, capsys):
+    write("default:\n  hosts: &h [a, *h]\n")
+    for command in (["show"], ["check"]):
+        code, _, err = run(capsys, "config", *command)
+        assert code == 1
+        assert "Traceback" not in err
+        assert "contains itself" in err

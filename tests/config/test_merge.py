@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from conveyor import config
-from conveyor.errors import ConfigStructureError, InheritanceError
+from conveyor.errors import ConfigStructureError, ConfigWarning, InheritanceError
 
 
 def test_default_section_is_required(write):
@@ -173,3 +175,41 @@ def test_merge_is_exported_with_the_same_rules():
 def test_merge_mapping_replaces_scalar_and_scalar_replaces_mapping():
     assert config.merge({"a": 1}, {"a": {"b": 2}}) == {"a": {"b": 2}}
     assert config.merge({"a": {"b": 2}}, {"a": 1}) == {"a": 1}
+
+
+@pytest.mark.parametrize("empty", ["", "~", "null", "{}"])
+def test_empty_default_section_is_an_empty_mapping(write, empty):
+    write(f"default: {empty}\nprod:\n  url: remote\n")
+    assert config.get(config="prod").to_dict() == {"url": "remote"}
+    assert config.get().to_dict() == {}
+    assert config.get("url", default="none") == "none"
+
+
+DEFAULT_INHERITS = """
+default:
+  inherits: base
+  url: local
+base:
+  url: from-base
+  only_base: 1
+prod:
+  workers: 2
+"""
+
+
+def test_inherits_in_default_is_ignored_with_a_warning(write):
+    # As R's config::get() does: it never follows `inherits:` of the `default` section.
+    write(DEFAULT_INHERITS)
+    with pytest.warns(ConfigWarning, match=r"`inherits:` in the `default` section is ignored"):
+        resolved = config.get(config="prod")
+    assert resolved.to_dict() == {"url": "local", "workers": 2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per file, not at every read
+        assert config.get().to_dict() == {"url": "local"}
+        assert config.get("only_base", config="base") == 1
+
+
+def test_inherits_in_default_cannot_make_a_cycle(write):
+    write("default:\n  inherits: prod\n  a: 1\nprod:\n  inherits: default\n  b: 2\n")
+    with pytest.warns(ConfigWarning):
+        assert config.get(config="prod").to_dict() == {"a": 1, "b": 2}

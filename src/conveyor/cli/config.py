@@ -44,8 +44,8 @@ def show_command(key: str | None, env: str | None, file: str | None, as_json: bo
     singular or plural) are masked.
     """
     shown = inspection.show(env, file, key)
-    if shown.warning:
-        output.warn(shown.warning)
+    for warning in shown.warnings:
+        output.warn(warning)
     if as_json:
         output.as_json(
             {

@@ -23,7 +23,13 @@ from conveyor.config.locate import active_name, locate
 from conveyor.config.mapping import Config
 from conveyor.config.merge import merge
 from conveyor.config.parse import load
-from conveyor.config.resolve import materialize, resolved_tree, section_to_use, variables_read
+from conveyor.config.resolve import (
+    default_inherits_note,
+    materialize,
+    resolved_tree,
+    section_to_use,
+    variables_read,
+)
 from conveyor.errors import (
     ConfigError,
     ConfigFileNotFound,
@@ -89,6 +95,10 @@ def _config(
     path, stat = locate(file, use_parent)
     parsed = load(path, stat)
     section, warning = section_to_use(parsed, active, strict=strict)
+    note = default_inherits_note(parsed)
+    if note is not None and ("warned-inherits-in-default", "") not in parsed.memo:
+        parsed.memo[("warned-inherits-in-default", "")] = True
+        warnings.warn(note, ConfigWarning, stacklevel=3)
     if warning is not None and ("warned", active) not in parsed.memo:
         # Once per file and name, not on every read. stacklevel 3 points at get()'s caller.
         parsed.memo[("warned", active)] = True

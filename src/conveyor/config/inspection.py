@@ -18,6 +18,7 @@ from conveyor.config.locate import active_name, locate
 from conveyor.config.parse import ConfigFile, EnvRef, ExprRef, load
 from conveyor.config.resolve import (
     Sourced,
+    default_inherits_note,
     materialize,
     merged_section,
     resolved_tree,
@@ -26,7 +27,7 @@ from conveyor.config.resolve import (
     structure_problems,
     unknown_section,
 )
-from conveyor.errors import ConfigError, InheritanceError
+from conveyor.errors import ConfigError, ConfigStructureError, InheritanceError
 
 MASK = "********"
 _SECRET_WORDS = frozenset(
@@ -60,7 +61,7 @@ class Entry:
     """One resolved leaf value, ready to display."""
 
     key: str
-    value: Any  # the value as written, or MASK
+    value: Any  # the value as written, or MASK (or with its secret parts replaced by MASK)
     source: str  # "default", "test", "inherited from development"
     masked: bool
     env: str | None = None  # the variable an !env value reads
@@ -85,7 +86,7 @@ class Shown:
     active: str
     section: str
     entries: list[Entry]
-    warning: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def show(
@@ -99,13 +100,14 @@ def show(
     active = active_name(env)
     parsed = _load(file, use_parent)
     section, warning = section_to_use(parsed, active, strict=False)
+    warnings = [w for w in (default_inherits_note(parsed), warning) if w]
     entries = list(_entries(resolved_tree(parsed, section), section))
     if key is not None:
         entries = [e for e in entries if e.key == key or e.key.startswith(f"{key}.")]
         if not entries:
             top = ", ".join(resolved_tree(parsed, section)) or "none"
             raise ConfigError(f"{parsed.path}: no key {key!r} in section {section!r} (keys: {top})")
-    return Shown(parsed.path, active, section, entries, warning)
+    return Shown(parsed.path, active, section, entries, warnings)
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,8 @@ def diff(
     one of them has. ``!env`` values compare by the variable they read."""
     parsed = _load(file, use_parent)
     sides: list[dict[str, Entry]] = []
-    warnings: list[str] = []
+    note = default_inherits_note(parsed)
+    warnings: list[str] = [note] if note else []
     for name in (a, b):
         section, warning = section_to_use(parsed, name, strict=False)
         if warning:
@@ -169,34 +172,45 @@ def check(
     use_parent: bool = True,
     environ: Mapping[str, str] | None = None,
 ) -> CheckReport:
-    """Every problem in the file, not just the first: the `default` section, section shapes,
-    `inherits:` (missing parents, cycles), and for each environment in ``envs`` (default: the
-    active name) that it has a section and that its ``!env`` variables are set and it needs no
-    ``!expr``."""
+    """Every problem in the file, not just the first: errors inside sections (tags, duplicate
+    keys), the `default` section, section shapes, `inherits:` (missing parents, cycles, an
+    ignored `inherits:` in `default`), and for each environment in ``envs`` (default: the
+    active name) that it has a section and that its ``!env`` variables are set and it needs
+    no ``!expr``. A broken section does not stop the others, or itself, from being checked:
+    whatever can be resolved is."""
     names = list(envs) or [active_name()]
     try:
         parsed = _load(file, use_parent)
     except ConfigError as exc:
         return CheckReport(os.fspath(file) if file else "config.yml", [], names, [str(exc)])
     problems: list[ConfigError] = list(structure_problems(parsed))
-    cycles: set[frozenset[str]] = set()
-    trees: dict[str, dict[str, Any]] = {}
-    for section in parsed.sections:
-        try:
-            trees[section] = merged_section(parsed, section)
-        except InheritanceError as exc:
-            if exc.cycle and frozenset(exc.cycle) in cycles:
-                continue
-            cycles.add(frozenset(exc.cycle))
-            problems.append(exc)
+    note = default_inherits_note(parsed)
+    if note is not None:
+        problems.append(ConfigStructureError(note))
+    # Missing parents and cycles are left out of the tree (and reported), not fatal.
+    trees = {section: merged_section(parsed, section, problems) for section in parsed.sections}
+    environment = os.environ if environ is None else environ
     for name in names:
-        if name not in parsed.sections:
-            problems.append(unknown_section(parsed, name))
-        elif name in trees and "default" in trees:
-            environment = os.environ if environ is None else environ
+        if name in trees:
             materialize(parsed, trees[name], name, environment, problems)
-    unique = list(dict.fromkeys(str(p) for p in problems))
-    return CheckReport(parsed.path, list(parsed.sections), names, unique)
+        else:
+            problems.append(unknown_section(parsed, name))
+    return CheckReport(parsed.path, list(parsed.sections), names, _unique(problems))
+
+
+def _unique(problems: Iterable[ConfigError]) -> list[str]:
+    """The messages, each once; a cycle once, from whichever section it was first met."""
+    seen: set[object] = set()
+    messages: list[str] = []
+    for problem in problems:
+        if isinstance(problem, InheritanceError) and problem.cycle:
+            key: object = frozenset(problem.cycle)
+        else:
+            key = str(problem)
+        if key not in seen:
+            seen.add(key)
+            messages.append(str(problem))
+    return messages
 
 
 def _load(file: str | os.PathLike[str] | None, use_parent: bool) -> ConfigFile:
@@ -224,20 +238,33 @@ def _entries(tree: Mapping[str, Any], section: str, prefix: str = "") -> Iterabl
             yield Entry(
                 dotted, f"!expr {value.code}", label, False, expr=value.code, fingerprint=digest
             )
-        elif looks_secret(dotted) or _holds_reference(value):
+        elif looks_secret(dotted):
             yield Entry(dotted, MASK, label, True, fingerprint=digest)
         else:
-            yield Entry(dotted, value, label, False, fingerprint=digest)
+            shown, masked = _masked(value)
+            yield Entry(dotted, shown, label, masked, fingerprint=digest)
 
 
-def _holds_reference(value: Any) -> bool:
+def _masked(value: Any) -> tuple[Any, bool]:
+    """``value`` with what is secret inside it replaced by MASK, and whether anything was:
+    ``!env`` (and ``!expr``) values, and the values of secret-looking keys in mappings, at
+    any depth inside lists (sections' own mappings are split into dotted keys before this)."""
     if isinstance(value, EnvRef | ExprRef):
-        return True
+        return MASK, True
     if isinstance(value, Mapping):
-        return any(_holds_reference(item) for item in value.values())
+        out: dict[str, Any] = {}
+        hidden = False
+        for key, item in value.items():
+            if looks_secret(str(key)):
+                out[key], masked = MASK, True
+            else:
+                out[key], masked = _masked(item)
+            hidden = hidden or masked
+        return out, hidden
     if isinstance(value, list):
-        return any(_holds_reference(item) for item in value)
-    return False
+        items = [_masked(item) for item in value]
+        return [shown for shown, _ in items], any(masked for _, masked in items)
+    return value, False
 
 
 def _fingerprint(value: Any) -> str:

@@ -34,9 +34,10 @@ class Sourced:
 
 
 def structure_problems(cf: ConfigFile) -> list[ConfigError]:
-    """Everything wrong with the file's shape: no `default`, non-mapping sections, bad
-    `inherits:` values. Empty when the file is well formed."""
-    problems: list[ConfigError] = []
+    """Everything wrong with the file's shape: errors inside sections (malformed tags,
+    duplicate keys), no `default`, non-mapping sections, bad `inherits:` values. Empty when
+    the file is well formed."""
+    problems: list[ConfigError] = list(cf.problems)
     if DEFAULT not in cf.sections:
         problems.append(
             ConfigStructureError(
@@ -49,20 +50,34 @@ def structure_problems(cf: ConfigFile) -> list[ConfigError]:
         if body is not None and not isinstance(body, dict):
             problems.append(
                 ConfigStructureError(
-                    f"{where}: section {name!r} must be a mapping of keys, "
-                    f"found {type(body).__name__} {body!r}"
+                    f"{where}: section {name!r} must be a mapping of keys, found {_describe(body)}"
                 )
             )
             continue
         inherits = (body or {}).get("inherits")
-        if inherits is not None and not _is_names(inherits):
+        # `inherits:` in `default` is ignored, whatever it holds (see default_inherits_note).
+        if name != DEFAULT and inherits is not None and not _is_names(inherits):
             problems.append(
                 ConfigStructureError(
                     f"{where}: `inherits` in section {name!r} must be a section name or a list "
-                    f"of names, found {inherits!r}"
+                    f"of names, found {_describe(inherits)}"
                 )
             )
     return problems
+
+
+def default_inherits_note(cf: ConfigFile) -> str | None:
+    """A message when the `default` section has `inherits:`, which is ignored: `default` is
+    the base of every section, and R's config::get() never follows its `inherits:` either."""
+    body = cf.sections.get(DEFAULT)
+    if not isinstance(body, dict) or "inherits" not in body:
+        return None
+    return (
+        f"{cf.path}, line {cf.line_of(DEFAULT)}: `inherits:` in the `default` section is "
+        f"ignored (as R's config package ignores it): `default` is the base every other "
+        f"section is merged over, so it cannot inherit. Move those values into `default`, or "
+        f"remove the `inherits:` line"
+    )
 
 
 def section_to_use(cf: ConfigFile, name: str, *, strict: bool) -> tuple[str, str | None]:
@@ -111,16 +126,46 @@ def _require_well_formed(cf: ConfigFile) -> None:
         cf.memo[("well-formed", "")] = True
 
 
-def merged_section(cf: ConfigFile, section: str) -> dict[str, Any]:
+def merged_section(
+    cf: ConfigFile, section: str, problems: list[ConfigError] | None = None
+) -> dict[str, Any]:
     """Like ``resolved_tree`` but without checking the file's shape first: malformed sections
-    count as empty. Raises InheritanceError."""
-    tree = _with_parents(cf, section, ())
+    count as empty. Raises InheritanceError, or, when ``problems`` is a list, appends each
+    one there and leaves out the parents it concerns, resolving the rest of the section."""
+    tree = _with_parents(cf, section, (), problems)
     if section != DEFAULT and DEFAULT in cf.sections:
-        tree = merge(_with_parents(cf, DEFAULT, ()), tree)
+        tree = merge(_with_parents(cf, DEFAULT, (), problems), tree)
     return tree
 
 
-def _with_parents(cf: ConfigFile, name: str, chain: tuple[str, ...]) -> dict[str, Any]:
+def _with_parents(
+    cf: ConfigFile, name: str, chain: tuple[str, ...], problems: list[ConfigError] | None
+) -> dict[str, Any]:
+    # A malformed section or `inherits:` is reported by structure_problems(); treating it as
+    # empty here lets `conveyor config check` go on to find every other problem.
+    body = cf.sections.get(name)
+    body = body if isinstance(body, dict) else {}
+    inherits: Any = body.get("inherits")
+    parents: list[str] = [inherits] if isinstance(inherits, str) else inherits
+    if name == DEFAULT or not _is_names(parents):
+        parents = []
+    tree: dict[str, Any] = {}
+    # Earlier parents win over later ones, so merge from the last parent to the first.
+    for parent in reversed(parents):
+        try:
+            inherited = _with_parents(cf, parent, _checked(cf, parent, (*chain, name)), problems)
+        except InheritanceError as error:
+            if problems is None:
+                raise
+            problems.append(error)
+            continue
+        tree = merge(tree, inherited)
+    own = {key: value for key, value in body.items() if key != "inherits"}
+    return merge(tree, _sourced(own, name))
+
+
+def _checked(cf: ConfigFile, name: str, chain: tuple[str, ...]) -> tuple[str, ...]:
+    """``chain`` if section ``name`` can be resolved after it; else InheritanceError."""
     if name in chain:
         cycle = chain[chain.index(name) :]
         loop = " -> ".join((*cycle, name))
@@ -132,20 +177,7 @@ def _with_parents(cf: ConfigFile, name: str, chain: tuple[str, ...]) -> dict[str
             f"{cf.path}, line {cf.line_of(chain[-1])}: section {chain[-1]!r} inherits from "
             f"{name!r}, which is not a section of this file (sections: {_names(cf)})"
         )
-    # A malformed section or `inherits:` is reported by structure_problems(); treating it as
-    # empty here lets `conveyor config check` go on to find every other problem.
-    body = cf.sections[name]
-    body = body if isinstance(body, dict) else {}
-    inherits: Any = body.get("inherits")
-    parents: list[str] = [inherits] if isinstance(inherits, str) else inherits
-    if not _is_names(parents):
-        parents = []
-    tree: dict[str, Any] = {}
-    # Earlier parents win over later ones, so merge from the last parent to the first.
-    for parent in reversed(parents):
-        tree = merge(tree, _with_parents(cf, parent, (*chain, name)))
-    own = {key: value for key, value in body.items() if key != "inherits"}
-    return merge(tree, _sourced(own, name))
+    return chain
 
 
 def _sourced(body: Mapping[str, Any], section: str) -> dict[str, Any]:
@@ -257,6 +289,16 @@ def _is_names(value: Any) -> bool:
     if isinstance(value, str):
         return bool(value)
     return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _describe(value: Any) -> str:
+    """A wrong value, for a message. Lists and mappings are not printed: they may hold
+    secrets, and with aliases they can be huge."""
+    if isinstance(value, list):
+        return f"a list of {len(value)} item{'' if len(value) == 1 else 's'}"
+    if isinstance(value, dict):
+        return f"a mapping of {len(value)} key{'' if len(value) == 1 else 's'}"
+    return f"{type(value).__name__} {value!r}"
 
 
 def _names(cf: ConfigFile) -> str:
