@@ -57,6 +57,7 @@ def test_full_file(make_app):
     [
         ("type: fastapi\n", "field `name`: is required"),
         ("name: Hello World\ntype: fastapi\n", "field `name`: 'Hello World' is not a valid app"),
+        ('name: "hello\\n"\ntype: fastapi\n', "field `name`: 'hello\\n' is not a valid app"),
         ("name: a\ntype: django\n", "field `type`: 'django' is not a type; use one of: fastapi"),
         ("name: a\ntype: fastapi\nworkers: 0\n", "field `workers`: must be a whole number"),
         ("name: a\ntype: fastapi\nhealth: status\n", "field `health`: 'status' must be a path"),

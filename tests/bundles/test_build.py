@@ -4,10 +4,12 @@ any change to what runs gives another."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import subprocess
 import tarfile
+import time
 
 import pytest
 
@@ -115,7 +117,7 @@ def test_same_tree_on_two_git_branches_has_one_id_and_different_provenance(make_
 
 @pytest.mark.parametrize(
     "change",
-    ["one byte", "mode bit", "added file", "renamed file", "entrypoint", "python"],
+    ["one byte", "mode bit", "added file", "renamed file", "entrypoint", "python", "lock"],
 )
 def test_any_change_to_what_runs_changes_the_id(make_app, tmp_path, change):
     root = make_app(FILES)
@@ -132,6 +134,9 @@ def test_any_change_to_what_runs_changes_the_id(make_app, tmp_path, change):
         (root / "conveyor.yml").write_text("name: hello\ntype: fastapi\nentrypoint: app:api\n")
     elif change == "python":
         (root / "conveyor.yml").write_text("name: hello\ntype: fastapi\npython: '>=3.12'\n")
+    elif change == "lock":
+        with open(root / "conveyor.lock", "a") as lock:
+            lock.write("# one more line\n")
     assert build(root, tmp_path, "after.tar.gz").id != before
 
 
@@ -142,10 +147,57 @@ def test_default_output_goes_under_the_app_and_is_not_bundled_next_time(make_app
     assert build_bundle(root).id == built.id
 
 
-def test_gzip_layer_is_deterministic(make_app, tmp_path):
-    built = build(make_app(FILES), tmp_path)
-    with gzip.open(built.archive) as handle:
+def test_gzip_layer_is_deterministic(make_app, tmp_path, monkeypatch):
+    root = make_app(FILES)
+    first = build_bundle(root, tmp_path / "one" / "first.tar.gz")
+    # Another output name and directory, and another clock: gzip would record both by default.
+    monkeypatch.setattr(time, "time", lambda: 2_000_000_000.0)
+    second = build_bundle(root, tmp_path / "two" / "second-name.tar.gz")
+    assert second.archive.read_bytes() == first.archive.read_bytes()
+    raw = first.archive.read_bytes()
+    assert raw[:3] == b"\x1f\x8b\x08"  # gzip, deflate
+    assert raw[3] == 0  # flags: no file name, comment or extra field in the header
+    assert raw[4:8] == b"\0\0\0\0"  # mtime zero
+    assert b"first" not in raw[:64] and b"tar" not in raw[:64]
+    with gzip.open(first.archive) as handle:
         assert handle.read(512)[:13] == b"manifest.json"
+
+
+def test_the_manifest_carries_the_locks_sha256(make_app, tmp_path):
+    built = build(make_app(FILES), tmp_path)
+    lock = built.manifest["lock"]
+    digest = hashlib.sha256((tmp_path / "app" / lock["path"]).read_bytes()).hexdigest()
+    assert lock["sha256"] == digest
+    assert {"path": lock["path"], "sha256": digest} in [
+        {"path": f["path"], "sha256": f["sha256"]} for f in built.manifest["files"]
+    ]
+
+
+def test_a_change_to_the_lock_changes_the_id(make_app, tmp_path):
+    root = make_app(FILES)
+    before = build(root, tmp_path, "before.tar.gz")
+    lock = root / before.manifest["lock"]["path"]
+    lock.write_text(lock.read_text().replace("--hash=sha256:", "--hash=sha256:0", 1))
+    after = build(root, tmp_path, "after.tar.gz")
+    assert "up to date" in after.lock.note  # the lock was reused as edited, not made again
+    assert after.manifest["lock"]["sha256"] != before.manifest["lock"]["sha256"]
+    assert after.id != before.id
+
+
+@pytest.mark.parametrize("left_out", ["conveyor.lock", "conveyor.yml"])
+def test_a_bundle_without_its_lock_or_app_file_is_refused(make_app, tmp_path, left_out):
+    root = make_app(FILES, app_file=f"name: hello\ntype: fastapi\nexclude: [{left_out}]\n")
+    with pytest.raises(BundleError, match=f"{left_out} is not among the bundled files"):
+        build(root, tmp_path)
+    assert not (tmp_path / "bundles" / "out.tar.gz").exists()
+
+
+def test_a_lock_ignored_by_the_repository_is_refused(make_app, tmp_path):
+    root = make_app(FILES, where="repo/app")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path / "repo", check=True)
+    (tmp_path / "repo" / ".gitignore").write_text("*.lock\n")
+    with pytest.raises(BundleError, match=r"conveyor.lock is not among .*`git add -f conveyor"):
+        build(root, tmp_path)
 
 
 def test_entrypoint_module_must_be_bundled(make_app, tmp_path):

@@ -5,6 +5,8 @@ that lacks them is an error."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from conveyor.bundles.app_file import read_app_file
@@ -65,6 +67,7 @@ def test_loose_requirements_are_locked_with_uv_and_reused(make_app, tmp_path):
         "path": GENERATED_LOCK,
         "format": "requirements-txt",
         "packages": lock.packages,
+        "sha256": hashlib.sha256((root / GENERATED_LOCK).read_bytes()).hexdigest(),
     }
     assert GENERATED_LOCK in [f["path"] for f in first.manifest["files"]]
     # A second build changes nothing and gives the same id.

@@ -66,7 +66,7 @@ def parse_app_spec(data: dict[str, Any], path: Path, directory: Path) -> AppSpec
             f"known fields: {', '.join(sorted(_FIELDS))}"
         )
     name = reader.text("name", required=True)
-    if not APP_NAME.match(name):
+    if not APP_NAME.fullmatch(name):
         reader.fail(
             "name",
             f"{name!r} is not a valid app name; use lowercase letters, digits and dashes, "

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from conveyor.bundles.app_file import read_app_file
+from conveyor.bundles.app_file import APP_FILE, read_app_file
 from conveyor.bundles.archive import FORMAT, bundle_id, normalised_mode, write_archive
 from conveyor.bundles.lock import Lock, resolve_lock
 from conveyor.bundles.provenance import provenance
@@ -18,6 +16,7 @@ from conveyor.bundles.selection import select_files
 from conveyor.domain.apps import AppSpec
 from conveyor.domain.policy import bundle_alias
 from conveyor.errors import BundleError
+from conveyor.storage.atomic_files import write_atomically
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,14 @@ def build_bundle(
         max_files=spec.max_files,
         warn=warn,
     )
-    _check_entrypoint(spec, {f.path for f in files})
+    paths = {f.path for f in files}
+    if APP_FILE not in paths:
+        raise BundleError(
+            f"{APP_FILE} is not among the bundled files, and a release reads it; it is left out "
+            f"by `exclude:` or by a .gitignore or git exclude rule (for the latter, "
+            f"`git add -f {APP_FILE}`)"
+        )
+    _check_entrypoint(spec, paths)
     progress(f"hashing {len(files)} files")
     entries = [
         {
@@ -80,16 +86,8 @@ def build_bundle(
     target = output or directory / ".conveyor" / "bundles" / f"{spec.name}-{identity[:10]}.tar.gz"
     target.parent.mkdir(parents=True, exist_ok=True)
     progress(f"writing {target}")
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write_archive(manifest, {f.path: f.source for f in files}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    sources = {f.path: f.source for f in files}
+    write_atomically(target, lambda handle: write_archive(manifest, sources, handle))
     return BuiltBundle(
         id=identity,
         spec=spec,
@@ -102,14 +100,29 @@ def build_bundle(
 
 
 def make_manifest(spec: AppSpec, lock: Lock, files: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the bundle id covers: the files and what decides how they run."""
+    """What the bundle id covers: the files and what decides how they run. The lock must be
+    one of ``files``; its sha256 is repeated in the lock entry."""
+    lock_path = PurePosixPath(lock.path).as_posix()
+    lock_file = next((entry for entry in files if entry["path"] == lock_path), None)
+    if lock_file is None:
+        raise BundleError(
+            f"the lock {lock.path} is not among the bundled files, so the bundle could not be "
+            f"run as locked; it is left out by `exclude:` in conveyor.yml, by a .gitignore or "
+            f"git exclude rule, or it is outside the app directory. Bundle it (for a git ignore "
+            f"rule: `git add -f {lock.path}`), or point `requirements:` at a file inside the app"
+        )
     return {
         "format": FORMAT,
         "app": spec.name,
         "type": spec.type.value,
         "entrypoint": spec.entrypoint,
         "python": spec.python,
-        "lock": {"path": lock.path, "format": lock.format, "packages": lock.packages},
+        "lock": {
+            "path": lock_path,
+            "format": lock.format,
+            "packages": lock.packages,
+            "sha256": lock_file["sha256"],
+        },
         "checks": list(spec.required_checks()),
         "files": files,
     }

@@ -4,12 +4,11 @@ and renamed into place, and checked against its hash when read."""
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from conveyor.errors import IntegrityError, NotFound
+from conveyor.storage.atomic_files import staged_file
 
 _CHUNK = 1024 * 1024
 
@@ -36,25 +35,15 @@ class BlobStore:
 
     def _put(self, read: Callable[[int], bytes], label: str) -> str:
         self.root.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
         digest = hashlib.sha256()
-        try:
-            with os.fdopen(descriptor, "wb") as out:
-                while chunk := read(_CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+        with staged_file(self.root, "incoming") as staged:
+            while chunk := read(_CHUNK):
+                digest.update(chunk)
+                staged.handle.write(chunk)
             target = self.path_of(digest.hexdigest())
-            if target.is_file():
-                os.unlink(temporary)
-            else:
+            if not target.is_file():  # else the same content is already stored: keep that copy
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(temporary, target)
-                _fsync_directory(target.parent)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+                staged.commit(target)
         return digest.hexdigest()
 
     def verified_path(self, digest: str) -> Path:
@@ -75,11 +64,3 @@ class BlobStore:
 
     def read(self, digest: str) -> bytes:
         return self.verified_path(digest).read_bytes()
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -129,13 +129,20 @@ def save_bundle(
 
 
 def get_bundle(connection: Connection, app: str, ref: str) -> dict[str, Any]:
-    """A bundle of ``app`` by full id or by a prefix of at least 6 hex digits (the alias)."""
+    """A bundle of ``app`` by full id or by a prefix of at least 6 hex digits (the alias).
+    Only hex digits are accepted, so nothing in ``ref`` acts as a LIKE wildcard."""
     if len(ref) < 6:
         raise InvalidInput(f"bundle {ref!r} is too short; give at least 6 hex digits of its id")
+    prefix = ref.lower()
+    if len(prefix) > 64 or not all(c in "0123456789abcdef" for c in prefix):
+        raise InvalidInput(
+            f"bundle {ref!r} is not a bundle id; give its id or at least its first 6 hex digits "
+            f"(0-9, a-f), e.g. as `conveyor history {app}` shows them"
+        )
     table = schema.bundles
     rows = (
         connection.execute(
-            select(table).where(and_(table.c.app == app, table.c.id.startswith(ref.lower())))
+            select(table).where(and_(table.c.app == app, table.c.id.startswith(prefix)))
         )
         .mappings()
         .all()
