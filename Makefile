@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-## demo: show Conveyor at work on examples/
+## demo: Dev -> Test -> Prod on examples/ with a fresh server (serves until Ctrl-C)
 demo: $(STAMP)
-	@PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/config-tour/tour.sh
+	@$(BIN)/conveyor demo
 
 ## test: every check CI runs: lint, format, types, tests (e2e included)
 test: lint typecheck
@@ -39,6 +39,9 @@ docs: $(STAMP)
 ## bench: run the benchmarks (ratios measured side by side)
 bench: $(STAMP)
 	$(BIN)/python bench/config_get.py
+	$(BIN)/python bench/proxy_overhead.py
+	$(BIN)/python bench/switch_under_load.py
+	$(BIN)/python bench/runtime_build.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

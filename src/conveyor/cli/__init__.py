@@ -13,6 +13,7 @@ from conveyor.cli import output
 from conveyor.cli.audit import audit_group
 from conveyor.cli.bundle import bundle_group
 from conveyor.cli.config import config_group
+from conveyor.cli.demo import demo_command
 from conveyor.cli.exit_codes import ExitCode, for_error
 from conveyor.cli.logs import logs_command
 from conveyor.cli.releases import approve_command, deploy_command, promote_command, rollback_command
@@ -57,6 +58,7 @@ for command in (
     vars_group,
     open_command,
     audit_group,
+    demo_command,
 ):
     cli.add_command(command)
 

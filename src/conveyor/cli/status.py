@@ -22,7 +22,8 @@ JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for mach
 @click.pass_context
 def status_command(ctx: click.Context, app: str | None, as_json: bool) -> None:
     """Apps x environments: the live bundle, its age and state, ✓ when verified there, and who
-    approved it there."""
+    approved it there. DEGRADED marks a live release whose processes keep crashing (see
+    `conveyor logs`)."""
     found = client_of(ctx).status(app)
     if as_json:
         output.as_json(found)
@@ -49,6 +50,8 @@ def _cell(cell: dict[str, Any]) -> str:
     text = f"{cell['bundle']} {age(str(cell['since']))}"
     if cell["state"] != "live":
         text += f" {cell['state']}"
+    if cell.get("degraded"):
+        text += " DEGRADED"
     if cell["verified"]:
         text += " ✓"
     approved = cell.get("approved_by") or ()

@@ -22,10 +22,8 @@ import re
 import secrets
 import shutil
 import stat
-import subprocess
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from pathlib import Path
 import conveyor
 from conveyor.errors import RuntimeFailure
 from conveyor.runtime.interpreters import Interpreter, choose, discover
+from conveyor.runtime.steps import run_step
 
 MARKER = ".conveyor-runtime.json"
 LIBRARY_DIR = "conveyor-lib"
@@ -42,7 +41,6 @@ LOCK_FORMATS = ("requirements-txt", "uv.lock", "pylock.toml")
 LIBRARY_FILES = ("__init__.py", "errors.py", "py.typed", "config")
 _PTH_FILE = "_conveyor_lib.pth"
 _RUNTIME_ID = re.compile(r"^[0-9a-f]{64}$")
-_LOG_TAIL = 30
 # Variables that would point uv or the runtime's Python at another environment than the one
 # being built.
 _NOT_INHERITED = (
@@ -254,52 +252,18 @@ class RuntimeBuilder:
         log: Callable[[str], None],
         step: str,
     ) -> list[str]:
-        """Run ``command``, passing each output line to ``log`` as it comes; its lines, or
-        RuntimeFailure with the last of them."""
-        lines: list[str] = []
-        tail: deque[str] = deque(maxlen=_LOG_TAIL)
-        timed_out = threading.Event()
-        try:
-            process = subprocess.Popen(
-                command,
-                cwd=cwd,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                bufsize=1,
-            )
-        except OSError as exc:
-            raise RuntimeFailure(f"{step} failed: cannot run {command[0]}: {exc}") from None
-
-        def stop() -> None:
-            timed_out.set()
-            process.kill()
-
-        watchdog = threading.Timer(self.build_timeout, stop)
-        watchdog.start()
-        with process:  # closes the pipe, and waits, however this ends
-            try:
-                assert process.stdout is not None
-                for raw in process.stdout:
-                    line = raw.rstrip("\r\n")
-                    lines.append(line)
-                    tail.append(line)
-                    log(line)
-                code = process.wait()
-            finally:
-                watchdog.cancel()
-                if process.poll() is None:
-                    process.kill()
-        if timed_out.is_set():
-            raise RuntimeFailure(f"{step} took over {self.build_timeout:.0f} s; stopped it")
-        if code != 0:
-            raise RuntimeFailure(
-                f"{step} failed (exit status {code}):\n  " + "\n  ".join(tail or ["(no output)"])
-            )
-        return lines
+        """Run ``command``, its output into ``log`` as it comes (minus uv's per-package and
+        activation lines, which the summary lines cover); its lines, or RuntimeFailure with
+        the last of them."""
+        return run_step(
+            command,
+            cwd=cwd,
+            env=env,
+            log=log,
+            what=step,
+            timeout=self.build_timeout,
+            quiet=_uv_detail,
+        )
 
     def _environment(self) -> dict[str, str]:
         """The server's environment minus what points at other environments, plus uv's
@@ -459,3 +423,10 @@ def _remove_tree(root: Path) -> None:
     for directory, _, _ in os.walk(root):
         os.chmod(directory, stat.S_IMODE(os.lstat(directory).st_mode) | stat.S_IWUSR)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def _uv_detail(line: str) -> bool:
+    """uv lines that only repeat what its summary says ("Installed 23 packages")."""
+    return line.startswith((" + ", " - ", "Activate with:")) or line.endswith(
+        "conveyor/__init__.py"
+    )

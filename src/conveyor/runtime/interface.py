@@ -54,6 +54,10 @@ class Runtime(Protocol):
         """Drain and stop a release's instance; stopping one not running is a no-op."""
         ...
 
+    def degraded(self, release_id: int) -> str | None:
+        """Why a running release is degraded (its processes keep crashing), or None."""
+        ...
+
     def read_log(self, release_id: int, after: int = 0) -> tuple[int, str]:
         """What the release's processes printed after offset ``after``, and the offset to ask
         from next time (empty for a release that printed nothing or is unknown)."""

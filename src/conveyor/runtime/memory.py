@@ -21,6 +21,10 @@ class MemoryRuntime:
     running: dict[int, Instance] = field(default_factory=dict)
     routes: dict[tuple[str, str], int] = field(default_factory=dict)
     stopped: list[int] = field(default_factory=list)
+    #: release id -> the plan it was started with (its variables, manifest, ...)
+    plans: dict[int, ReleasePlan] = field(default_factory=dict)
+    #: release id -> why it is degraded
+    degraded_releases: dict[int, str] = field(default_factory=dict)
     #: release id -> what its (imagined) processes printed
     output: dict[int, str] = field(default_factory=dict)
     _next_port: int = 20000
@@ -33,6 +37,7 @@ class MemoryRuntime:
             plan.release_id, plan.app, plan.environment.name, f"http://127.0.0.1:{self._next_port}"
         )
         self.running[plan.release_id] = instance
+        self.plans[plan.release_id] = plan
         self.output[plan.release_id] = f"{plan.app} release {plan.release_id} listening\n"
         log(f"started release {plan.release_id} at {instance.address}")
         return instance
@@ -51,6 +56,9 @@ class MemoryRuntime:
         if key in self.failing_routes:
             raise RuntimeFailure(f"could not swap the route of {instance.app} in {key[1]}")
         self.routes[key] = instance.release_id
+
+    def degraded(self, release_id: int) -> str | None:
+        return self.degraded_releases.get(release_id)
 
     def read_log(self, release_id: int, after: int = 0) -> tuple[int, str]:
         text = self.output.get(release_id, "")

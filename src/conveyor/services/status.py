@@ -64,6 +64,7 @@ def status(services: Services, app: str | None = None) -> Status:
                         approved_by=tuple(
                             sorted(a.by for a in approvals if a.environment == environment.name)
                         ),
+                        degraded=services.runtime.degraded(live.id),
                     )
                 )
     return Status(

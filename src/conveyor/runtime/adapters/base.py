@@ -3,17 +3,10 @@ produce their output."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-
-from conveyor.errors import RuntimeFailure
 
 
 @dataclass(frozen=True)
@@ -117,53 +110,3 @@ def serve_directory(context: LaunchContext, directory: Path) -> Launch:
         strip_prefix=True,
         health_path="/",
     )
-
-
-def run_step(
-    argv: list[str],
-    *,
-    cwd: Path,
-    env: Mapping[str, str],
-    log: Callable[[str], None],
-    what: str,
-    timeout: float = 900,
-) -> None:
-    """Run a render or build step, its output line by line into ``log``; RuntimeFailure with
-    the last lines when it fails."""
-    tail: list[str] = []
-    try:
-        process = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=dict(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise RuntimeFailure(f"{what} could not start: {exc}") from None
-    timed_out = threading.Event()
-
-    def kill_on_timeout() -> None:
-        timed_out.set()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-    timer = threading.Timer(timeout, kill_on_timeout)
-    timer.start()
-    try:
-        with process:
-            assert process.stdout is not None
-            for line in process.stdout:
-                line = line.rstrip("\n")
-                log(line)
-                tail = [*tail[-19:], line]
-            code = process.wait()
-    finally:
-        timer.cancel()
-    if timed_out.is_set():
-        raise RuntimeFailure(f"{what} took longer than {timeout:.0f} s and was stopped")
-    if code != 0:
-        raise RuntimeFailure(f"{what} failed (exit code {code}):\n  " + "\n  ".join(tail[-12:]))

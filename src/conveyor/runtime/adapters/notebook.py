@@ -4,7 +4,8 @@ rendered to HTML once per release, then served."""
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from conveyor.runtime.adapters.base import LaunchContext, RenderedAdapter, run_step
+from conveyor.runtime.adapters.base import LaunchContext, RenderedAdapter
+from conveyor.runtime.steps import run_step
 
 
 def _render(context: LaunchContext, env: Mapping[str, str], log: Callable[[str], None]) -> None:

@@ -4,11 +4,13 @@ import shutil
 from collections.abc import Callable, Mapping
 
 from conveyor.errors import RuntimeFailure
-from conveyor.runtime.adapters.base import LaunchContext, RenderedAdapter, run_step
+from conveyor.runtime.adapters.base import LaunchContext, RenderedAdapter
+from conveyor.runtime.steps import run_step
 
 
 def _render(context: LaunchContext, env: Mapping[str, str], log: Callable[[str], None]) -> None:
-    quarto = shutil.which("quarto", path=env.get("PATH"))
+    # The app's PATH first (a runtime may carry one), then the server's own.
+    quarto = shutil.which("quarto", path=env.get("PATH")) or shutil.which("quarto")
     if quarto is None:
         raise RuntimeFailure(
             "this server has no `quarto` executable, so Quarto documents cannot be rendered; "
@@ -22,6 +24,11 @@ def _render(context: LaunchContext, env: Mapping[str, str], log: Callable[[str],
         log=log,
         what=f"rendering {context.entrypoint}",
     )
+    index = context.output_dir / "index.html"
+    pages = sorted(context.output_dir.glob("*.html"))
+    if not index.exists() and len(pages) == 1:
+        # One document: it is the page at /<app>/ (a project's own index.html is kept).
+        shutil.copyfile(pages[0], index)
 
 
 ADAPTER = RenderedAdapter(_render)

@@ -1,10 +1,15 @@
 """Static sites: a directory of files, optionally produced by the app's `build` command."""
 
 import shlex
+import shutil
 from collections.abc import Callable, Mapping
 
 from conveyor.errors import RuntimeFailure
-from conveyor.runtime.adapters.base import LaunchContext, RenderedAdapter, run_step
+from conveyor.runtime.adapters.base import LaunchContext, RenderedAdapter
+from conveyor.runtime.steps import run_step
+
+#: Files of the app's root that are not part of the site.
+_NOT_SERVED = ("conveyor.yml", "conveyor.lock", "config.yml", "requirements*.txt", "*.py", ".*")
 
 
 def _produce(context: LaunchContext, env: Mapping[str, str], log: Callable[[str], None]) -> None:
@@ -18,8 +23,19 @@ def _produce(context: LaunchContext, env: Mapping[str, str], log: Callable[[str]
             + (" after the build" if build else "")
             + "; set `entrypoint:` in conveyor.yml to the directory with index.html"
         )
-    context.output_dir.rmdir()
-    context.output_dir.symlink_to(source, target_is_directory=True)
+    if not (source / "index.html").is_file():
+        raise RuntimeFailure(
+            f"static site directory {context.entrypoint!r} has no index.html"
+            + (" after the build" if build else "")
+            + "; the page at /<app>/ is its index.html"
+        )
+    if source == context.app_dir.resolve():
+        # The bundle's root is the site: serve a copy without Conveyor's own files.
+        context.output_dir.rmdir()
+        shutil.copytree(source, context.output_dir, ignore=shutil.ignore_patterns(*_NOT_SERVED))
+    else:
+        context.output_dir.rmdir()
+        context.output_dir.symlink_to(source, target_is_directory=True)
 
 
 ADAPTER = RenderedAdapter(_produce)

@@ -1,0 +1,208 @@
+"""`conveyor demo`: the whole Dev -> Test -> Prod path in about a minute, on the examples.
+
+Starts a server in a fresh demo home, deploys a FastAPI API, a Shiny app and a notebook report
+to dev, promotes them through test (their checks run) to prod, then deploys a change whose
+tests fail and shows Prod refusing it while the previous version keeps serving. Every step is
+the real CLI command, shown before it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+
+from conveyor.errors import InvalidInput, RuntimeFailure
+
+APPS = ("forecast-api", "sales-dashboard", "quarterly-report")
+
+
+def _examples() -> Path:
+    """examples/ of this checkout (the demo runs from a clone of the repository)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "examples" / "forecast-api" / "conveyor.yml").is_file():
+            return parent / "examples"
+    raise InvalidInput(
+        "the demo needs the examples/ folder of a Conveyor checkout; run it from a clone "
+        "(`make demo`)"
+    )
+
+
+@click.command("demo")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Demo server state. Default: a fresh temporary directory, removed at the end.",
+)
+@click.option(
+    "--port", default=8700, show_default=True, help="API port; dev, test, prod use the next three."
+)
+@click.option("--no-wait", is_flag=True, help="Stop at the end instead of serving until Ctrl-C.")
+def demo_command(home: Path | None, port: int, no_wait: bool) -> int:
+    """Run the Dev -> Test -> Prod demo on examples/ with a fresh server."""
+    examples = _examples()
+    scratch = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
+    home = (home or scratch / "home").absolute()
+    cache = os.environ.get("CONVEYOR_UV_CACHE") or str(Path.home() / ".cache" / "conveyor" / "uv")
+    env = {
+        **os.environ,
+        "CONVEYOR_CREDENTIALS": str(scratch / "credentials.json"),
+        "CONVEYOR_SERVER": f"http://127.0.0.1:{port}",
+        "CONVEYOR_UV_CACHE": cache,
+    }
+    env.pop("CONVEYOR_TOKEN", None)
+    environments = scratch / "environments.yml"
+    environments.write_text(
+        "environments:\n"
+        + "".join(
+            f"  {name}: {{port: {port + 1 + i}}}\n"
+            for i, name in enumerate(("dev", "test", "prod"))
+        )
+    )
+    server_log = scratch / "server.log"
+    _say(f"A fresh Conveyor server (state in {home}; its log in {server_log})")
+    with server_log.open("wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "conveyor",
+                "serve",
+                "--home",
+                str(home),
+                "--port",
+                str(port),
+                "--environments",
+                str(environments),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        _wait_for_server(server, port, server_log)
+        run = _Runner(env)
+        sources = scratch / "apps"
+        for app in APPS:
+            shutil.copytree(
+                examples / app,
+                sources / app,
+                ignore=shutil.ignore_patterns(".conveyor", "__pycache__"),
+            )
+
+        _say("1. Deploy three apps to dev: a FastAPI API, a Shiny app, a notebook report")
+        for app in APPS:
+            run("deploy", str(sources / app), "--env", "dev")
+        _say("2. Promote them to test: the same bundles, checked again there")
+        for app in APPS:
+            run("promote", app, "--to", "test")
+        _say("3. Promote to prod: exactly the bundles verified in test")
+        for app in APPS:
+            run("promote", app, "--to", "prod")
+
+        _say("4. A change with a bug: the forecast skips a day, and the app's tests catch it")
+        changed = sources / "forecast-api-change"
+        shutil.copytree(sources / "forecast-api", changed)
+        code = (changed / "app.py").read_text()
+        (changed / "app.py").write_text(code.replace("range(horizon)", "range(1, horizon)"))
+        run("deploy", str(changed), "--env", "test", expect=1)
+        _say(
+            "5. Prod refuses the change: it only takes what passed test; the old version serves on"
+        )
+        history = run.output("history", "forecast-api", "--env", "test", "--json")
+        failed = next(r for r in json.loads(history) if r["state"] == "failed")
+        run("promote", "forecast-api", "--to", "prod", "--bundle", failed["bundle"][:10], expect=3)
+        url = f"http://127.0.0.1:{port + 3}/forecast-api/forecast?region=west"
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
+            click.echo(f"$ curl {url}\n{response.read().decode()}")
+
+        _say("Where everything runs")
+        run("status")
+        for app in APPS:
+            click.echo(
+                f"  {app:<18} "
+                + "  ".join(
+                    f"{n}: http://127.0.0.1:{port + 1 + i}/{app}/"
+                    for i, n in enumerate(("dev", "test", "prod"))
+                )
+            )
+        if no_wait:
+            return 0
+        credentials = scratch / "credentials.json"
+        _say("Serving until Ctrl-C. In another terminal:")
+        click.echo(
+            f"  CONVEYOR_SERVER=http://127.0.0.1:{port} CONVEYOR_CREDENTIALS={credentials} "
+            "conveyor status"
+        )
+        while server.poll() is None:
+            time.sleep(0.5)
+        raise RuntimeFailure(f"the demo server stopped; see {server_log}")
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        click.echo("demo server stopped", err=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _Runner:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __call__(self, *args: str, expect: int = 0) -> None:
+        click.echo(click.style("$ conveyor " + shlex.join(args), bold=True))
+        result = subprocess.run(
+            [sys.executable, "-m", "conveyor", *args], env=self.env, check=False
+        )
+        if result.returncode != expect:
+            raise RuntimeFailure(
+                f"`conveyor {shlex.join(args)}` ended with exit code {result.returncode}, "
+                f"expected {expect}"
+            )
+
+    def output(self, *args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "conveyor", *args],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+
+def _say(title: str) -> None:
+    click.echo("\n" + click.style(f"== {title}", bold=True))
+
+
+def _wait_for_server(server: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeFailure(
+                f"the demo server did not start:\n{log.read_text(errors='replace')[-2000:]}"
+            )
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2):  # noqa: S310
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise RuntimeFailure(f"the demo server did not answer within 120 s; see {log}")

@@ -1,0 +1,79 @@
+"""Running one step of a build or a render (uv, nbconvert, quarto, a static site's build
+command): its output goes line by line into the operation's log as it is printed, it is stopped
+(its whole process group) when it takes too long, and a failure carries its last lines."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from conveyor.errors import RuntimeFailure
+
+_TAIL = 30
+
+
+def run_step(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log: Callable[[str], None],
+    what: str,
+    timeout: float = 900,
+    quiet: Callable[[str], bool] = lambda line: False,
+) -> list[str]:
+    """Run ``argv``; every output line goes to ``log`` unless ``quiet(line)``. Returns all
+    lines; RuntimeFailure naming ``what`` when it cannot start, fails or times out."""
+    lines: list[str] = []
+    tail: deque[str] = deque(maxlen=_TAIL)
+    timed_out = threading.Event()
+    try:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise RuntimeFailure(f"{what} could not start: {exc}") from None
+
+    def stop() -> None:
+        timed_out.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    watchdog = threading.Timer(timeout, stop)
+    watchdog.start()
+    with process:  # closes the pipe and waits, however this ends
+        try:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                line = raw.rstrip("\r\n")
+                lines.append(line)
+                tail.append(line)
+                if not quiet(line):
+                    log(line)
+            code = process.wait()
+        finally:
+            watchdog.cancel()
+            if process.poll() is None:
+                stop()
+    if timed_out.is_set():
+        raise RuntimeFailure(f"{what} took longer than {timeout:.0f} s and was stopped")
+    if code != 0:
+        raise RuntimeFailure(
+            f"{what} failed (exit code {code}):\n  " + "\n  ".join(tail or ["(no output)"])
+        )
+    return lines

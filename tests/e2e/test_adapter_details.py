@@ -1,0 +1,57 @@
+"""Adapter details a user relies on: `$PORT` in a command's entrypoint, and a static site at
+the bundle's root that does not serve Conveyor's own files."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conveyor.services.pipeline import deploy
+
+pytestmark = pytest.mark.e2e
+
+
+def status_of(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+def test_a_command_entrypoint_may_name_port(platform, tmp_path):
+    app = tmp_path / "files"
+    app.mkdir()
+    (app / "conveyor.yml").write_text(
+        "name: files\ntype: command\nentrypoint: python -m http.server ${PORT} --bind 127.0.0.1\n"
+    )
+    (app / "hello.txt").write_text("hello from files\n")
+    outcome = deploy(platform.services, "files", platform.upload(app), "dev", "ana")
+    assert outcome.live, outcome.message
+    assert status_of(platform.url("dev", "files", "/hello.txt")) == (200, "hello from files\n")
+
+
+def test_a_static_site_at_the_bundle_root_keeps_conveyor_files_private(platform, tmp_path):
+    app = tmp_path / "site"
+    app.mkdir()
+    (app / "conveyor.yml").write_text("name: site\ntype: static\n")
+    (app / "index.html").write_text("<h1>Welcome</h1>\n")
+    (app / "style.css").write_text("h1 {color: teal}\n")
+    outcome = deploy(platform.services, "site", platform.upload(app), "dev", "ana")
+    assert outcome.live, outcome.message
+    assert status_of(platform.url("dev", "site", "/")) == (200, "<h1>Welcome</h1>\n")
+    assert status_of(platform.url("dev", "site", "/style.css"))[0] == 200
+    for private in ("/conveyor.yml", "/conveyor.lock"):
+        assert status_of(platform.url("dev", "site", private))[0] == 404
+
+
+def test_a_static_site_without_index_html_fails_clearly(platform, tmp_path):
+    app = tmp_path / "bare"
+    app.mkdir()
+    (app / "conveyor.yml").write_text("name: bare\ntype: static\n")
+    (app / "page.html").write_text("<p>no index</p>\n")
+    outcome = deploy(platform.services, "bare", platform.upload(app), "dev", "ana")
+    assert not outcome.live
+    assert "has no index.html" in outcome.release.reason

@@ -1,0 +1,105 @@
+"""Variables and secrets, status, history, diff and reconcile, on a real store (SQLite and
+PostgreSQL) with the in-memory runtime."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor.domain.operations import OperationKind, OperationState
+from conveyor.domain.releases import ReleaseKind, ReleaseState
+from conveyor.errors import InvalidInput, NotFound
+from conveyor.services.pipeline import approve, deploy, promote
+from conveyor.services.reconcile import reconcile
+from conveyor.services.status import diff, history, status
+from conveyor.services.variables import MASK, list_variables, set_variable, unset_variable
+from conveyor.storage import audit, operations, releases
+
+
+def test_variables_reach_the_next_release_and_secrets_stay_masked(services, runtime, upload):
+    first = upload("1")
+    deploy(services, "hello", first, "dev", "ana")
+    set_variable(services, "hello", "dev", "REGION", "west", secret=False, actor="ana")
+    set_variable(services, "hello", "dev", "API_KEY", "s3cret", secret=True, actor="ana")
+    listed = {v.name: v for v in list_variables(services, "hello", "dev")}
+    assert listed["REGION"].value == "west"
+    assert listed["API_KEY"].value == MASK and listed["API_KEY"].secret
+    outcome = deploy(services, "hello", upload("2"), "dev", "ana")
+    assert runtime.plans[outcome.release.id].variables == {"REGION": "west", "API_KEY": "s3cret"}
+    with services.store.transaction() as connection:
+        events = audit.events(connection)
+    assert all("s3cret" not in str(e.details) for e in events)
+    unset_variable(services, "hello", "dev", "REGION", "ana")
+    assert [v.name for v in list_variables(services, "hello", "dev")] == ["API_KEY"]
+    with pytest.raises(NotFound, match="has no variable REGION"):
+        unset_variable(services, "hello", "dev", "REGION", "ana")
+
+
+@pytest.mark.parametrize("name", ["PORT", "CONVEYOR_ENV", "R_CONFIG_ACTIVE", "1ABC", "A-B", ""])
+def test_reserved_and_malformed_variable_names_are_refused(services, upload, name):
+    deploy(services, "hello", upload("1"), "dev", "ana")
+    with pytest.raises(InvalidInput):
+        set_variable(services, "hello", "dev", name, "x", secret=False, actor="ana")
+
+
+def test_status_history_and_diff(services, runtime, upload):
+    one, two = upload("1"), upload("2")
+    deploy(services, "hello", one, "test", "ana")
+    promote(services, "hello", "ana", to="prod")
+    approve(services, "hello", "prod", one, "bob")
+    deploy(services, "hello", two, "test", "ana")
+    found = status(services)
+    cells = {c.environment: c for c in found.cells}
+    assert set(cells) == {"test", "prod"} and found.apps == ["hello"]
+    assert cells["prod"].bundle_id == one and cells["prod"].approved_by == ("bob",)
+    assert cells["test"].bundle_id == two and cells["test"].verified
+    runtime.degraded_releases[cells["test"].release] = "worker 0 exited 6 times in 60 s"
+    assert {c.environment: c.degraded for c in status(services).cells}["test"]
+    assert [r.kind for r in history(services, "hello", "test")] == [
+        ReleaseKind.DEPLOY,
+        ReleaseKind.DEPLOY,
+    ]
+    set_variable(services, "hello", "prod", "TOKEN", "a", secret=True, actor="ana")
+    set_variable(services, "hello", "test", "TOKEN", "b", secret=True, actor="ana")
+    differences = {d.aspect: d for d in diff(services, "hello", "test", "prod")}
+    assert not differences["bundle"].same
+    assert differences["type"].same and differences["python"].same
+    assert differences["variable TOKEN"].right == MASK + " (different)"
+    assert "a" not in (differences["variable TOKEN"].left or "")
+    with pytest.raises(NotFound):
+        status(services, "nope")
+
+
+def test_reconcile_serves_live_releases_and_settles_what_was_in_flight(services, runtime, upload):
+    live = deploy(services, "hello", upload("1"), "dev", "ana").release
+    second = upload("2")
+    # What a killed server leaves: an operation still running and a release half started.
+    held = operations.start_operation(
+        services.store.engine, OperationKind.DEPLOY, "hello", "dev", "ana"
+    )
+    with services.store.transaction() as connection:
+        half = releases.create_release(
+            connection,
+            app="hello",
+            environment="dev",
+            bundle_id=second,
+            kind=ReleaseKind.DEPLOY,
+            created_by="ana",
+        )
+        releases.transition(connection, half.id, ReleaseState.STARTING)
+    runtime.running.clear()
+    runtime.routes.clear()  # a new process: nothing runs, nothing is routed
+    lines: list[str] = []
+    report = reconcile(services, lines.append)
+    assert report.serving == [live.id] and report.interrupted == [held.id]
+    assert report.failed == [half.id]
+    assert runtime.routes[("hello", "dev")] == live.id
+    assert operations.get_operation(services.store.engine, held.id).state is (
+        OperationState.INTERRUPTED
+    )
+    with services.store.transaction() as connection:
+        settled = releases.get_release(connection, half.id)
+        assert releases.live_release(connection, "hello", "dev").id == live.id
+    assert settled.state is ReleaseState.FAILED
+    assert settled.reason == "the server stopped while it was starting"
+    assert any("is serving again" in line for line in lines)
+    assert reconcile(services, lines.append).serving == [live.id]  # twice changes nothing more
