@@ -194,10 +194,10 @@ class LocalRuntime:
         home.mkdir(parents=True, exist_ok=True)
         config_name = plan.environment.config_name
         return {
+            "LANG": "C.UTF-8",  # the app's own LANG, when it sets one, wins
             **plan.variables,
             "PATH": f"{runtime_bin}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(home),
-            "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             "VIRTUAL_ENV": str(runtime_bin.parent),
             "CONVEYOR_ENV": config_name,
