@@ -10,12 +10,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from conveyor.domain.environments import Environment
 from conveyor.domain.operations import OperationKind, OperationState
 from conveyor.domain.policy import bundle_alias
 from conveyor.domain.releases import Release, ReleaseKind, ReleaseState
 from conveyor.errors import ConveyorError
-from conveyor.runtime.interface import ReleasePlan
+from conveyor.runtime.interface import Instance, ReleasePlan
 from conveyor.services.context import Services
 from conveyor.storage import audit, operations, releases, variables
 
@@ -147,6 +149,9 @@ def _release_steps(
         _fail(services, release.id, reason, log)
         return None, False, f"release {release.id} failed its checks ({reason}); nothing changed"
 
+    with store.transaction() as connection:
+        before = releases.live_release(connection, release.app, environment.name)
+    routed = False
     try:
         with steps.timed("switch"), store.transaction() as connection:
             replaced = releases.switch_live(connection, release.id)
@@ -157,8 +162,15 @@ def _release_steps(
                 f"{release.app}/{environment.name}",
                 {"release": release.id, "replaced": replaced.id if replaced else None},
             )
-            services.runtime.route(instance)  # inside: a failed swap rolls the pointer back
-    except ConveyorError as exc:
+            # Inside the transaction: a failed swap rolls the live pointer back.
+            services.runtime.route(instance)
+            routed = True
+    except Exception as exc:
+        if routed and before is not None:
+            # The swap happened but the commit did not: traffic goes back to the live release.
+            services.runtime.route(Instance(before.id, before.app, before.environment, ""))
+        if not isinstance(exc, ConveyorError) and not isinstance(exc, SQLAlchemyError):
+            raise
         _fail(services, release.id, f"switch failed: {exc}", log)
         return None, False, f"release {release.id} could not take traffic: {exc}"
     log(f"release {release.id} is live" + (f"; draining release {replaced.id}" if replaced else ""))
