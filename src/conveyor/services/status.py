@@ -3,12 +3,16 @@ one app between two environments."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from conveyor.bundles.archive import extract
+from conveyor.config import inspection
 from conveyor.domain.policy import bundle_alias
 from conveyor.domain.releases import Release
-from conveyor.errors import NotFound
+from conveyor.errors import ConfigError, NotFound
 from conveyor.services.context import Services
 from conveyor.services.variables import MASK
 from conveyor.storage import catalog, releases
@@ -89,58 +93,93 @@ def history(
 class Difference:
     """One aspect of an app compared between two environments."""
 
-    aspect: str  # bundle, python, lock, type, entrypoint, variable NAME
+    aspect: str  # bundle, python, lock, type, entrypoint, config KEY, variable NAME
     left: str | None
     right: str | None
-
-    @property
-    def same(self) -> bool:
-        return self.left == self.right
+    #: Decided on the values themselves, also where both sides show a mask.
+    same: bool
 
 
 def diff(services: Services, app: str, left: str, right: str) -> list[Difference]:
     """What differs in ``app`` between two environments, and what is the same: bundle, the
-    runtime's inputs (python requirement, lock), the type and entrypoint, and every variable
-    (secret values masked; a secret that differs shows as changed without its value)."""
+    runtime's inputs (python requirement, lock), the type and entrypoint, every key of the
+    bundle's config.yml as resolved for each environment, and every variable (secret values
+    masked; a secret that differs shows as different without its value)."""
     with services.store.transaction() as connection:
         if not catalog.app_exists(connection, app):
             raise NotFound(f"there is no app {app!r}; `conveyor status` lists the apps")
         sides = []
+        config_names = []
         for name in (left, right):
-            catalog.get_environment(connection, name)
+            config_names.append(catalog.get_environment(connection, name).config_name)
             live = releases.live_release(connection, app, name)
             bundle = catalog.get_bundle(connection, app, live.bundle_id) if live else None
             sides.append((live, bundle, stored.variables_of(connection, app, name)))
     differences = [
-        Difference(
-            "bundle",
-            *(bundle_alias(live.bundle_id) if live else None for live, _, _ in sides),
+        _compare(
+            "bundle", *(bundle_alias(live.bundle_id) if live else None for live, _, _ in sides)
         )
     ]
     for aspect in ("type", "entrypoint", "python"):
         differences.append(
-            Difference(aspect, *(str(b["manifest"][aspect]) if b else None for _, b, _ in sides))
+            _compare(aspect, *(str(b["manifest"][aspect]) if b else None for _, b, _ in sides))
         )
     differences.append(
-        Difference(
-            "lock",
-            *(_lock_summary(b["manifest"]) if b else None for _, b, _ in sides),
-        )
+        _compare("lock", *(_lock_summary(b["manifest"]) if b else None for _, b, _ in sides))
     )
+    configs = [
+        _config_of(services, bundle, name) if bundle else {}
+        for (_, bundle, _), name in zip(sides, config_names, strict=True)
+    ]
+    for key in sorted(configs[0].keys() | configs[1].keys()):
+        a, b = configs[0].get(key), configs[1].get(key)
+        differences.append(
+            Difference(
+                f"config {key}",
+                a[0] if a else None,
+                b[0] if b else None,
+                same=(a[1] if a else None) == (b[1] if b else None),
+            )
+        )
     left_vars = {v.name: v for v in sides[0][2]}
     right_vars = {v.name: v for v in sides[1][2]}
     for name in sorted(left_vars.keys() | right_vars.keys()):
-        a, b = left_vars.get(name), right_vars.get(name)
-        if (a and a.secret) or (b and b.secret):
-            same = a is not None and b is not None and a.value == b.value
-            shown_a = MASK if a else None
-            shown_b = (MASK if same else MASK + " (different)") if b else None
-            differences.append(Difference(f"variable {name}", shown_a, shown_b))
+        x, y = left_vars.get(name), right_vars.get(name)
+        same = (x.value if x else None) == (y.value if y else None)
+        if (x and x.secret) or (y and y.secret):
+            shown = [MASK if v else None for v in (x, y)]
         else:
-            differences.append(
-                Difference(f"variable {name}", a.value if a else None, b.value if b else None)
-            )
+            shown = [v.value if v else None for v in (x, y)]
+        differences.append(Difference(f"variable {name}", shown[0], shown[1], same=same))
     return differences
+
+
+def _compare(aspect: str, left: str | None, right: str | None) -> Difference:
+    return Difference(aspect, left, right, same=left == right)
+
+
+def _config_of(
+    services: Services, bundle: dict[str, Any], config_name: str
+) -> dict[str, tuple[str, str]]:
+    """The bundle's config.yml resolved for ``config_name``: key -> (what to show, fingerprint).
+    Secrets show masked; `!env` values show the variable they read (the server's environment is
+    not the app's, so their values are not looked up)."""
+    paths = {f["path"] for f in bundle["manifest"].get("files", [])}
+    if "config.yml" not in paths:
+        return {}
+    archive = services.store.blobs.verified_path(bundle["blob"])
+    with tempfile.TemporaryDirectory(prefix="conveyor-diff-") as scratch:
+        extract(archive, Path(scratch) / "app", expected_id=bundle["id"])
+        try:
+            shown = inspection.show(
+                env=config_name, file=Path(scratch) / "app" / "config.yml", use_parent=False
+            )
+        except ConfigError as exc:
+            return {"(config.yml)": (f"cannot be read: {exc}", str(exc))}
+    return {
+        entry.key: (f"!env {entry.env}" if entry.env else entry.display(), entry.fingerprint)
+        for entry in shown.entries
+    }
 
 
 def _lock_summary(manifest: dict[str, Any]) -> str:
