@@ -110,7 +110,9 @@ class Server:
         if (self.home / "run").exists():
             Supervisor(self.home / "run").reap_orphans(timeout=5)
 
-    def cli(self, *args: str, token: str | None = None, timeout: float = 300) -> Result:
+    def cli(
+        self, *args: str, token: str | None = None, timeout: float = 300, stdin: str | None = None
+    ) -> Result:
         env = dict(self.env)
         if token is not None:
             env["CONVEYOR_TOKEN"] = token
@@ -121,7 +123,8 @@ class Server:
             text=True,
             timeout=timeout,
             check=False,
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
         )
         return Result(done.returncode, done.stdout, done.stderr)
 

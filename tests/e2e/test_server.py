@@ -34,7 +34,7 @@ def bundle_of(server: Server, app: str, environment: str) -> str | None:
     status = server.cli_json("status")
     for cell in status["cells"]:
         if (cell["app"], cell["environment"]) == (app, environment):
-            return cell["bundle_id"]
+            return cell["bundle"]
     return None
 
 
@@ -88,6 +88,12 @@ def test_secrets_are_never_shown(server, tmp_path):
     )
     assert server.cli("deploy", str(make_app(tmp_path, "v2"))).code == 0
     assert server.get("dev", "hello") == (200, "v2 s3cret-value")  # the app gets it
+    piped = server.cli(
+        "vars", "set", "hello", "GREETING", "--secret", "--env", "dev", stdin="piped\n"
+    )
+    assert piped.code == 0 and "Warning" not in piped.err, piped
+    assert server.cli("deploy", str(make_app(tmp_path, "v3"))).code == 0
+    assert server.get("dev", "hello") == (200, "v3 piped")
     for args in (
         ("vars", "list", "hello", "--env", "dev", "--json"),
         ("diff", "hello", "dev", "test"),

@@ -50,8 +50,8 @@ def test_status_history_and_diff(services, runtime, upload):
     found = status(services)
     cells = {c.environment: c for c in found.cells}
     assert set(cells) == {"test", "prod"} and found.apps == ["hello"]
-    assert cells["prod"].bundle_id == one and cells["prod"].approved_by == ("bob",)
-    assert cells["test"].bundle_id == two and cells["test"].verified
+    assert cells["prod"].bundle == one and cells["prod"].approved_by == ("bob",)
+    assert cells["test"].bundle == two and cells["test"].verified
     runtime.degraded_releases[cells["test"].release] = "worker 0 exited 6 times in 60 s"
     assert {c.environment: c.degraded for c in status(services).cells}["test"]
     assert [r.kind for r in history(services, "hello", "test")] == [

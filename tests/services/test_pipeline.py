@@ -177,7 +177,7 @@ def test_every_step_is_logged_and_every_change_audited(services, upload):
     lines = [
         line for _, _, line in operations.log_lines(services.store.engine, outcome.operation_id)
     ]
-    assert any("starting beside the live release" in line for line in lines)
+    assert any("starting (nothing is live yet)" in line for line in lines)
     assert any("check health: passed" in line for line in lines)
     assert any(f"release {outcome.release.id} is live" in line for line in lines)
     with services.store.transaction() as connection:

@@ -29,6 +29,7 @@ def deploy_command(ctx: click.Context, path: Path, environment: str, as_json: bo
     """
     client = client_of(ctx)
     built = build_bundle(path, progress=_progress, warn=output.warn)
+    _progress(f"lock: {built.lock.note}")
     alias = bundle_alias(built.id)
     if client.has_bundle(built.spec.name, built.id):
         click.echo(f"... the server already has bundle {alias}", err=True)

@@ -47,7 +47,7 @@ def status_command(ctx: click.Context, app: str | None, as_json: bool) -> None:
 
 
 def _cell(cell: dict[str, Any]) -> str:
-    text = f"{cell['bundle']} {age(str(cell['since']))}"
+    text = f"{cell['alias']} {age(str(cell['since']))}"
     if cell["state"] != "live":
         text += f" {cell['state']}"
     if cell.get("degraded"):

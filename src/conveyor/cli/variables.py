@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from conveyor.cli import output
@@ -47,12 +49,18 @@ def set_command(
     ctx: click.Context, app: str, assignment: str, environment: str, secret: bool
 ) -> None:
     """Set NAME=VALUE for APP in ENV. For a secret, give NAME alone to be asked for the value
-    without echo (so it stays out of shell history)."""
+    without echo, or to read it from standard input when piped (so it stays out of shell
+    history)."""
     name, equals, value = assignment.partition("=")
     if not equals:
         if not secret:
             raise click.UsageError("give NAME=VALUE (or --secret NAME to be asked for the value)")
-        value = click.prompt(f"value of {name}", hide_input=True)
+        if sys.stdin.isatty():
+            value = click.prompt(f"value of {name}", hide_input=True)
+        else:  # piped: `printf %s "$KEY" | conveyor vars set APP NAME --secret --env prod`
+            value = sys.stdin.read().removesuffix("\n")
+            if not value:
+                raise click.UsageError(f"no value for {name} on standard input")
     client_of(ctx).set_variable(app, environment, name, value, secret)
     kind = "secret" if secret else "variable"
     output.info(f"set {kind} {name} for {app} in {environment}; it applies from the next release")

@@ -270,7 +270,9 @@ class LocalRuntime:
                 CheckKind.TESTS, False, f"tests took longer than {self.tests_timeout:.0f} s"
             )
         output = (result.stdout + result.stderr)[-_OUTPUT_LIMIT:]
-        for line in output.strip().splitlines()[-5:]:
+        # Passing tests: their summary line. Failing ones: enough to see why, right here.
+        shown = 2 if result.returncode == 0 else 40
+        for line in output.strip().splitlines()[-shown:]:
             log(f"tests: {line}")
         return CheckResult(CheckKind.TESTS, result.returncode == 0, output)
 

@@ -120,7 +120,13 @@ def _release_steps(
     plan = plan_for(services, release, environment, bundle)
     with store.transaction() as connection:
         releases.transition(connection, release.id, ReleaseState.STARTING)
-    log("starting beside the live release")
+    with store.transaction() as connection:
+        serving = releases.live_release(connection, release.app, environment.name)
+    log(
+        f"starting beside the live release {serving.id}"
+        if serving
+        else "starting (nothing is live yet)"
+    )
     try:
         with steps.timed("start"):
             instance = services.runtime.start(plan, log)
@@ -147,7 +153,13 @@ def _release_steps(
         failed = [r.kind.value for r in results if not r.passed] or ["required"]
         reason = f"{' and '.join(failed)} check failed"
         _fail(services, release.id, reason, log)
-        return None, False, f"release {release.id} failed its checks ({reason}); nothing changed"
+        return (
+            None,
+            False,
+            f"release {release.id} failed its checks ({reason}); nothing changed. What it "
+            f"printed: `conveyor logs {release.app} --env {environment.name} --release "
+            f"{release.id}`",
+        )
 
     with store.transaction() as connection:
         before = releases.live_release(connection, release.app, environment.name)

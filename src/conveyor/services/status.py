@@ -26,8 +26,8 @@ class Cell:
     app: str
     environment: str
     release: int
-    bundle: str  # alias
-    bundle_id: str
+    bundle: str  # the full id, as everywhere else
+    alias: str  # its first 10 hex digits
     state: str
     since: str  # when the release was created
     verified: bool
@@ -60,8 +60,8 @@ def status(services: Services, app: str | None = None) -> Status:
                         app=name,
                         environment=environment.name,
                         release=live.id,
-                        bundle=bundle_alias(live.bundle_id),
-                        bundle_id=live.bundle_id,
+                        bundle=live.bundle_id,
+                        alias=bundle_alias(live.bundle_id),
                         state=str(live.state),
                         since=live.created_at,
                         verified=live.verified,
