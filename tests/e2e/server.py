@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from conveyor.cli.local_server import LocalServer, environments_file
 from conveyor.runtime.supervisor import Supervisor
 
 CONVEYOR = str(Path(sys.executable).parent / "conveyor")
@@ -34,22 +33,20 @@ class Server:
         self.api_port = free_port()
         self.ports = {name: free_port() for name in ("dev", "test", "prod")}
         self.environments_file = root / "environments.yml"
-        self.environments_file.write_text(
-            environments.format(**self.ports)
-            if environments
-            else "environments:\n"
-            + "".join(f"  {name}: {{port: {port}}}\n" for name, port in self.ports.items())
-        )
+        if environments:
+            self.environments_file.write_text(environments.format(**self.ports))
+        else:
+            environments_file(self.environments_file, self.ports)
         self.env = {
             **os.environ,
             "CONVEYOR_CREDENTIALS": str(root / "credentials.json"),
-            "CONVEYOR_SERVER": self.url,
+            "CONVEYOR_SERVER": f"http://127.0.0.1:{self.api_port}",
             "CONVEYOR_UV_CACHE": os.environ["UV_CACHE_DIR"],
             "NO_COLOR": "1",
         }
         self.env.pop("CONVEYOR_TOKEN", None)
-        self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.process: LocalServer | None = None
 
     @property
     def url(self) -> str:
@@ -58,36 +55,11 @@ class Server:
     def app_url(self, environment: str, app: str, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.ports[environment]}/{app}{path}"
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self) -> None:
         self.starts += 1
-        with (self.root / f"server-{self.starts}.log").open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    CONVEYOR,
-                    "serve",
-                    "--home",
-                    str(self.home),
-                    "--port",
-                    str(self.api_port),
-                    "--environments",
-                    str(self.environments_file),
-                ],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the server exited:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/api/v1/health", timeout=2):
-                    return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.2)
-        raise AssertionError(f"the server did not answer within {timeout} s:\n{self.log()}")
+        log = self.root / f"server-{self.starts}.log"
+        self.process = LocalServer(self.home, self.api_port, self.environments_file, self.env, log)
+        self.process.start()
 
     def log(self) -> str:
         return (self.root / f"server-{self.starts}.log").read_text(errors="replace")
@@ -95,17 +67,11 @@ class Server:
     def kill(self) -> None:
         """SIGKILL: the server gets no chance to clean up."""
         assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
+        self.process.kill()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+        if self.process is not None:
+            self.process.stop()
         # Whatever apps a killed server left: stopped by their recorded pids.
         if (self.home / "run").exists():
             Supervisor(self.home / "run").reap_orphans(timeout=5)

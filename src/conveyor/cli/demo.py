@@ -11,7 +11,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import click
 
+from conveyor.cli.local_server import LocalServer, environments_file
 from conveyor.errors import InvalidInput, RuntimeFailure
 
 APPS = ("forecast-api", "sales-dashboard", "quarterly-report")
@@ -62,38 +62,14 @@ def demo_command(home: Path | None, port: int, no_wait: bool) -> int:
         "CONVEYOR_UV_CACHE": cache,
     }
     env.pop("CONVEYOR_TOKEN", None)
-    environments = scratch / "environments.yml"
-    environments.write_text(
-        "environments:\n"
-        + "".join(
-            f"  {name}: {{port: {port + 1 + i}}}\n"
-            for i, name in enumerate(("dev", "test", "prod"))
-        )
+    environments = environments_file(
+        scratch / "environments.yml",
+        {name: port + 1 + i for i, name in enumerate(("dev", "test", "prod"))},
     )
-    server_log = scratch / "server.log"
-    _say(f"A fresh Conveyor server (state in {home}; its log in {server_log})")
-    with server_log.open("wb") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "conveyor",
-                "serve",
-                "--home",
-                str(home),
-                "--port",
-                str(port),
-                "--environments",
-                str(environments),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    server = LocalServer(home, port, environments, env, scratch / "server.log")
+    _say(f"A fresh Conveyor server (state in {home}; its log in {server.log})")
     try:
-        _wait_for_server(server, port, server_log)
+        server.start()
         run = _Runner(env)
         sources = scratch / "apps"
         for app in APPS:
@@ -147,19 +123,13 @@ def demo_command(home: Path | None, port: int, no_wait: bool) -> int:
             f"  CONVEYOR_SERVER=http://127.0.0.1:{port} CONVEYOR_CREDENTIALS={credentials} "
             "conveyor status"
         )
-        while server.poll() is None:
+        while server.running():
             time.sleep(0.5)
-        raise RuntimeFailure(f"the demo server stopped; see {server_log}")
+        raise RuntimeFailure(f"the demo server stopped:\n{server.output()}")
     except KeyboardInterrupt:
         return 0
     finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+        server.stop()
         click.echo("demo server stopped", err=True)
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -191,18 +161,3 @@ class _Runner:
 
 def _say(title: str) -> None:
     click.echo("\n" + click.style(f"== {title}", bold=True))
-
-
-def _wait_for_server(server: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeFailure(
-                f"the demo server did not start:\n{log.read_text(errors='replace')[-2000:]}"
-            )
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2):  # noqa: S310
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    raise RuntimeFailure(f"the demo server did not answer within 120 s; see {log}")
