@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/proxy_overhead.py
 	$(BIN)/python bench/switch_under_load.py
 	$(BIN)/python bench/runtime_build.py
+	$(BIN)/python bench/promotion_latency.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,147 @@
+"""The processes the benchmarks start, each in its own interpreter so none shares a GIL with
+another:
+
+    python bench/_servers.py upstream PORT [--work-ms N]
+        a small aiohttp app on 127.0.0.1:PORT answering every GET with a short text body
+    python bench/_servers.py proxy UPSTREAM_URL [--profile FILE]
+        Conveyor's Proxy with one listener (free port, printed on stdout) routing /bench/ to
+        UPSTREAM_URL with the prefix stripped, until SIGTERM; --profile writes cProfile stats of
+        the proxy's event loop thread
+    python bench/_servers.py load URL --connections C --seconds S
+        the Python load generator used when wrk is not installed; prints a JSON LoadResult;
+        SIGINT stops it early
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import threading
+import time
+
+import aiohttp
+from aiohttp import web
+
+BODY = b"ok " + b"x" * 61 + b"\n"  # 65 bytes, a small API answer
+
+
+def upstream(port: int, work_ms: float) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        if work_ms:
+            await asyncio.sleep(work_ms / 1000)
+        return web.Response(body=BODY, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def proxy(upstream_url: str, profile: str | None) -> None:
+    from conveyor.runtime.proxy import Proxy
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    server = Proxy()
+    server.start()
+    profiler = None
+    try:
+        port = server.add_listener("bench", "127.0.0.1", 0)
+        server.set_route("bench", "bench", 1, [upstream_url], strip_prefix=True)
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            _on_proxy_loop(server, profiler.enable)
+        print(port, flush=True)
+        while not stopping.wait(0.2):
+            pass
+    finally:
+        if profiler is not None:
+            _on_proxy_loop(server, profiler.disable)
+            profiler.dump_stats(profile)  # type: ignore[arg-type]
+        server.stop()
+
+
+def _on_proxy_loop(server: object, function: object) -> None:
+    """Run ``function`` on the proxy's loop thread (cProfile profiles the thread it is enabled
+    on). Reaches into the proxy's private loop: for profiling only."""
+
+    async def call() -> None:
+        function()  # type: ignore[operator]
+
+    loop = server._loop  # type: ignore[attr-defined]
+    asyncio.run_coroutine_threadsafe(call(), loop).result()
+
+
+async def _load(url: str, connections: int, seconds: float) -> dict[str, object]:
+    from _support import percentile
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    latencies: list[float] = []
+    errors = non_2xx = 0
+    deadline = time.monotonic() + seconds
+    timeout = aiohttp.ClientTimeout(total=10)
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+
+        async def client() -> None:
+            nonlocal errors, non_2xx
+            while not stop.is_set() and time.monotonic() < deadline:
+                began = time.perf_counter()
+                try:
+                    async with session.get(url) as response:
+                        await response.read()
+                        if not 200 <= response.status < 400:
+                            non_2xx += 1
+                except (aiohttp.ClientError, TimeoutError):
+                    errors += 1
+                    continue
+                latencies.append((time.perf_counter() - began) * 1000)
+
+        began = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(connections)))
+        elapsed = time.monotonic() - began
+    latencies.sort()
+    return {
+        "requests": len(latencies) + errors,
+        "seconds": elapsed,
+        "rps": len(latencies) / elapsed if elapsed else 0.0,
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+        "errors": errors,
+        "non_2xx": non_2xx,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("upstream")
+    up.add_argument("port", type=int)
+    up.add_argument("--work-ms", type=float, default=0.0)
+    px = commands.add_parser("proxy")
+    px.add_argument("upstream_url")
+    px.add_argument("--profile")
+    ld = commands.add_parser("load")
+    ld.add_argument("url")
+    ld.add_argument("--connections", type=int, default=32)
+    ld.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    if args.command == "upstream":
+        upstream(args.port, args.work_ms)
+    elif args.command == "proxy":
+        proxy(args.upstream_url, args.profile)
+    else:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the loop's own handler is set
+        result = asyncio.run(_load(args.url, args.connections, args.seconds))
+        json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
