@@ -9,6 +9,7 @@ import dataclasses
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,6 +27,7 @@ from conveyor.errors import InvalidInput, NotFound, Unauthorized
 from conveyor.services import pipeline, status, variables
 from conveyor.services.bundles import register_bundle
 from conveyor.services.context import Services
+from conveyor.services.git_driven import Watch
 from conveyor.storage import audit, catalog, operations, releases, tokens
 
 PROVENANCE_HEADER = "Conveyor-Provenance"
@@ -38,6 +40,8 @@ class ApiContext:
     max_bundle_bytes: int = 512 * 2**20
     #: environment -> the public base URL of its listener, for links in answers
     urls: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: What git-driven mode last did for each watched branch.
+    git_watches: Callable[[], list[Watch]] = list
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -210,6 +214,11 @@ def _routes() -> APIRouter:  # noqa: C901 - one flat list of thin handlers reads
                     else None,
                 }
                 for cell in found.cells
+            ],
+            "git": [
+                dataclasses.asdict(w)
+                for w in context.git_watches()
+                if app is None or w.app in (None, app)
             ],
         }
 

@@ -30,6 +30,7 @@ from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.local import LocalRuntime
 from conveyor.runtime.proxy import Proxy
 from conveyor.services.context import Services
+from conveyor.services.git_driven import GitSource, GitWatcher
 from conveyor.services.reconcile import reconcile
 from conveyor.storage import audit, catalog, tokens
 from conveyor.storage.store import Store
@@ -49,6 +50,8 @@ class ServerSettings:
     #: Seconds running operations get to finish when the server stops.
     stop_grace: float = 30.0
     uv_cache: Path | None = None
+    #: Repositories to watch (git-driven mode); none by default.
+    git_sources: list[GitSource] = field(default_factory=list)
 
 
 def check_exposure(settings: ServerSettings) -> None:
@@ -86,6 +89,7 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
     runtime = LocalRuntime(settings.home, proxy, builder=builder)
     services = Services(store, runtime)
     background = Background()
+    watcher: GitWatcher | None = None
     scheme = "https" if settings.tls_cert else "http"
     try:
         with store.transaction() as connection:
@@ -105,7 +109,11 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
             f"{len(report.interrupted)} interrupted operation(s), "
             f"{len(report.not_serving)} release(s) not serving"
         )
-        app = create_app(ApiContext(services, background, urls=urls))
+        watcher = GitWatcher(services, settings.git_sources, settings.home, say)
+        watcher.start()
+        for source in settings.git_sources:
+            say(f"watching {source.repository} (every {source.poll:g} s)")
+        app = create_app(ApiContext(services, background, urls=urls, git_watches=watcher.watches))
         config = uvicorn.Config(
             app,
             host=settings.host,
@@ -123,6 +131,8 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
         server.run()
     finally:
         say("stopping: no new operations; waiting for running ones")
+        if watcher is not None:
+            watcher.stop(settings.stop_grace)
         unfinished = background.close(settings.stop_grace)
         if unfinished:
             say(

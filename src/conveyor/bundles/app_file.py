@@ -10,6 +10,7 @@ import yaml
 
 from conveyor.domain.apps import (
     APP_NAME,
+    DEFAULT_BRANCHES,
     DEFAULT_ENTRYPOINTS,
     AppSpec,
     AppType,
@@ -153,7 +154,7 @@ def _branches(reader: _Fields) -> tuple[tuple[str, str], ...]:
     ci = reader.mapping("ci")
     branches = ci.get("branches")
     if branches is None:
-        return (("main", "prod"), ("test", "test"))
+        return DEFAULT_BRANCHES
     if not isinstance(branches, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in branches.items()
     ):

@@ -12,9 +12,11 @@ from conveyor import __version__
 from conveyor.cli import output
 from conveyor.cli.audit import audit_group
 from conveyor.cli.bundle import bundle_group
+from conveyor.cli.ci import check_command, ci_command
 from conveyor.cli.config import config_group
 from conveyor.cli.demo import demo_command
 from conveyor.cli.exit_codes import ExitCode, for_error
+from conveyor.cli.init import init_command
 from conveyor.cli.logs import logs_command
 from conveyor.cli.releases import approve_command, deploy_command, promote_command, rollback_command
 from conveyor.cli.server import login_command, serve_command, token_group
@@ -59,6 +61,9 @@ for command in (
     open_command,
     audit_group,
     demo_command,
+    check_command,
+    ci_command,
+    init_command,
 ):
     cli.add_command(command)
 

@@ -48,7 +48,7 @@ def build_command(path: Path, output_file: Path | None, as_json: bool) -> int:
     Reads PATH/conveyor.yml, locks loose requirements with uv into conveyor.lock (commit it),
     selects files (honouring .gitignore and `exclude:`), and writes a canonical archive.
     """
-    built = build_bundle(path, output_file, progress=_progress, warn=output.warn)
+    built = build_bundle(path, output_file, progress=output.progress, warn=output.warn)
     summary = {
         "id": built.id,
         "alias": built.alias,
@@ -112,10 +112,6 @@ def inspect_command(file: Path, as_json: bool) -> int:
     )
     output.info(f"\nverified: all {len(manifest['files'])} files match their sha256; id matches")
     return ExitCode.OK
-
-
-def _progress(message: str) -> None:
-    click.echo(f"... {message}", err=True)
 
 
 def _size(size: int) -> str:

@@ -39,3 +39,8 @@ def error(message: str) -> None:
 
 def info(message: str) -> None:
     click.echo(message)
+
+
+def progress(message: str) -> None:
+    """A step of long work, as it happens (stderr, so stdout stays parseable)."""
+    click.echo(f"... {message}", err=True)

@@ -28,8 +28,8 @@ def deploy_command(ctx: click.Context, path: Path, environment: str, as_json: bo
     address, and only then takes traffic; if anything fails, the live release keeps serving.
     """
     client = client_of(ctx)
-    built = build_bundle(path, progress=_progress, warn=output.warn)
-    _progress(f"lock: {built.lock.note}")
+    built = build_bundle(path, progress=output.progress, warn=output.warn)
+    output.progress(f"lock: {built.lock.note}")
     alias = bundle_alias(built.id)
     if client.has_bundle(built.spec.name, built.id):
         click.echo(f"... the server already has bundle {alias}", err=True)
@@ -94,7 +94,3 @@ def approve_command(
             f"approved bundle {bundle_alias(result['bundle'])} of {app} for {environment} "
             f"(by {result['by']})"
         )
-
-
-def _progress(message: str) -> None:
-    click.echo(f"... {message}", err=True)

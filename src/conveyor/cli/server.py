@@ -12,7 +12,7 @@ from conveyor.cli.connection import client_of
 from conveyor.client import Client
 from conveyor.credentials import save_token
 from conveyor.domain.environments import DEFAULT_ENVIRONMENTS
-from conveyor.services.environments_file import read_environments
+from conveyor.services.environments_file import read_environments, read_git_sources
 from conveyor.storage.store import default_home
 
 
@@ -63,6 +63,7 @@ def serve_command(
     environments = (
         read_environments(environments_file) if environments_file else list(DEFAULT_ENVIRONMENTS)
     )
+    git_sources = read_git_sources(environments_file) if environments_file else []
     cache = os.environ.get("CONVEYOR_UV_CACHE")
     settings = ServerSettings(
         home=(home or default_home()).absolute(),
@@ -74,6 +75,7 @@ def serve_command(
         tls_cert=tls_cert,
         tls_key=tls_key,
         uv_cache=Path(cache) if cache else None,
+        git_sources=git_sources,
     )
     serve(settings, lambda line: click.echo(line, err=True))
 

@@ -44,6 +44,15 @@ def status_command(ctx: click.Context, app: str | None, as_json: bool) -> None:
     output.info("")
     for environment in found["environments"]:
         output.info(f"{environment['name']:<6} {environment['url'] or '-'}/<app>/")
+    if found.get("git"):
+        output.info("")
+        output.table(
+            ["WATCHED REPOSITORY", "BRANCH", "COMMIT", "LAST RESULT"],
+            [
+                [w["repository"], w["branch"], (w["commit"] or "-")[:12], w["result"][:90]]
+                for w in found["git"]
+            ],
+        )
 
 
 def _cell(cell: dict[str, Any]) -> str:

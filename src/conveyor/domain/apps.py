@@ -65,6 +65,10 @@ class Checks:
     smoke: tuple[SmokeCheck, ...] = ()
 
 
+#: `ci.branches` when conveyor.yml does not say: test deploys to test, main promotes to prod.
+DEFAULT_BRANCHES: tuple[tuple[str, str], ...] = (("main", "prod"), ("test", "test"))
+
+
 @dataclass(frozen=True)
 class AppSpec:
     """An app as declared in its `conveyor.yml`."""
@@ -78,7 +82,7 @@ class AppSpec:
     checks: Checks = field(default_factory=Checks)
     exclude: tuple[str, ...] = ()
     workers: int = 1
-    branches: tuple[tuple[str, str], ...] = (("main", "prod"), ("test", "test"))
+    branches: tuple[tuple[str, str], ...] = DEFAULT_BRANCHES
     build: str | None = None  # static sites: a command that produces the directory
     max_file_mb: int = 100
     max_total_mb: int = 500

@@ -6,7 +6,15 @@
       prod: {port: 8703, promotes_from: test, direct_deploys: false, approvals: 1}
 
 Order is the order in the file. Fields left out take the defaults of the built-in dev, test and
-prod environments for those names, else: direct deploys, no upstream, no approvals."""
+prod environments for those names, else: direct deploys, no upstream, no approvals.
+
+An optional `git:` list turns on git-driven mode (services/git_driven.py):
+
+    git:
+      - repository: /srv/git/forecaster.git   # a path or URL the server can reach
+        path: .                              # the app's directory in it (default .)
+        branches: {test: test, main: prod}   # default: the app's ci.branches
+        poll: 60                             # seconds between fetches (default 60)"""
 
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ import yaml
 
 from conveyor.domain.environments import DEFAULT_ENVIRONMENTS, Environment, Policy
 from conveyor.errors import InvalidInput
+from conveyor.services.git_driven import GitSource
 
 _FIELDS = {
     "port",
@@ -30,12 +39,7 @@ _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
 def read_environments(path: Path) -> list[Environment]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InvalidInput(f"cannot read the environments file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path} is not valid YAML: {exc}") from None
+    data = _read(path)
     if not isinstance(data, dict) or not isinstance(data.get("environments"), dict):
         raise InvalidInput(
             f"{path}: expected a mapping `environments:` of name -> settings (see docs/server.md)"
@@ -58,6 +62,8 @@ def read_environments(path: Path) -> list[Environment]:
         base = defaults.get(name)
         policy = base.policy if base else Policy()
         port = settings.get("port", base.port if base else None)
+        if port is None:
+            raise InvalidInput(f"{where}: give it a `port:` for its listener (0: any free port)")
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise InvalidInput(f"{where}: `port` must be a number from 0 to 65535 (0: any free)")
         found.append(
@@ -101,3 +107,54 @@ def _count(settings: dict[str, Any], default: int, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise InvalidInput(f"{where}: `approvals` must be a whole number, 0 or more")
     return value
+
+
+_GIT_FIELDS = {"repository", "path", "branches", "poll"}
+
+
+def read_git_sources(path: Path) -> list[GitSource]:
+    """The repositories the file asks the server to watch (none without a `git:` list)."""
+    data = _read(path)
+    listed = data.get("git") if isinstance(data, dict) else None
+    if listed is None:
+        return []
+    if not isinstance(listed, list):
+        raise InvalidInput(f"{path}: `git:` must be a list of repositories to watch")
+    sources = []
+    for number, entry in enumerate(listed, start=1):
+        where = f"{path}: git entry {number}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("repository"), str):
+            raise InvalidInput(f"{where}: give at least `repository: PATH-OR-URL`")
+        unknown = set(entry) - _GIT_FIELDS
+        if unknown:
+            raise InvalidInput(
+                f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}; known: "
+                f"{', '.join(sorted(_GIT_FIELDS))}"
+            )
+        branches = entry.get("branches")
+        if branches is not None and not (
+            isinstance(branches, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in branches.items())
+        ):
+            raise InvalidInput(f"{where}: `branches` maps branch names to environments")
+        poll = entry.get("poll", 60)
+        if not isinstance(poll, int | float) or isinstance(poll, bool) or poll <= 0:
+            raise InvalidInput(f"{where}: `poll` is seconds between fetches, more than 0")
+        sources.append(
+            GitSource(
+                repository=entry["repository"],
+                path=str(entry.get("path", ".")),
+                branches=tuple(sorted(branches.items())) if branches else None,
+                poll=float(poll),
+            )
+        )
+    return sources
+
+
+def _read(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the environments file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path} is not valid YAML: {exc}") from None

@@ -1,0 +1,130 @@
+"""`conveyor check`: what a pull/merge request must pass before it is merged.
+
+1. `conveyor lint`, once this Conveyor has it (skipped and said so until then);
+2. the app's config.yml for every environment it will run in (structure, `inherits:`, tags;
+   `!env` values are supplied by the server's variables, so they are not required here);
+3. the bundle's own tests, in a runtime built from the bundle's lock exactly as the server
+   builds it (uv, the same lock, Conveyor's config library importable), with `CONVEYOR_ENV`
+   set to the environment the tests should see."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.bundles.archive import extract
+from conveyor.bundles.build import BuiltBundle, build_bundle
+from conveyor.config import inspection
+from conveyor.runtime.builds import RuntimeBuilder
+
+_OUTPUT_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class CheckStep:
+    name: str
+    ok: bool | None  # None: skipped
+    detail: str = ""
+
+
+class _EveryVariableSet(dict[str, str]):
+    """An environment in which every `!env` variable is set: on the server they come from the
+    app's variables, which CI cannot see."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return "(set on the server)"
+
+    def get(self, key: str, default: object = None) -> str:
+        return self[key]
+
+
+def default_uv_cache() -> Path:
+    given = os.environ.get("CONVEYOR_UV_CACHE")
+    return Path(given) if given else Path.home() / ".cache" / "conveyor" / "uv"
+
+
+def run_checks(
+    directory: Path,
+    *,
+    environments: Sequence[str],
+    tests_env: str,
+    progress: Callable[[str], None],
+    uv_cache: Path | None = None,
+) -> Iterator[CheckStep]:
+    """Each check as it finishes."""
+    yield _lint(directory)
+    yield _config(directory, environments)
+    yield from _tests(directory, tests_env, progress, uv_cache or default_uv_cache())
+
+
+def _lint(directory: Path) -> CheckStep:
+    # `conveyor lint` (hard-coded hosts, URLs and paths) is not part of this Conveyor yet;
+    # this step runs it once it is.
+    return CheckStep("lint", None, "`conveyor lint` is not part of this Conveyor yet")
+
+
+def _config(directory: Path, environments: Sequence[str]) -> CheckStep:
+    if not (directory / "config.yml").is_file():
+        return CheckStep("config", None, "no config.yml")
+    report = inspection.check(
+        environments,
+        file=directory / "config.yml",
+        use_parent=False,
+        environ=_EveryVariableSet(),
+    )
+    if report.ok:
+        return CheckStep("config", True, f"config.yml is sound for {', '.join(report.checked)}")
+    return CheckStep("config", False, "\n".join(report.problems))
+
+
+def _tests(
+    directory: Path, tests_env: str, progress: Callable[[str], None], uv_cache: Path
+) -> Iterator[CheckStep]:
+    with tempfile.TemporaryDirectory(prefix="conveyor-check-") as scratch:
+        work = Path(scratch)
+        built: BuiltBundle = build_bundle(directory, work / "bundle.tar.gz", progress=progress)
+        yield CheckStep("bundle", True, f"bundle {built.alias} ({built.lock.note})")
+        command = built.spec.checks.tests
+        if not command:
+            yield CheckStep("tests", None, "conveyor.yml declares no `checks.tests` command")
+            return
+        app = work / "app"
+        extract(built.archive, app, expected_id=built.id)
+        lock = built.manifest["lock"]
+        runtime = RuntimeBuilder(work / "home", cache_dir=uv_cache).ensure(
+            built.spec.python, app / lock["path"], lock["format"], progress
+        )
+        progress(f"running {command} with CONVEYOR_ENV={tests_env}")
+        env = {
+            "PATH": f"{runtime.path / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(work),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "VIRTUAL_ENV": str(runtime.path),
+            "CONVEYOR_ENV": tests_env,
+            "R_CONFIG_ACTIVE": tests_env,
+            "CONVEYOR_APP": built.spec.name,
+        }
+        try:
+            result = subprocess.run(
+                ["/bin/sh", "-c", command],
+                cwd=app,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            yield CheckStep("tests", False, f"{command} took longer than 30 minutes")
+            return
+        output = (result.stdout + result.stderr)[-_OUTPUT_LIMIT:]
+        yield CheckStep("tests", result.returncode == 0, output.strip())
