@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, text
 from conveyor.domain.environments import DEFAULT_ENVIRONMENTS
 from conveyor.storage import catalog
 from conveyor.storage.store import Store
+from tests.warehouse import warehouse  # noqa: F401 - a fixture for tests/data and tests/e2e
 
 # One uv cache for the whole suite and across runs, so runtime builds and locks do not
 # download the same wheels again (CI runs on the same machine as the sessions).
@@ -91,3 +92,17 @@ def store(database_url: str, tmp_path: Path) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def conveyor(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """conveyor(*args) -> (exit code, stdout, stderr) of the `conveyor` command, run in process
+    through conveyor.cli.main, so errors show as a person sees them."""
+    from conveyor.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -1,5 +1,6 @@
-"""The app-facing library `conveyor.config` imports nothing from Conveyor's server parts and
-needs only PyYAML, because it is made importable inside every app's runtime."""
+"""The app-facing libraries `conveyor.config` and `conveyor.data` import nothing from Conveyor's
+server parts and need only PyYAML (and, for a data connection, the app's own SQLAlchemy),
+because they are made importable inside every app's runtime."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_PACKAGE = ROOT / "src" / "conveyor" / "config"
-ALLOWED_CONVEYOR_MODULES = ("conveyor.config", "conveyor.errors")
+APP_FACING = [ROOT / "src" / "conveyor" / "config", ROOT / "src" / "conveyor" / "data"]
+ALLOWED_CONVEYOR_MODULES = ("conveyor.config", "conveyor.data", "conveyor.errors")
 
 
-def test_config_package_imports_only_itself_and_errors():
+def test_app_facing_packages_import_only_themselves_and_errors():
     offenders = []
-    for path in sorted(CONFIG_PACKAGE.rglob("*.py")):
+    for path in sorted(p for package in APP_FACING for p in package.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names: list[str] = []
             if isinstance(node, ast.Import):
@@ -29,26 +30,35 @@ def test_config_package_imports_only_itself_and_errors():
     assert not offenders, offenders
 
 
-def test_using_config_loads_only_the_standard_library_and_yaml(tmp_path):
-    (tmp_path / "config.yml").write_text("default:\n  url: !env [URL, local]\n")
-    # Whatever PyYAML itself loads is allowed; after that, only conveyor may be new.
+def modules_loaded_by(code: str, cwd: Path, preloaded: str = "") -> set[str]:
+    """The top-level modules outside the standard library that ``code`` loads, in a fresh
+    Python, beyond those ``preloaded`` loads first."""
     probe = (
-        "import json, sys, yaml\n"
+        f"import json, sys\n{preloaded}\n"
         "before = set(sys.modules)\n"
-        "from conveyor import config\n"
-        "assert config.get('url') == 'local'\n"
-        "config.get()\n"
+        f"{code}\n"
         "new = {name.split('.')[0] for name in set(sys.modules) - before}\n"
         "print(json.dumps(sorted(new - set(sys.stdlib_module_names))))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe],
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
         env={"PATH": "/usr/bin:/bin"},
     )
-    loaded = set(json.loads(result.stdout))
-    assert loaded == {"conveyor"}, loaded
+    return set(json.loads(result.stdout))
+
+
+def test_using_config_loads_only_the_standard_library_and_yaml(tmp_path):
+    (tmp_path / "config.yml").write_text("default:\n  url: !env [URL, local]\n")
+    # Whatever PyYAML itself loads is allowed; after that, only conveyor may be new.
+    code = "from conveyor import config\nassert config.get('url') == 'local'\nconfig.get()"
+    assert modules_loaded_by(code, tmp_path, preloaded="import yaml") == {"conveyor"}
+
+
+def test_importing_data_loads_only_the_standard_library(tmp_path):
+    code = "from conveyor import data\ndata.connections()"
+    assert modules_loaded_by(code, tmp_path) == {"conveyor"}  # SQLAlchemy only on connect()

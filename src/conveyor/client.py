@@ -180,6 +180,29 @@ class Client:
             "DELETE", f"/apps/{_q(app)}/environments/{_q(environment)}/variables/{_q(name)}"
         )
 
+    def environments_state(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/environments/state")
+        return result
+
+    def apply_environments(
+        self, environments: list[dict[str, Any]], expected: str, source: str
+    ) -> dict[str, Any]:
+        body = {"environments": environments, "expected": expected, "source": source}
+        result: dict[str, Any] = self.request("POST", "/environments/apply", body=body)
+        return result
+
+    def drift(self, environment: str | None) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "GET", "/drift", query={"environment": environment}, timeout=300
+        )
+        return result
+
+    def repair(self, environment: str | None) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", "/repairs", query={"environment": environment}, timeout=1800
+        )
+        return result
+
     def create_token(self, owner: str) -> dict[str, str]:
         result: dict[str, str] = self.request("POST", "/tokens", body={"owner": owner})
         return result

@@ -18,12 +18,14 @@ decided at the edges (``conveyor.api``, ``conveyor.cli``), not here.
     │   ├── ManifestError            a conveyor.yml problem: names the file, field and fix
     │   ├── BundleError              a bundle cannot be built or read
     │   │   └── UnsafeArchive        an archive tries to escape, or does not match its id
-    │   └── LockFailed               requirements could not be locked with uv
+    │   ├── LockFailed               requirements could not be locked with uv
+    │   └── DataError                conveyor.data: an undeclared connection, a bad output name
     ├── NotFound                     a named thing (app, environment, release, ...) does not exist
     ├── Conflict                     the request clashes with current state
     │   ├── OperationInProgress      another operation holds this app in this environment
     │   └── InvalidTransition        a release cannot move to that state from its current one
     ├── PolicyViolation              the pipeline's rules refuse it (Prod takes only promotions)
+    │   └── ReadOnlyData             conveyor.data: a write through a read-only data connection
     ├── Unauthorized                 no valid credentials
     ├── ServerUnreachable            the CLI could not reach the server it was pointed at
     ├── RuntimeFailure               an app, build or check failed while running
@@ -91,6 +93,16 @@ class UnsafeArchive(BundleError):
 
 class LockFailed(InvalidInput):
     """The app's requirements could not be locked with uv; uv's own message is included."""
+
+
+class DataError(InvalidInput):
+    """conveyor.data: a connection the environment does not declare, an output name that
+    leaves the output location, settings Conveyor cannot read."""
+
+
+class ReadOnlyData(PolicyViolation):
+    """conveyor.data: a write through a read-only data connection was refused; nothing was
+    changed. The message names the connection, the environment and why."""
 
 
 class OperationInProgress(Conflict):

@@ -21,6 +21,8 @@ from conveyor.services.context import Services
 from conveyor.storage import catalog
 from conveyor.storage.store import Store
 
+from .server import Server
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
@@ -67,3 +69,14 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         runtime.supervisor.stop_all(timeout=5)
         proxy.stop()
         store.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """A real `conveyor serve` with dev, test and prod on free ports (see server.py)."""
+    running = Server(tmp_path)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()

@@ -134,16 +134,6 @@ def live_bundle(server: Server, environment: str) -> str | None:
     return None
 
 
-@pytest.fixture
-def server(tmp_path):
-    running = Server(tmp_path)
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
-
-
 def test_feature_to_test_to_main_promotes_exactly_what_test_verified(server, tmp_path):
     repo = make_repo(tmp_path)
     summary = tmp_path / "summary.md"

@@ -20,16 +20,6 @@ from .server import CONVEYOR, Server, make_app
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def server(tmp_path):
-    running = Server(tmp_path)
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
-
-
 def bundle_of(server: Server, app: str, environment: str) -> str | None:
     status = server.cli_json("status")
     for cell in status["cells"]:

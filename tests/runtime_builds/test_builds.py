@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 import textwrap
@@ -22,6 +21,7 @@ from conveyor.bundles.app_file import read_app_file
 from conveyor.bundles.lock import resolve_lock, uv_binary
 from conveyor.errors import RuntimeFailure
 from conveyor.runtime.builds import LIBRARY_DIR, MARKER, RuntimeBuilder
+from tests.runtime_inspection import run_in, writable
 
 BUILDING = "building runtime"
 
@@ -59,31 +59,6 @@ def builder_for(home: Path) -> RuntimeBuilder:
 class Log(list[str]):
     def __call__(self, line: str) -> None:
         self.append(line)
-
-
-def run_in(python: Path, code: str, cwd: Path, **env: str) -> str:
-    result = subprocess.run(
-        [str(python), "-c", code],
-        cwd=cwd,
-        env={"PATH": os.environ["PATH"], **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
-def writable(root: Path) -> list[Path]:
-    found = []
-    for directory, subdirectories, files in os.walk(root):
-        for name in [".", *subdirectories, *files]:
-            path = Path(directory, name)
-            mode = os.lstat(path).st_mode
-            if not stat.S_ISLNK(mode) and mode & 0o222:
-                found.append(path)
-    return found
 
 
 def entries(home: Path) -> list[str]:

@@ -4,13 +4,10 @@ run the way the console script runs it."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from conveyor.cli import cli, main
-from conveyor.cli.init import init_command
 
 Project = Callable[..., Path]
 
@@ -34,21 +31,6 @@ def project(tmp_path: Path) -> Project:
 
 
 @pytest.fixture
-def init(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str, str]]]:
-    """init(*args) -> (exit code, stdout, stderr) of `conveyor init ARGS`, run through
-    conveyor.cli.main so errors are shown as a person sees them. Until `init` is registered in
-    the `conveyor` group, it is added for the test and taken away afterwards."""
-    added = "init" not in cli.commands
-    if added:
-        cli.add_command(init_command)
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        code = main(["init", *args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    try:
-        yield _run
-    finally:
-        if added:
-            cli.commands.pop("init", None)
+def init(conveyor: Callable[..., tuple[int, str, str]]) -> Callable[..., tuple[int, str, str]]:
+    """init(*args) -> (exit code, stdout, stderr) of `conveyor init ARGS`."""
+    return lambda *args: conveyor("init", *args)

@@ -31,7 +31,7 @@ def test_environments_take_the_built_in_defaults_for_what_they_leave_out(tmp_pat
         ("environments:\n  Dev: {port: 1}\n", "names use lower-case letters"),
         ("environments:\n  dev: {port: 99999}\n", "`port` must be a number"),
         ("environments:\n  dev: {colour: red}\n", "unknown field(s) colour"),
-        ("environments:\n  qa: {port: 1, promotes_from: prod}\n", "not an environment listed"),
+        ("environments:\n  qa: {port: 1, promotes_from: prod}\n", "not an environment declared"),
         ("environments:\n  qa: {}\n", "give it a `port:`"),
         ("environments:\n  dev: {approvals: -1}\n", "`approvals` must be a whole number"),
         ("environments: {dev: {port: 1}\n", "is not valid YAML"),
@@ -74,3 +74,47 @@ def test_git_source_mistakes_are_named(tmp_path, git, message):
     path.write_text("environments:\n  dev: {}\n" + git)
     with pytest.raises(InvalidInput, match=message.replace("[", r"\[").replace("(", r"\(")):
         read_git_sources(path)
+
+
+def test_data_connections_and_outputs(tmp_path):
+    from conveyor.domain.environments import DataConnection
+
+    path = tmp_path / "environments.yml"
+    path.write_text(
+        "environments:\n  dev: {port: 0}\n"
+        "  test:\n    port: 1\n    outputs: /srv/outputs/test\n    data:\n"
+        "      warehouse:\n"
+        "        url: postgresql://app:${WAREHOUSE_PASSWORD}@db/warehouse\n"
+        "        role: reporting_ro\n"
+        "  prod:\n    port: 2\n    data:\n"
+        "      warehouse: {url: 'postgresql://owner@db/warehouse', mode: read-write}\n"
+    )
+    _, test, prod = read_environments(path)
+    assert test.data == (
+        DataConnection(
+            "warehouse",
+            "postgresql://app:${WAREHOUSE_PASSWORD}@db/warehouse",
+            "read-only",
+            "reporting_ro",
+        ),
+    )
+    assert test.outputs == "/srv/outputs/test" and prod.outputs is None
+    assert prod.data[0].mode == "read-write"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("data: [warehouse]", "`data` maps connection names"),
+        ("data: {w: {mode: read-only}}", "give its `url`"),
+        ("data: {w: {url: 'sqlite:///x', mode: rw}}", "`mode` is read-only or read-write"),
+        ("data: {w: {url: 'postgresql://app:s3cret@db/w'}}", "the url holds a password"),
+        ("data: {w: {url: 'sqlite:///x', colour: red}}", "unknown field"),
+        ("outputs: relative/dir", "`outputs` is an absolute directory path"),
+    ],
+)
+def test_data_mistakes_are_named(tmp_path, data, message):
+    path = tmp_path / "environments.yml"
+    path.write_text("environments:\n  qa: {port: 1, " + data + "}\n")
+    with pytest.raises(InvalidInput, match=message.replace("[", r"\[")):
+        read_environments(path)

@@ -63,6 +63,7 @@ def test_status_history_and_diff(services, runtime, upload):
     differences = {d.aspect: d for d in diff(services, "hello", "test", "prod")}
     assert not differences["bundle"].same
     assert differences["type"].same and differences["python"].same
+    assert differences["runtime"].same  # two bundles with one lock run on one runtime
     token = differences["variable TOKEN"]
     assert (token.left, token.right, token.same) == (MASK, MASK, False)
     with pytest.raises(NotFound):

@@ -21,10 +21,16 @@ from pydantic import BaseModel, Field
 from conveyor import __version__
 from conveyor.api.background import Background
 from conveyor.api.errors import install_error_handlers
+from conveyor.domain.environments import (
+    Environment,
+    Policy,
+    environment_from_dict,
+    environment_to_dict,
+)
 from conveyor.domain.operations import OperationState
 from conveyor.domain.releases import Release
 from conveyor.errors import InvalidInput, NotFound, Unauthorized
-from conveyor.services import pipeline, status, variables
+from conveyor.services import drift, environments, pipeline, status, variables
 from conveyor.services.bundles import register_bundle
 from conveyor.services.context import Services
 from conveyor.services.git_driven import Watch
@@ -42,6 +48,8 @@ class ApiContext:
     urls: dict[str, str] = dataclasses.field(default_factory=dict)
     #: What git-driven mode last did for each watched branch.
     git_watches: Callable[[], list[Watch]] = list
+    #: Called after environments were applied (the server opens listeners for new ones).
+    environments_applied: Callable[[list[Environment]], list[str]] = lambda environments: []
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -123,6 +131,19 @@ class ApproveBody(BaseModel):
     comment: str = ""
 
 
+class ApplyBody(BaseModel):
+    environments: list[dict[str, Any]]
+    expected: str | None = Field(None, description="the fingerprint the plan was made from")
+    source: str = Field("environments.yml", description="the file, for the audit log")
+
+
+class PolicyBody(BaseModel):
+    direct_deploys: bool
+    promotes_from: str | None = None
+    approvals: int = Field(0, ge=0)
+    approver_not_deployer: bool = False
+
+
 class VariableBody(BaseModel):
     value: str
     secret: bool = False
@@ -194,6 +215,76 @@ def _routes() -> APIRouter:  # noqa: C901 - one flat list of thin handlers reads
             }
             for e in found
         ]
+
+    @router.get("/environments/state", tags=["environments"])
+    def environments_state(context: Context) -> dict[str, Any]:
+        """The environments' full definitions (secrets as references, never values), their
+        fingerprint, and the file that manages them, if any."""
+        found = environments.state(context.services)
+        return {
+            "environments": [environment_to_dict(e) for e in found.environments],
+            "fingerprint": found.fingerprint,
+            "managed_by": found.managed_by,
+        }
+
+    @router.post("/environments/apply", tags=["environments"])
+    def environments_apply(context: Context, actor: Actor, body: ApplyBody) -> dict[str, Any]:
+        """Make the environments exactly these, in one transaction; 409 when the server's
+        environments changed since ``expected`` was read."""
+        try:
+            desired = [environment_from_dict(e) for e in body.environments]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"an environment's definition is malformed: {exc}") from None
+        changes = environments.apply(
+            context.services, desired, expected=body.expected, source=body.source, actor=actor
+        )
+        notes = context.environments_applied(desired) if changes else []
+        return {"changes": [c.describe() for c in changes], "notes": notes}
+
+    @router.put("/environments/{name}/policy", tags=["environments"])
+    def environment_policy(
+        context: Context, actor: Actor, name: str, body: PolicyBody
+    ) -> dict[str, Any]:
+        """An ad-hoc policy change; refused (403) while a file manages the environments."""
+        changed = environments.set_policy(
+            context.services, name, Policy(**body.model_dump()), actor
+        )
+        return environment_to_dict(changed)
+
+    @router.get("/drift", tags=["environments"])
+    def runtime_drift(context: Context, environment: str | None = None) -> dict[str, Any]:
+        """The runtimes of live releases against their locks."""
+        found = drift.drift(context.services, environment)
+        return {
+            "drifted": any(d.drifted for d in found),
+            "runtimes": [
+                {
+                    "runtime": d.state.runtime_id,
+                    "drifted": d.drifted,
+                    "problems": list(d.state.problems),
+                    "summary": d.state.summary,
+                    "releases": [
+                        {"id": r.id, "app": r.app, "environment": r.environment} for r in d.releases
+                    ],
+                }
+                for d in found
+            ],
+        }
+
+    @router.post("/repairs", tags=["environments"])
+    def repair_runtimes(
+        context: Context, actor: Actor, environment: str | None = None
+    ) -> dict[str, Any]:
+        """Rebuild drifted runtimes from their locks and move their live releases onto them
+        with blue-green switches. Answers when done."""
+        lines: list[str] = []
+        outcomes = drift.repair(context.services, environment, actor, lines.append)
+        return {
+            "log": lines,
+            "releases": [
+                {"id": o.release.id, "live": o.live, "message": o.message} for o in outcomes
+            ],
+        }
 
     @router.get("/apps", tags=["apps"])
     def list_apps(context: Context) -> list[str]:

@@ -30,6 +30,7 @@ from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.local import LocalRuntime
 from conveyor.runtime.proxy import Proxy
 from conveyor.services.context import Services
+from conveyor.services.environments import apply as apply_environments
 from conveyor.services.git_driven import GitSource, GitWatcher
 from conveyor.services.reconcile import reconcile
 from conveyor.storage import audit, catalog, tokens
@@ -41,6 +42,9 @@ class ServerSettings:
     home: Path
     host: str = "127.0.0.1"
     port: int = 8700
+    #: The environments file the server is started with (it then manages the environments);
+    #: None: the environments the store has, or dev/test/prod on a first start.
+    environments_file: Path | None = None
     environments: list[Environment] = field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS))
     database_url: str | None = None
     #: Listen beyond loopback without TLS because a TLS-terminating proxy is in front.
@@ -92,14 +96,32 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
     watcher: GitWatcher | None = None
     scheme = "https" if settings.tls_cert else "http"
     try:
-        with store.transaction() as connection:
-            catalog.save_environments(connection, settings.environments)
+        running = _environments(services, settings, say)
         _first_token(store, settings, scheme, say)
         proxy.start()
-        urls = {}
-        for environment in settings.environments:
+        urls: dict[str, str] = {}
+        for environment in running:
             port = proxy.add_listener(environment.name, settings.host, environment.port)
             urls[environment.name] = f"http://{_display(settings.host)}:{port}"
+
+        def applied(environments: list[Environment]) -> list[str]:
+            """Open listeners for environments new to this process; say what waits."""
+            notes = []
+            known = {e.name: e for e in running}
+            for environment in environments:
+                before = known.get(environment.name)
+                if before is None:
+                    port = proxy.add_listener(environment.name, settings.host, environment.port)
+                    urls[environment.name] = f"http://{_display(settings.host)}:{port}"
+                    running.append(environment)
+                    notes.append(f"{environment.name} listens on {urls[environment.name]}")
+                elif before.port != environment.port:
+                    notes.append(
+                        f"{environment.name} moves to port {environment.port} when the server "
+                        "restarts (its listener keeps serving meanwhile)"
+                    )
+            return notes
+
         reaped = runtime.supervisor.reap_orphans()
         if reaped:
             say(f"stopped {len(reaped)} app process(es) a previous server left running")
@@ -113,7 +135,15 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
         watcher.start()
         for source in settings.git_sources:
             say(f"watching {source.repository} (every {source.poll:g} s)")
-        app = create_app(ApiContext(services, background, urls=urls, git_watches=watcher.watches))
+        app = create_app(
+            ApiContext(
+                services,
+                background,
+                urls=urls,
+                git_watches=watcher.watches,
+                environments_applied=applied,
+            )
+        )
         config = uvicorn.Config(
             app,
             host=settings.host,
@@ -143,6 +173,29 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
         proxy.stop()
         store.close()
         say("stopped")
+
+
+def _environments(
+    services: Services, settings: ServerSettings, say: Callable[[str], None]
+) -> list[Environment]:
+    """Apply the environments file the server was started with; without one, keep what the
+    store has (a file applied with `conveyor apply` stays in force), or write the defaults."""
+    if settings.environments_file is not None:
+        changes = apply_environments(
+            services,
+            settings.environments,
+            expected=None,
+            source=str(settings.environments_file),
+            actor="server",
+        )
+        for change in changes:
+            say(f"environments: {change.describe()}")
+    else:
+        with services.store.transaction() as connection:
+            if not catalog.list_environments(connection):
+                catalog.save_environments(connection, settings.environments)
+    with services.store.transaction() as connection:
+        return catalog.list_environments(connection)
 
 
 class _Server(uvicorn.Server):

@@ -1,6 +1,6 @@
 """`conveyor check`: what a pull/merge request must pass before it is merged.
 
-1. `conveyor lint`, once this Conveyor has it (skipped and said so until then);
+1. `conveyor lint`: hard-coded hosts, URLs, connection strings and output paths (docs/lint.md);
 2. the app's config.yml for every environment it will run in (structure, `inherits:`, tags;
    `!env` values are supplied by the server's variables, so they are not required here);
 3. the bundle's own tests, in a runtime built from the bundle's lock exactly as the server
@@ -65,9 +65,25 @@ def run_checks(
 
 
 def _lint(directory: Path) -> CheckStep:
-    # `conveyor lint` (hard-coded hosts, URLs and paths) is not part of this Conveyor yet;
-    # this step runs it once it is.
-    return CheckStep("lint", None, "`conveyor lint` is not part of this Conveyor yet")
+    """`conveyor lint` on the app (tests left out, as by default): hard-coded hosts, URLs,
+    connection strings and absolute output paths fail the step. Files that cannot be parsed
+    are named in the detail but do not fail it (the tests step will, if they matter)."""
+    from conveyor.lint import lint
+
+    report = lint(directory)
+    skipped = [f"warning: {p.where}: {p.message}" for p in report.problems]
+    lines = [f"{f.where}: {f.kind} {f.literal}: {f.suggestion}" for f in report.findings]
+    checked = f"{report.files} file{'' if report.files == 1 else 's'} checked"
+    if report.ok:
+        summary = f"no hard-coded hosts, URLs or output paths ({checked})"
+        return CheckStep("lint", True, "\n".join([*skipped, summary]))
+    count = len(report.findings)
+    summary = (
+        f"{count} hard-coded location{'' if count == 1 else 's'} ({checked}): move them to "
+        "config.yml or a data connection, or end a line that is meant with "
+        "`# conveyor: ignore`; `conveyor lint` shows them"
+    )
+    return CheckStep("lint", False, "\n".join([*lines, *skipped, summary]))
 
 
 def _config(directory: Path, environments: Sequence[str]) -> CheckStep:

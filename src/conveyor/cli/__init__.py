@@ -15,8 +15,11 @@ from conveyor.cli.bundle import bundle_group
 from conveyor.cli.ci import check_command, ci_command
 from conveyor.cli.config import config_group
 from conveyor.cli.demo import demo_command
+from conveyor.cli.drift import drift_command, repair_command
+from conveyor.cli.environments import apply_command, plan_command
 from conveyor.cli.exit_codes import ExitCode, for_error
 from conveyor.cli.init import init_command
+from conveyor.cli.lint import lint_command
 from conveyor.cli.logs import logs_command
 from conveyor.cli.releases import approve_command, deploy_command, promote_command, rollback_command
 from conveyor.cli.server import login_command, serve_command, token_group
@@ -64,6 +67,11 @@ for command in (
     check_command,
     ci_command,
     init_command,
+    plan_command,
+    apply_command,
+    drift_command,
+    repair_command,
+    lint_command,
 ):
     cli.add_command(command)
 

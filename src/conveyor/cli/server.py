@@ -70,6 +70,7 @@ def serve_command(
         host=host,
         port=port,
         environments=environments,
+        environments_file=environments_file.absolute() if environments_file else None,
         database_url=database_url,
         behind_proxy=behind_proxy,
         tls_cert=tls_cert,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,21 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class DataConnection:
+    """A named data connection apps reach with `conveyor.data.connect(name)`.
+
+    ``url`` may hold ``${NAME}`` references, filled from the server's own environment when a
+    release starts, so passwords never sit in the environments file or the metadata store.
+    ``mode`` is read-only or read-write; ``role`` is a PostgreSQL role every connection
+    switches to (one with SELECT rights only, for read-only access to production data)."""
+
+    name: str
+    url: str
+    mode: str = "read-only"
+    role: str | None = None
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     position: int
@@ -29,6 +48,14 @@ class Environment:
     #: The value apps get in CONVEYOR_ENV and R_CONFIG_ACTIVE (their config.yml section).
     config_name: str = ""
     policy: Policy = field(default_factory=Policy)
+    data: tuple[DataConnection, ...] = ()
+    #: Where this environment's apps write outputs (each app in its own subdirectory);
+    #: None: HOME/outputs/<environment>.
+    outputs: str | None = None
+    #: Variables every app in the environment gets (an app's own variables win).
+    variables: tuple[tuple[str, str], ...] = ()
+    #: Secrets every app gets, as references to the server's environment: (name, "${REF}").
+    secrets: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.config_name:
@@ -50,3 +77,113 @@ def next_environment(
         if environment.policy.promotes_from == name:
             return environment
     return None
+
+
+def order_problem(environments: Sequence[Environment]) -> str | None:
+    """What is wrong with a pipeline's environments as a whole, or None: none declared, one
+    declared twice, or one promoting from an environment that does not come before it."""
+    names = [e.name for e in environments]
+    if not names:
+        return "declare at least one environment"
+    if len(set(names)) != len(names):
+        return "an environment is declared twice"
+    for environment in environments:
+        upstream = environment.policy.promotes_from
+        if upstream is not None and upstream not in names[: names.index(environment.name)]:
+            return (
+                f"{environment.name} promotes from {upstream!r}, which is not an environment "
+                "declared before it"
+            )
+    return None
+
+
+def environment_to_dict(environment: Environment) -> dict[str, Any]:
+    """The JSON form of an environment (the API's, and what plans compare)."""
+    return {
+        "name": environment.name,
+        "position": environment.position,
+        "port": environment.port,
+        "config_name": environment.config_name,
+        "policy": asdict(environment.policy),
+        "data": [asdict(c) for c in environment.data],
+        "outputs": environment.outputs,
+        "variables": dict(environment.variables),
+        "secrets": dict(environment.secrets),
+    }
+
+
+def environment_from_dict(data: Mapping[str, Any]) -> Environment:
+    return Environment(
+        name=str(data["name"]),
+        position=int(data["position"]),
+        port=int(data["port"]),
+        config_name=str(data.get("config_name") or data["name"]),
+        policy=Policy(**data.get("policy", {})),
+        data=tuple(DataConnection(**c) for c in data.get("data", [])),
+        outputs=data.get("outputs"),
+        variables=tuple(sorted((str(k), str(v)) for k, v in data.get("variables", {}).items())),
+        secrets=tuple(sorted((str(k), str(v)) for k, v in data.get("secrets", {}).items())),
+    )
+
+
+def fingerprint(environments: Iterable[Environment]) -> str:
+    """sha256 of the environments' definitions: what `conveyor apply` checks has not changed
+    since the plan was shown."""
+    canonical = json.dumps(
+        [environment_to_dict(e) for e in sorted(environments, key=lambda e: e.position)],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between the environments a server runs and those a file declares."""
+
+    environment: str
+    kind: str  # "add", "remove" or "change"
+    setting: str = ""  # for a change: e.g. "port", "policy.approvals", "variables.REGION"
+    before: Any = None
+    after: Any = None
+
+    def describe(self) -> str:
+        if self.kind == "add":
+            return f"+ {self.environment}: new environment"
+        if self.kind == "remove":
+            return f"- {self.environment}: removed"
+        return f"~ {self.environment}.{self.setting}: {_shown(self.before)} -> {_shown(self.after)}"
+
+
+def plan_changes(current: Iterable[Environment], desired: Iterable[Environment]) -> list[Change]:
+    """What applying ``desired`` over ``current`` changes, setting by setting."""
+    now = {e.name: environment_to_dict(e) for e in current}
+    wanted = {e.name: environment_to_dict(e) for e in desired}
+    changes: list[Change] = []
+    for name in wanted:
+        if name not in now:
+            changes.append(Change(name, "add"))
+            continue
+        for setting, before, after in _differences(now[name], wanted[name]):
+            changes.append(Change(name, "change", setting, before, after))
+    changes += [Change(name, "remove") for name in now if name not in wanted]
+    return changes
+
+
+def _differences(
+    before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = ""
+) -> Iterator[tuple[str, Any, Any]]:
+    for key in sorted(before.keys() | after.keys()):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict) and key != "data":
+            yield from _differences(old, new, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", old, new
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value)

@@ -10,6 +10,7 @@ class OperationKind(StrEnum):
     DEPLOY = "deploy"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    REPAIR = "repair"
     BUILD = "build"
 
 

@@ -24,6 +24,7 @@ class ReleaseKind(StrEnum):
     DEPLOY = "deploy"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    REPAIR = "repair"  # the same bundle again, on its runtime rebuilt from the lock
 
 
 _ALLOWED: dict[ReleaseState, frozenset[ReleaseState]] = {

@@ -14,7 +14,10 @@ makes two threads or processes that need the same missing runtime build it once.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -24,7 +27,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +40,13 @@ from conveyor.runtime.steps import run_step
 MARKER = ".conveyor-runtime.json"
 LIBRARY_DIR = "conveyor-lib"
 LOCK_FORMATS = ("requirements-txt", "uv.lock", "pylock.toml")
-#: What of Conveyor an app's runtime gets: the package root, its errors, the config library.
-LIBRARY_FILES = ("__init__.py", "errors.py", "py.typed", "config")
+#: What of Conveyor an app's runtime gets: the package root, its errors, the config and data
+#: libraries.
+LIBRARY_FILES = ("__init__.py", "errors.py", "py.typed", "config", "data")
 _PTH_FILE = "_conveyor_lib.pth"
 _RUNTIME_ID = re.compile(r"^[0-9a-f]{64}$")
+#: A runtime replaced by ``rebuild``: ``.retired-<id>-<UTC time>-<random>``.
+_RETIRED = ".retired-"
 # Variables that would point uv or the runtime's Python at another environment than the one
 # being built.
 _NOT_INHERITED = (
@@ -102,18 +108,9 @@ class RuntimeBuilder:
         existing one when it was built before, else built now. Every line of uv's output goes
         to ``log`` as it is printed. RuntimeFailure when no interpreter fits or the build
         fails; a failed build leaves nothing behind."""
-        if lock_format not in LOCK_FORMATS:
-            raise RuntimeFailure(
-                f"unknown lock format {lock_format!r}; expected one of {', '.join(LOCK_FORMATS)}"
-            )
-        lock_file = lock_file.absolute()  # uv runs elsewhere
-        try:
-            lock_bytes = lock_file.read_bytes()
-        except OSError as exc:
-            raise RuntimeFailure(f"cannot read the lock {lock_file}: {exc.strerror}") from None
-        companion = _companion(lock_file, lock_format)
-        interpreter = self._interpreter_for(python_requirement)
-        identity = runtime_id(interpreter, lock_format, lock_bytes, companion)
+        identity, interpreter, lock_file, lock_bytes = self._identify(
+            python_requirement, lock_file, lock_format
+        )
         final = self.path_of(identity)
         if _is_complete(final):
             return self._info(identity, interpreter, reused=True)
@@ -135,8 +132,9 @@ class RuntimeBuilder:
         lock_format: str,
         lock_bytes: bytes,
         log: Callable[[str], None],
+        into: Path | None = None,
     ) -> None:
-        final = self.path_of(identity)
+        final = into or self.path_of(identity)
         self._clear_leftovers(identity, log)
         started = time.monotonic()
         log(
@@ -223,6 +221,106 @@ class RuntimeBuilder:
                 f"the lock installs another package named conveyor; remove it from the "
                 f"requirements"
             )
+
+    # --- finding, rebuilding, retiring -----------------------------------------------------
+
+    def find(
+        self, python_requirement: str, lock_file: Path, lock_format: str
+    ) -> RuntimeInfo | None:
+        """The runtime ``ensure`` would return for this lock, when it is built; None when it is
+        not. Builds nothing (for checks such as drift, which must not build what is missing)."""
+        identity, interpreter, _, _ = self._identify(python_requirement, lock_file, lock_format)
+        if not _is_complete(self.path_of(identity)):
+            return None
+        return self._info(identity, interpreter, reused=True)
+
+    def rebuild(
+        self,
+        python_requirement: str,
+        lock_file: Path,
+        lock_format: str,
+        log: Callable[[str], None],
+        *,
+        refresh: Sequence[str] = (),
+        check: Callable[[Path], None] | None = None,
+    ) -> RuntimeInfo:
+        """Build the runtime for this lock again, from nothing, and swap it in for the one at its
+        path (a runtime that drifted from its lock), which moves to ``.retired-<id>-<time>``
+        for inspection until ``remove_retired``. See ``conveyor.runtime.drift`` for the design.
+
+        The new runtime is built beside the old one under the id's build lock, then ``check``
+        (when given) is called with its path and may raise to stop the swap, which leaves the
+        old runtime in place. The swap is one atomic exchange of the two directories where the
+        system has it (Linux), so the runtime's path never stops naming a complete runtime.
+        ``refresh`` names packages removed from uv's cache first, so they are downloaded
+        again: installed files are hard links into that cache, so a file edited in place in a
+        runtime is edited in the cache too, and would be linked back."""
+        identity, interpreter, lock_file, lock_bytes = self._identify(
+            python_requirement, lock_file, lock_format
+        )
+        final = self.path_of(identity)
+        with self._build_lock(identity, log):
+            if refresh:
+                self._uv(
+                    ["cache", "clean", *refresh],
+                    cwd=self.root,
+                    log=log,
+                    step=f"removing {', '.join(refresh)} from uv's cache",
+                )
+            staged = self.root / f".build-{identity[:16]}-{secrets.token_hex(4)}-rebuilt"
+            self._build(identity, interpreter, lock_file, lock_format, lock_bytes, log, staged)
+            try:
+                if check is not None:
+                    check(staged)
+                if not _is_complete(final):
+                    os.rename(staged, final)
+                    return self._info(identity, interpreter, reused=False)
+                stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+                retired = self.root / f"{_RETIRED}{identity}-{stamp}-{secrets.token_hex(2)}"
+                _exchange(staged, final)
+            except OSError as exc:
+                _remove_tree(staged)
+                raise RuntimeFailure(f"swapping in runtime {identity[:12]} failed: {exc}") from exc
+            except BaseException:
+                _remove_tree(staged)
+                raise
+            try:  # ``staged`` now holds the old runtime
+                os.rename(staged, retired)
+                log(f"runtime {identity[:12]} rebuilt; the one it replaced is {retired.name}")
+            except OSError as exc:  # harmless: the next build of this id clears it
+                log(f"runtime {identity[:12]} rebuilt; the one it replaced stays as {staged.name}")
+                log(f"(it could not be renamed to {retired.name}: {exc.strerror})")
+        return self._info(identity, interpreter, reused=False)
+
+    def remove_retired(self, runtime_id: str | None = None) -> list[Path]:
+        """Delete the runtimes ``rebuild`` replaced (of one id, or all): the caller's part once
+        no release runs on them. Returns what was removed."""
+        pattern = f"{_RETIRED}{self.path_of(runtime_id).name if runtime_id else ''}*"
+        removed = []
+        for retired in sorted(self.root.glob(pattern)):
+            _remove_tree(retired)
+            if retired.exists():
+                raise RuntimeFailure(f"could not remove the retired runtime {retired}")
+            removed.append(retired)
+        return removed
+
+    def _identify(
+        self, python_requirement: str, lock_file: Path, lock_format: str
+    ) -> tuple[str, Interpreter, Path, bytes]:
+        """What ``ensure`` starts from: the id, the interpreter, the absolute lock and its bytes."""
+        if lock_format not in LOCK_FORMATS:
+            raise RuntimeFailure(
+                f"unknown lock format {lock_format!r}; expected one of {', '.join(LOCK_FORMATS)}"
+            )
+        lock_file = lock_file.absolute()  # uv runs elsewhere
+        try:
+            lock_bytes = lock_file.read_bytes()
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot read the lock {lock_file}: {exc.strerror}") from None
+        companion = _companion(lock_file, lock_format)
+        interpreter = self._interpreter_for(python_requirement)
+        identity = runtime_id(interpreter, lock_format, lock_bytes, companion)
+        return identity, interpreter, lock_file, lock_bytes
 
     # --- processes -----------------------------------------------------------------------
 
@@ -340,6 +438,8 @@ def runtime_id(
         "lock_format": lock_format,
         "lock_sha256": hashlib.sha256(lock).hexdigest(),
         "companion_sha256": None if companion is None else hashlib.sha256(companion).hexdigest(),
+        # A runtime carries Conveyor's app-facing library: a new one needs a new runtime.
+        "library_sha256": library_digest(),
     }
     canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(canonical).hexdigest()
@@ -416,6 +516,38 @@ def _make_read_only(root: Path) -> None:
     os.chmod(root, stat.S_IMODE(os.lstat(root).st_mode) & ~0o222)
 
 
+def _exchange(first: Path, second: Path) -> None:
+    """Swap two directories of one parent: one atomic ``renameat2(RENAME_EXCHANGE)`` on Linux,
+    so ``second`` always names one of them; three renames where that call is missing or the
+    filesystem refuses it (``second`` is missing for an instant). Renames within one parent need
+    write permission on the parent only, not on the (read-only) directories themselves."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        renameat2 = None
+    if renameat2 is not None:
+        fd, name = ctypes.c_int, ctypes.c_char_p
+        renameat2.argtypes = (fd, name, fd, name, ctypes.c_uint)
+        renameat2.restype = ctypes.c_int
+        at_fdcwd, rename_exchange = -100, 2
+        result = renameat2(
+            at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange
+        )
+        if result == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), str(second))
+    aside = second.with_name(f"{second.name}.exchange-{secrets.token_hex(4)}")
+    os.rename(second, aside)
+    try:
+        os.rename(first, second)
+    except OSError:
+        os.rename(aside, second)
+        raise
+    os.rename(aside, first)
+
+
 def _remove_tree(root: Path) -> None:
     """Delete a tree, read-only parts included."""
     if not root.exists() and not root.is_symlink():
@@ -430,3 +562,18 @@ def _uv_detail(line: str) -> bool:
     return line.startswith((" + ", " - ", "Activate with:")) or line.endswith(
         "conveyor/__init__.py"
     )
+
+
+@functools.cache
+def library_digest() -> str:
+    """sha256 of the app-facing library a runtime gets (LIBRARY_FILES, .py files only)."""
+    root = Path(conveyor.__file__).parent
+    digest = hashlib.sha256()
+    for name in LIBRARY_FILES:
+        item = root / name
+        files = sorted(item.rglob("*.py")) if item.is_dir() else [item]
+        for path in files:
+            if path.suffix == ".py":
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+                digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()

@@ -3,7 +3,7 @@ Kubernetes later, an in-memory one in tests)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +37,16 @@ class Instance:
     address: str
 
 
+@dataclass(frozen=True)
+class RuntimeState:
+    """One runtime checked against its lock: ``problems`` is empty when it matches."""
+
+    runtime_id: str
+    releases: tuple[int, ...]
+    problems: tuple[str, ...]
+    summary: str = ""
+
+
 class Runtime(Protocol):
     def start(self, plan: ReleasePlan, log: Log) -> Instance:
         """Start the release beside the live one; RuntimeFailure when it cannot start."""
@@ -52,6 +62,19 @@ class Runtime(Protocol):
 
     def stop(self, release_id: int, log: Log) -> None:
         """Drain and stop a release's instance; stopping one not running is a no-op."""
+        ...
+
+    def drift(self, release_ids: Sequence[int]) -> list[RuntimeState]:
+        """The runtimes these running releases use, each checked against its lock."""
+        ...
+
+    def rebuild(self, runtime_id: str, log: Log) -> None:
+        """Rebuild a drifted runtime from its lock in place (releases then move to it)."""
+        ...
+
+    def runtime_of(self, release_id: int) -> str | None:
+        """What a running release runs on, e.g. "runtime 9f1761125758, Python 3.11.7 on
+        linux_x86_64", or None when it is not running here."""
         ...
 
     def degraded(self, release_id: int) -> str | None:

@@ -8,13 +8,16 @@ release's own address. route: one atomic swap in the proxy. stop: drain, then st
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sysconfig
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +25,12 @@ from conveyor.bundles.app_file import read_app_file
 from conveyor.bundles.archive import extract
 from conveyor.domain.apps import AppSpec
 from conveyor.domain.releases import CheckKind, CheckResult
-from conveyor.errors import RuntimeFailure
+from conveyor.errors import NotFound, RuntimeFailure
 from conveyor.runtime.adapters import Launch, LaunchContext, adapter_for
+from conveyor.runtime.app_data import data_settings, environment_variables
 from conveyor.runtime.builds import RuntimeBuilder
-from conveyor.runtime.interface import Instance, Log, ReleasePlan
+from conveyor.runtime.drift import repair, runtime_drift
+from conveyor.runtime.interface import Instance, Log, ReleasePlan, RuntimeState
 from conveyor.runtime.proxy import Proxy
 from conveyor.runtime.supervisor import Supervisor, WorkerSpec
 
@@ -39,6 +44,10 @@ class _Started:
     launch: Launch
     upstreams: list[str]
     env: dict[str, str]
+    runtime: str  # what it runs on, for diffs
+    runtime_id: str
+    runtime_path: Path
+    lock: tuple[str, Path, str]  # python requirement, lock file, lock format
 
 
 class LocalRuntime:
@@ -127,7 +136,18 @@ class LocalRuntime:
         log(f"healthy after {seconds:.1f} s: {len(workers)} worker(s) at {', '.join(upstreams)}")
         instance = Instance(plan.release_id, plan.app, plan.environment.name, upstreams[0])
         with self._lock:
-            self._started[plan.release_id] = _Started(instance, spec, launches[0], upstreams, env)
+            self._started[plan.release_id] = _Started(
+                instance,
+                spec,
+                launches[0],
+                upstreams,
+                env,
+                f"runtime {runtime.id[:12]}, Python {runtime.python_version} on "
+                f"{sysconfig.get_platform()}",
+                runtime.id,
+                runtime.path,
+                (str(plan.manifest["python"]), app_dir / lock["path"], lock["format"]),
+            )
         return instance
 
     def check(self, instance: Instance, plan: ReleasePlan, log: Log) -> list[CheckResult]:
@@ -183,6 +203,41 @@ class LocalRuntime:
     def read_log(self, release_id: int, after: int = 0) -> tuple[int, str]:
         return self.supervisor.read_log(release_id, after)
 
+    def drift(self, release_ids: Sequence[int]) -> list[RuntimeState]:
+        by_runtime: dict[str, list[_Started]] = {}
+        for release_id in release_ids:
+            started = self._started.get(release_id)
+            if started is not None:
+                by_runtime.setdefault(started.runtime_id, []).append(started)
+        states = []
+        for runtime_id, users in sorted(by_runtime.items()):
+            python, lock_file, lock_format = users[0].lock
+            found = runtime_drift(users[0].runtime_path, lock_file, lock_format)
+            problems = [line.strip() for line in found.summary().splitlines()[1:]]
+            states.append(
+                RuntimeState(
+                    runtime_id,
+                    tuple(u.instance.release_id for u in users),
+                    () if found.clean else tuple(p for p in problems if not p.startswith("note:")),
+                    found.summary(),
+                )
+            )
+        return states
+
+    def rebuild(self, runtime_id: str, log: Log) -> None:
+        user = next((s for s in self._started.values() if s.runtime_id == runtime_id), None)
+        if user is None:
+            raise NotFound(f"no running release uses runtime {runtime_id[:12]}")
+        python, lock_file, lock_format = user.lock
+        repaired = repair(self.builder, python, lock_file, lock_format, log)
+        if repaired.rebuilt:
+            # The path now names the clean runtime; running processes keep their open files.
+            self.builder.remove_retired(runtime_id)
+
+    def runtime_of(self, release_id: int) -> str | None:
+        started = self._started.get(release_id)
+        return started.runtime if started else None
+
     def degraded(self, release_id: int) -> str | None:
         return self.supervisor.degraded(release_id)
 
@@ -195,7 +250,8 @@ class LocalRuntime:
         config_name = plan.environment.config_name
         return {
             "LANG": "C.UTF-8",  # the app's own LANG, when it sets one, wins
-            **plan.variables,
+            **environment_variables(plan.environment, os.environ),
+            **plan.variables,  # the app's own variables win over its environment's
             "PATH": f"{runtime_bin}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(home),
             "PYTHONUNBUFFERED": "1",
@@ -204,6 +260,7 @@ class LocalRuntime:
             "R_CONFIG_ACTIVE": config_name,
             "CONVEYOR_APP": plan.app,
             "CONVEYOR_RELEASE": str(plan.release_id),
+            "CONVEYOR_DATA": data_settings(plan.environment, plan.app, self.home, os.environ),
         }
 
     def _wait_healthy(self, release_id: int, upstreams: list[str], path: str) -> float:

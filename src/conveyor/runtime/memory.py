@@ -3,11 +3,12 @@ service tests until releases run as real processes, and honest about what it is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from conveyor.domain.releases import CheckKind, CheckResult
 from conveyor.errors import RuntimeFailure
-from conveyor.runtime.interface import Instance, Log, ReleasePlan
+from conveyor.runtime.interface import Instance, Log, ReleasePlan, RuntimeState
 
 
 @dataclass
@@ -23,6 +24,9 @@ class MemoryRuntime:
     stopped: list[int] = field(default_factory=list)
     #: release id -> the plan it was started with (its variables, manifest, ...)
     plans: dict[int, ReleasePlan] = field(default_factory=dict)
+    #: what the in-memory runtime pretends has drifted from its lock
+    drifted: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)
     #: release id -> why it is degraded
     degraded_releases: dict[int, str] = field(default_factory=dict)
     #: release id -> what its (imagined) processes printed
@@ -56,6 +60,25 @@ class MemoryRuntime:
         if key in self.failing_routes:
             raise RuntimeFailure(f"could not swap the route of {instance.app} in {key[1]}")
         self.routes[key] = instance.release_id
+
+    def drift(self, release_ids: Sequence[int]) -> list[RuntimeState]:
+        """Every running release on one in-memory runtime, drifted by ``drifted``."""
+        running = tuple(r for r in release_ids if r in self.running)
+        if not running:
+            return []
+        return [RuntimeState("memory", running, tuple(self.drifted))]
+
+    def rebuild(self, runtime_id: str, log: Log) -> None:
+        self.drifted.clear()
+        self.rebuilt.append(runtime_id)
+        log(f"rebuilt runtime {runtime_id}")
+
+    def runtime_of(self, release_id: int) -> str | None:
+        plan = self.plans.get(release_id)
+        if plan is None or release_id not in self.running:
+            return None
+        lock = plan.manifest.get("lock") or {}
+        return f"in memory, lock {str(lock.get('sha256', 'none'))[:12]}"
 
     def degraded(self, release_id: int) -> str | None:
         return self.degraded_releases.get(release_id)

@@ -5,6 +5,17 @@
       test: {port: 8702, promotes_from: dev}
       prod: {port: 8703, promotes_from: test, direct_deploys: false, approvals: 1}
 
+Each environment may also declare data connections and its output location (conveyor.data):
+
+      test:
+        port: 8702
+        outputs: /srv/conveyor/outputs/test
+        data:
+          warehouse:
+            url: postgresql://app_login:${WAREHOUSE_PASSWORD}@db/warehouse
+            mode: read-only
+            role: reporting_ro
+
 Order is the order in the file. Fields left out take the defaults of the built-in dev, test and
 prod environments for those names, else: direct deploys, no upstream, no approvals.
 
@@ -18,14 +29,22 @@ An optional `git:` list turns on git-driven mode (services/git_driven.py):
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from conveyor.domain.environments import DEFAULT_ENVIRONMENTS, Environment, Policy
+from conveyor.domain.environments import (
+    DEFAULT_ENVIRONMENTS,
+    DataConnection,
+    Environment,
+    Policy,
+    order_problem,
+)
 from conveyor.errors import InvalidInput
 from conveyor.services.git_driven import GitSource
+from conveyor.services.variables import check_name
 
 _FIELDS = {
     "port",
@@ -34,7 +53,15 @@ _FIELDS = {
     "promotes_from",
     "approvals",
     "approver_not_deployer",
+    "data",
+    "outputs",
+    "variables",
+    "secrets",
 }
+_CONNECTION_FIELDS = {"url", "mode", "role"}
+#: user:password@ in a URL whose password is not a ${NAME} reference.
+_CREDENTIALS = re.compile(r"://[^/@:]+:(?!\$\{)[^@/]+@")
+_REFERENCE_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
@@ -80,19 +107,91 @@ def read_environments(path: Path) -> list[Environment]:
                         settings, "approver_not_deployer", policy.approver_not_deployer, where
                     ),
                 ),
+                data=_connections(settings.get("data"), where),
+                outputs=_outputs(settings.get("outputs"), where),
+                variables=_variables(settings.get("variables"), where),
+                secrets=_secrets(settings.get("secrets"), where),
             )
         )
-    names = [e.name for e in found]
-    for environment in found:
-        upstream = environment.policy.promotes_from
-        if upstream is not None and upstream not in names[: names.index(environment.name)]:
-            raise InvalidInput(
-                f"{path}: {environment.name} promotes from {upstream!r}, which is not an "
-                "environment listed before it"
-            )
-    if not found:
-        raise InvalidInput(f"{path}: declare at least one environment")
+    problem = order_problem(found)
+    if problem is not None:
+        raise InvalidInput(f"{path}: {problem}")
     return found
+
+
+def _connections(declared: Any, where: str) -> tuple[DataConnection, ...]:
+    if declared is None:
+        return ()
+    if not isinstance(declared, dict):
+        raise InvalidInput(f"{where}: `data` maps connection names to {{url, mode, role}}")
+    found = []
+    for name, spec in declared.items():
+        at = f"{where}, data connection {name!r}"
+        if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
+            raise InvalidInput(f"{at}: give its `url` (secrets as ${{NAME}} references)")
+        unknown = set(spec) - _CONNECTION_FIELDS
+        if unknown:
+            raise InvalidInput(f"{at}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+        mode = spec.get("mode", "read-only")
+        if mode not in ("read-only", "read-write"):
+            raise InvalidInput(f"{at}: `mode` is read-only or read-write, not {mode!r}")
+        if _CREDENTIALS.search(spec["url"]):
+            raise InvalidInput(
+                f"{at}: the url holds a password; write it as a reference, e.g. "
+                "postgresql://reader:${WAREHOUSE_PASSWORD}@db/warehouse, and set that variable "
+                "where `conveyor serve` runs"
+            )
+        role = spec.get("role")
+        if role is not None and not isinstance(role, str):
+            raise InvalidInput(f"{at}: `role` is the name of a database role")
+        found.append(DataConnection(str(name), spec["url"], mode, role))
+    return tuple(found)
+
+
+def _variables(declared: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if declared is None:
+        return ()
+    if not isinstance(declared, dict):
+        raise InvalidInput(f"{where}: `variables` maps names to values")
+    found = []
+    for name, value in declared.items():
+        try:
+            check_name(str(name))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}: {exc}") from None
+        if isinstance(value, dict | list) or value is None:
+            raise InvalidInput(f"{where}: variable {name} needs a plain value")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        found.append((str(name), text))
+    return tuple(sorted(found))
+
+
+def _secrets(declared: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if declared is None:
+        return ()
+    if not isinstance(declared, dict):
+        raise InvalidInput(f"{where}: `secrets` maps names to ${{REFERENCE}}s")
+    found = []
+    for name, reference in declared.items():
+        try:
+            check_name(str(name))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}: {exc}") from None
+        if not isinstance(reference, str) or not _REFERENCE_ONLY.fullmatch(reference):
+            raise InvalidInput(
+                f"{where}: secret {name} must be a reference like ${{{name}}} to a variable "
+                "of the server's environment, never the value itself"
+            )
+        found.append((str(name), reference))
+    return tuple(sorted(found))
+
+
+def _outputs(declared: Any, where: str) -> str | None:
+    if declared is None:
+        return None
+    if not isinstance(declared, str) or not declared.startswith("/"):
+        raise InvalidInput(f"{where}: `outputs` is an absolute directory path")
+    return declared
 
 
 def _flag(settings: dict[str, Any], key: str, default: bool, where: str) -> bool:

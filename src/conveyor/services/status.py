@@ -3,6 +3,7 @@ one app between two environments."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from conveyor.bundles.archive import extract
 from conveyor.config import inspection
+from conveyor.domain.environments import DataConnection
 from conveyor.domain.policy import bundle_alias
 from conveyor.domain.releases import Release
 from conveyor.errors import ConfigError, NotFound
@@ -17,6 +19,8 @@ from conveyor.services.context import Services
 from conveyor.services.variables import MASK
 from conveyor.storage import catalog, releases
 from conveyor.storage import variables as stored
+
+_CREDENTIALS = re.compile(r"://[^/@]*@")
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,9 @@ class Difference:
 
 def diff(services: Services, app: str, left: str, right: str) -> list[Difference]:
     """What differs in ``app`` between two environments, and what is the same: bundle, the
-    runtime's inputs (python requirement, lock), the type and entrypoint, every key of the
+    runtime's inputs (python requirement, lock) and the runtime it runs on (id, Python,
+    platform), the environments' data connections (mode, role, where; never credentials),
+    the type and entrypoint, every key of the
     bundle's config.yml as resolved for each environment, and every variable (secret values
     masked; a secret that differs shows as different without its value)."""
     with services.store.transaction() as connection:
@@ -110,8 +116,10 @@ def diff(services: Services, app: str, left: str, right: str) -> list[Difference
             raise NotFound(f"there is no app {app!r}; `conveyor status` lists the apps")
         sides = []
         config_names = []
+        environments = []
         for name in (left, right):
-            config_names.append(catalog.get_environment(connection, name).config_name)
+            environments.append(catalog.get_environment(connection, name))
+            config_names.append(environments[-1].config_name)
             live = releases.live_release(connection, app, name)
             bundle = catalog.get_bundle(connection, app, live.bundle_id) if live else None
             sides.append((live, bundle, stored.variables_of(connection, app, name)))
@@ -127,6 +135,18 @@ def diff(services: Services, app: str, left: str, right: str) -> list[Difference
     differences.append(
         _compare("lock", *(_lock_summary(b["manifest"]) if b else None for _, b, _ in sides))
     )
+    differences.append(
+        _compare(
+            "runtime",
+            *(services.runtime.runtime_of(live.id) if live else None for live, _, _ in sides),
+        )
+    )
+    connections = [{c.name: c for c in e.data} for e in environments]
+    for name in sorted(connections[0].keys() | connections[1].keys()):
+        differences.append(
+            _compare(f"data {name}", *(_connection_summary(c.get(name)) for c in connections))
+        )
+
     configs = [
         _config_of(services, bundle, name) if bundle else {}
         for (_, bundle, _), name in zip(sides, config_names, strict=True)
@@ -180,6 +200,15 @@ def _config_of(
         entry.key: (f"!env {entry.env}" if entry.env else entry.display(), entry.fingerprint)
         for entry in shown.entries
     }
+
+
+def _connection_summary(connection: DataConnection | None) -> str | None:
+    """Mode, role and where it points: the URL without user or password."""
+    if connection is None:
+        return None
+    where = _CREDENTIALS.sub("://", connection.url)
+    role = f" as role {connection.role}" if connection.role else ""
+    return f"{connection.mode}{role}: {where}"
 
 
 def _lock_summary(manifest: dict[str, Any]) -> str:

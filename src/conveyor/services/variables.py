@@ -15,9 +15,7 @@ from conveyor.storage import variables as stored
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 #: Set by Conveyor for every release; an app cannot override them.
-RESERVED = frozenset(
-    {"PORT", "PATH", "HOME", "VIRTUAL_ENV", "PYTHONUNBUFFERED", "CONVEYOR_ENV", "R_CONFIG_ACTIVE"}
-)
+RESERVED = frozenset({"PORT", "PATH", "HOME", "VIRTUAL_ENV", "PYTHONUNBUFFERED", "R_CONFIG_ACTIVE"})
 MASK = "••••••"
 
 
@@ -43,7 +41,7 @@ def set_variable(
     actor: str,
 ) -> bool:
     """Set a variable for the app's next releases in the environment; True when it was new."""
-    _check_name(name)
+    check_name(name)
     with services.store.transaction() as connection:
         _require(connection, app, environment)
         new = stored.set_variable(
@@ -77,7 +75,7 @@ def list_variables(services: Services, app: str, environment: str) -> list[Varia
     ]
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if not _NAME.fullmatch(name):
         raise InvalidInput(
             f"{name!r} is not a valid variable name: use letters, digits and _ (not first "

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 
-from conveyor.domain.environments import Environment, Policy
+from conveyor.domain.environments import DataConnection, Environment, Policy
 from conveyor.domain.policy import Approval
 from conveyor.errors import Conflict, InvalidInput, NotFound
 from conveyor.storage import schema
@@ -27,6 +28,10 @@ def save_environments(connection: Connection, environments: Iterable[Environment
             "promotes_from": environment.policy.promotes_from,
             "approvals": environment.policy.approvals,
             "approver_not_deployer": environment.policy.approver_not_deployer,
+            "data": json.dumps([dataclasses.asdict(c) for c in environment.data]),
+            "outputs": environment.outputs,
+            "variables": json.dumps([list(v) for v in environment.variables]),
+            "secrets": json.dumps([list(v) for v in environment.secrets]),
         }
         exists = connection.execute(
             select(table.c.name).where(table.c.name == environment.name)
@@ -68,6 +73,10 @@ def _environment(row: Any) -> Environment:
             approvals=row["approvals"],
             approver_not_deployer=row["approver_not_deployer"],
         ),
+        data=tuple(DataConnection(**c) for c in json.loads(row["data"] or "[]")),
+        outputs=row["outputs"],
+        variables=tuple((str(n), str(v)) for n, v in json.loads(row["variables"] or "[]")),
+        secrets=tuple((str(n), str(v)) for n, v in json.loads(row["secrets"] or "[]")),
     )
 
 
@@ -189,3 +198,35 @@ def approvals_of(connection: Connection, bundle_id: str) -> tuple[Approval, ...]
         select(table).where(table.c.bundle == bundle_id).order_by(table.c.id)
     ).mappings()
     return tuple(Approval(r["bundle"], r["environment"], r["by"], r["comment"]) for r in rows)
+
+
+def remove_environment(connection: Connection, name: str) -> None:
+    """Remove an environment that nothing was ever released to."""
+    used = any(
+        connection.execute(
+            select(table.c.environment).where(table.c.environment == name).limit(1)
+        ).first()
+        is not None
+        for table in (schema.releases, schema.approvals, schema.variables)
+    )
+    if used:
+        raise Conflict(
+            f"environment {name} has releases, approvals or variables, so it stays (its history "
+            "is kept); keep it in the file"
+        )
+    connection.execute(delete(schema.environments).where(schema.environments.c.name == name))
+
+
+def get_setting(connection: Connection, key: str) -> str | None:
+    row = connection.execute(
+        select(schema.settings.c.value).where(schema.settings.c.key == key)
+    ).first()
+    return None if row is None else str(row[0])
+
+
+def set_setting(connection: Connection, key: str, value: str) -> None:
+    table = schema.settings
+    if get_setting(connection, key) is None:
+        connection.execute(insert(table).values(key=key, value=value))
+    else:
+        connection.execute(update(table).where(table.c.key == key).values(value=value))

@@ -38,12 +38,30 @@ def _variables_and_tokens(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.variables, schema.api_tokens])
 
 
+def _environments_as_code(connection: Connection) -> None:
+    columns = {column["name"] for column in inspect(connection).get_columns("environments")}
+    for name, definition in (
+        ("data", "TEXT NOT NULL DEFAULT '[]'"),
+        ("outputs", "TEXT"),
+        ("variables", "TEXT NOT NULL DEFAULT '[]'"),
+        ("secrets", "TEXT NOT NULL DEFAULT '[]'"),
+    ):
+        if name not in columns:
+            connection.execute(text(f"ALTER TABLE environments ADD COLUMN {name} {definition}"))
+    schema.metadata.create_all(connection, tables=[schema.settings])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
     ),
     Migration(2, "release step durations", _release_steps),
     Migration(3, "variables and API tokens", _variables_and_tokens),
+    Migration(
+        4,
+        "environments as code: data connections, outputs, variables, secrets; settings",
+        _environments_as_code,
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

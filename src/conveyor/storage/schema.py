@@ -42,6 +42,18 @@ environments = Table(
     Column("promotes_from", NAME, nullable=True),
     Column("approvals", Integer, nullable=False, server_default=text("0")),
     Column("approver_not_deployer", Boolean, nullable=False, server_default=text("false")),
+    Column("data", Text, nullable=False, server_default="[]"),  # JSON: data connections
+    Column("outputs", Text, nullable=True),
+    Column("variables", Text, nullable=False, server_default="[]"),  # JSON: [[name, value]]
+    Column("secrets", Text, nullable=False, server_default="[]"),  # JSON: [[name, reference]]
+)
+
+# Server-wide settings, e.g. which file manages the environments.
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 apps = Table(

@@ -1,0 +1,78 @@
+"""What a release gets in ``CONVEYOR_DATA`` (read by conveyor.data in the app): its
+environment's data connections, with ``${NAME}`` references filled from the server's own
+environment, and its output directory (the environment's output location / the app)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from conveyor.domain.environments import Environment
+from conveyor.errors import RuntimeFailure
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill_references(text: str, server_environ: Mapping[str, str], what: str) -> str:
+    """``text`` with each ``${NAME}`` replaced by NAME's value in the server's environment."""
+
+    def fill(match: re.Match[str]) -> str:
+        variable = match.group(1)
+        value = server_environ.get(variable)
+        if value is None:
+            raise RuntimeFailure(
+                f"{what} refers to ${{{variable}}}, which is not set in the environment of "
+                "`conveyor serve`; set it where the server runs (it stays out of files and "
+                "the metadata)"
+            )
+        return value
+
+    return _REFERENCE.sub(fill, text)
+
+
+def environment_variables(
+    environment: Environment, server_environ: Mapping[str, str]
+) -> dict[str, str]:
+    """The variables every app in ``environment`` gets: its plain variables and its secrets,
+    filled from the server's environment."""
+    given = dict(environment.variables)
+    for name, reference in environment.secrets:
+        given[name] = fill_references(
+            reference, server_environ, f"environment {environment.name}'s secret {name}"
+        )
+    return given
+
+
+def output_directory(environment: Environment, app: str, home: Path) -> Path:
+    base = Path(environment.outputs) if environment.outputs else home / "outputs" / environment.name
+    return base / app
+
+
+def data_settings(
+    environment: Environment, app: str, home: Path, server_environ: Mapping[str, str]
+) -> str:
+    """The JSON for ``CONVEYOR_DATA``; creates the app's output directory."""
+    connections = {}
+    for connection in environment.data:
+        connections[connection.name] = {
+            "url": fill_references(
+                connection.url,
+                server_environ,
+                f"environment {environment.name}'s data connection {connection.name!r}",
+            ),
+            "mode": connection.mode,
+            "role": connection.role,
+        }
+    output = output_directory(environment, app, home)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RuntimeFailure(
+            f"cannot create the output directory {output} of {app} in {environment.name}: "
+            f"{exc.strerror}"
+        ) from None
+    return json.dumps(
+        {"environment": environment.config_name, "output": str(output), "connections": connections}
+    )

@@ -1,0 +1,60 @@
+"""Drift: the runtimes live releases run on, checked against their locks (a package installed
+by hand, a file edited in place), and repair: rebuild a drifted runtime from its lock and move
+its releases onto it with a normal blue-green switch (a release of kind `repair`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conveyor.domain.releases import Release, ReleaseKind
+from conveyor.runtime.interface import Log, RuntimeState
+from conveyor.services.context import Services
+from conveyor.services.releasing import Outcome, run_release
+from conveyor.storage import catalog, releases
+
+
+@dataclass(frozen=True)
+class RuntimeDrift:
+    state: RuntimeState
+    releases: list[Release]  # the live releases on this runtime
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.state.problems)
+
+
+def drift(services: Services, environment: str | None = None) -> list[RuntimeDrift]:
+    """Every runtime a live release (in ``environment``, or anywhere) runs on."""
+    with services.store.transaction() as connection:
+        if environment is not None:
+            catalog.get_environment(connection, environment)
+        live = [
+            r
+            for r in releases.all_live(connection)
+            if environment is None or r.environment == environment
+        ]
+    by_id = {r.id: r for r in live}
+    return [
+        RuntimeDrift(state, [by_id[i] for i in state.releases if i in by_id])
+        for state in services.runtime.drift([r.id for r in live])
+    ]
+
+
+def repair(services: Services, environment: str | None, actor: str, log: Log) -> list[Outcome]:
+    """Rebuild each drifted runtime and release its live releases again on the clean one."""
+    outcomes = []
+    for found in drift(services, environment):
+        if not found.drifted:
+            continue
+        log(f"runtime {found.state.runtime_id[:12]} has drifted; rebuilding it from its lock")
+        services.runtime.rebuild(found.state.runtime_id, log)
+        for release in found.releases:
+            with services.store.transaction() as connection:
+                target = catalog.get_environment(connection, release.environment)
+                bundle = catalog.get_bundle(connection, release.app, release.bundle_id)
+            outcome = run_release(
+                services, environment=target, bundle=bundle, kind=ReleaseKind.REPAIR, actor=actor
+            )
+            log(f"{release.app} in {release.environment}: {outcome.message}")
+            outcomes.append(outcome)
+    return outcomes
