@@ -86,11 +86,18 @@ def test_streamlit_session_over_a_websocket_through_the_proxy(platform):
     )
     url = platform.url("dev", "churn-explorer", "/_stcore/stream").replace("http", "ws", 1)
 
-    async def handshake() -> bool:
+    # A BackMsg asking for a run of the script: field 11 (rerun_script), an empty ClientState,
+    # as `BackMsg(rerun_script=ClientState()).SerializeToString()` gives with the streamlit the
+    # example's lock pins. The server answers with ForwardMsgs (new_session, deltas, ...).
+    rerun = b"\x5a\x00"
+
+    async def session_round_trip() -> list[aiohttp.WSMessage]:
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(
                 url, timeout=aiohttp.ClientWSTimeout(ws_close=20), protocols=["streamlit"]
             ) as ws:
-                return not ws.closed
+                await ws.send_bytes(rerun)
+                return [await ws.receive(timeout=30) for _ in range(2)]
 
-    assert asyncio.run(handshake())
+    replies = asyncio.run(session_round_trip())
+    assert all(m.type is aiohttp.WSMsgType.BINARY and m.data for m in replies), replies
