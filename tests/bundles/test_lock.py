@@ -112,6 +112,11 @@ def test_requirements_included_with_r_count_as_named(make_app):
     lock, _ = lock_of(root)
     assert lock.added == ()
     assert {"six", "uvicorn", "pyyaml"} <= requirement_names((root / GENERATED_LOCK).read_text())
+    assert lock_of(root)[1] == []  # unchanged: the lock is reused
+    # Editing only the included file makes the lock stale: it is locked again.
+    (root / "base.txt").write_text("uvicorn\npyyaml\nidna\n")
+    relocked, messages = lock_of(root)
+    assert messages and "idna" in requirement_names((root / GENERATED_LOCK).read_text())
 
 
 def test_pyproject_dependencies_count_as_named(make_app):
@@ -216,7 +221,15 @@ def test_is_fully_pinned(text, pinned):
 
 @pytest.mark.parametrize(
     ("requirement", "version"),
-    [(">=3.11", "3.11"), ("==3.12.*", "3.12"), ("~=3.13.1", "3.13"), ("3.12", "3.12")],
+    [
+        (">=3.11", "3.11"),
+        ("==3.12.*", "3.12"),
+        ("~=3.13.1", "3.13"),
+        ("3.12", "3.12"),
+        ("3.12.*", "3.12"),
+        (">3.10", "3.11"),
+        (">=3.11,<3.14", "3.11"),
+    ],
 )
 def test_python_version_to_lock_for(requirement, version):
     assert python_version(requirement) == version

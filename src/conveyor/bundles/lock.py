@@ -145,10 +145,13 @@ def python_version(requirement: str) -> str:
     """The interpreter version to lock for: the lower bound of the requirement (">=3.11" ->
     "3.11"), else this interpreter's."""
     found = re.search(r"(?:>=|==|~=)\s*(\d+\.\d+)", requirement) or re.fullmatch(
-        r"\s*(\d+\.\d+)(?:\.\d+)?\s*", requirement
+        r"\s*(\d+\.\d+)(?:\.\d+|\.\*)?\s*", requirement
     )
     if found:
         return found.group(1)
+    above = re.search(r">\s*(\d+)\.(\d+)", requirement)  # ">3.10": the next minor version
+    if above:
+        return f"{above.group(1)}.{int(above.group(2)) + 1}"
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -169,7 +172,7 @@ def _generated_lock(
     the same input for the same Python, else locked again with uv."""
     origin = spec.requirements or _NO_SOURCE
     added_text = "".join(f"{package}\n" for package in added)
-    digest = _input_digest(source.read_bytes() if source else b"", added_text)
+    digest = _input_digest(_input_bytes(source) if source else b"", added_text)
     what_was_added = f"added {', '.join(added)} for a {spec.type.value} app" if added else ""
     lock_path = directory / GENERATED_LOCK
     if lock_path.is_file():
@@ -203,6 +206,28 @@ def _generated_lock(
         + "; commit it so every build uses these versions",
         added,
     )
+
+
+def _input_bytes(source: Path) -> bytes:
+    """What a lock is made from: the requirements file and, for a requirements file, every file
+    it includes with ``-r`` (so editing an included file makes the lock stale too)."""
+    if source.suffix != ".txt":
+        return source.read_bytes()
+    parts: list[bytes] = []
+
+    def collect(path: Path, seen: frozenset[Path]) -> None:
+        resolved = path.resolve()
+        if resolved in seen or not resolved.is_file():
+            return
+        text = resolved.read_bytes()
+        parts.append(text)
+        for line in _logical_lines(text.decode("utf-8", "replace")):
+            included = _INCLUDE.match(line)
+            if included:
+                collect(resolved.parent / included.group(1), seen | {resolved})
+
+    collect(source, frozenset())
+    return b"\0".join(parts)
 
 
 def _input_digest(requirements: bytes, added: str) -> str:
