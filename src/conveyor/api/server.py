@@ -25,7 +25,7 @@ from conveyor.api.app import ApiContext, create_app
 from conveyor.api.background import Background
 from conveyor.credentials import save_token
 from conveyor.domain.environments import DEFAULT_ENVIRONMENTS, Environment
-from conveyor.errors import InvalidInput, RuntimeFailure
+from conveyor.errors import ConveyorError, InvalidInput, RuntimeFailure
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.local import LocalRuntime
 from conveyor.runtime.proxy import Proxy
@@ -122,6 +122,9 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
                     )
             return notes
 
+        threading.Thread(
+            target=_discover, args=(builder, say), name="conveyor-interpreters", daemon=True
+        ).start()
         reaped = runtime.supervisor.reap_orphans()
         if reaped:
             say(f"stopped {len(reaped)} app process(es) a previous server left running")
@@ -173,6 +176,16 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
         proxy.stop()
         store.close()
         say("stopped")
+
+
+def _discover(builder: RuntimeBuilder, say: Callable[[str], None]) -> None:
+    try:
+        found = builder.discover_interpreters()
+    except ConveyorError as exc:
+        say(f"finding Python interpreters failed: {exc}")
+        return
+    versions = ", ".join(sorted({i.version for i in found}))
+    say(f"Python interpreters for runtimes: {versions or 'none'}")
 
 
 def _environments(

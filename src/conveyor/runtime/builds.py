@@ -376,6 +376,15 @@ class RuntimeBuilder:
 
     # --- interpreters, locks, leftovers --------------------------------------------------
 
+    def discover_interpreters(self) -> list[Interpreter]:
+        """Find the machine's interpreters now, if not yet done (about 2 s: every Python on the
+        machine is started). The server does this as it starts, so its first release does not
+        wait for it."""
+        with self._discovery:
+            if self._interpreters is None:
+                self._interpreters = discover(_uv_binary(), self._environment())
+            return list(self._interpreters)
+
     def _interpreter_for(self, requirement: str) -> Interpreter:
         """Discovery runs once per builder (it starts every Python on the machine); again
         only when nothing fits, in case one was installed since."""
