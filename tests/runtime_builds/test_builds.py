@@ -17,25 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.bundles.app_file import read_app_file
-from conveyor.bundles.lock import resolve_lock, uv_binary
 from conveyor.errors import RuntimeFailure
 from conveyor.runtime.builds import LIBRARY_DIR, MARKER, RuntimeBuilder
-from tests.runtime_inspection import run_in, writable
+from tests.runtime_inspection import make_lock, run_in, uv_project_lock, writable
 
 BUILDING = "building runtime"
-
-
-def make_lock(root: Path, requirements: str | None) -> Path:
-    """conveyor.lock made by Conveyor's own lock code for a `command` app (which adds PyYAML)."""
-    root.mkdir(parents=True)
-    app_file = "name: tiny\ntype: command\nentrypoint: python -m http.server\n"
-    if requirements is not None:
-        (root / "requirements.txt").write_text(requirements)
-        app_file += "requirements: requirements.txt\n"
-    (root / "conveyor.yml").write_text(app_file)
-    lock = resolve_lock(root, read_app_file(root), progress=lambda message: None)
-    return root / lock.path
 
 
 @pytest.fixture(scope="module")
@@ -226,18 +212,7 @@ def test_uv_lock_and_pylock_are_installed_exactly(home, tmp_path, lock_format):
         '[project]\nname = "tiny"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
         'dependencies = ["six==1.16.0", "pyyaml"]\n'
     )
-    uv = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    uv.pop("VIRTUAL_ENV", None)
-    subprocess.run([uv_binary(), "lock"], cwd=project, env=uv, check=True, capture_output=True)
-    if lock_format == "pylock.toml":
-        subprocess.run(
-            [uv_binary(), "export", "--frozen", "--format", "pylock.toml", "--no-emit-project"]
-            + ["--no-header", "-o", "pylock.toml"],
-            cwd=project,
-            env=uv,
-            check=True,
-            capture_output=True,
-        )
+    uv_project_lock(project, lock_format)
     built = builder_for(home).ensure(">=3.11", project / lock_format, lock_format, Log())
     printed = run_in(built.python, "import six, conveyor.config; print(six.__version__)", project)
     assert printed == "1.16.0"

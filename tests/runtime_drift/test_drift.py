@@ -16,26 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.bundles.app_file import read_app_file
-from conveyor.bundles.lock import resolve_lock, uv_binary
+from conveyor.bundles.lock import uv_binary
 from conveyor.errors import NotFound, RuntimeFailure
 from conveyor.runtime.builds import LIBRARY_DIR, RuntimeBuilder, RuntimeInfo
 from conveyor.runtime.drift import DistributionDrift, FileDrift, repair, runtime_drift
-from tests.runtime_inspection import run_in, writable
+from tests.runtime_inspection import make_lock, run_in, uv_project_lock, writable
 
 FORMAT = "requirements-txt"
-
-
-def make_lock(root: Path, requirements: str) -> Path:
-    """conveyor.lock made by Conveyor's own lock code for a `command` app (which adds PyYAML)."""
-    root.mkdir(parents=True)
-    (root / "requirements.txt").write_text(requirements)
-    (root / "conveyor.yml").write_text(
-        "name: tiny\ntype: command\nentrypoint: python -m http.server\n"
-        "requirements: requirements.txt\n"
-    )
-    lock = resolve_lock(root, read_app_file(root), progress=lambda message: None)
-    return root / lock.path
 
 
 @pytest.fixture(scope="module")
@@ -320,18 +307,7 @@ def test_uv_lock_and_pylock_runtimes_match_their_locks(tmp_path, lock_format):
             """
         )
     )
-    uv = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    uv.pop("VIRTUAL_ENV", None)
-    subprocess.run([uv_binary(), "lock"], cwd=project, env=uv, check=True, capture_output=True)
-    if lock_format == "pylock.toml":
-        subprocess.run(
-            [uv_binary(), "export", "--frozen", "--format", "pylock.toml", "--no-emit-project"]
-            + ["--no-header", "-o", "pylock.toml"],
-            cwd=project,
-            env=uv,
-            check=True,
-            capture_output=True,
-        )
+    uv_project_lock(project, lock_format)
     builder = builder_for(tmp_path / "home")
     info = builder.ensure(">=3.11", project / lock_format, lock_format, Log())
     drift = runtime_drift(info.path, project / lock_format, lock_format)

@@ -414,7 +414,7 @@ def _host_of(hostport: str) -> str | None:
     return host
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -424,7 +424,7 @@ def _is_ip(host: str) -> bool:
 
 def _is_url_host(host: str) -> bool:
     """Any syntactically valid host: in a URL the scheme already says it is one."""
-    return _is_ip(host) or _HOSTNAME.match(host) is not None
+    return is_ip(host) or _HOSTNAME.match(host) is not None
 
 
 def _is_host(host: str) -> bool:
@@ -434,7 +434,7 @@ def _is_host(host: str) -> bool:
     lowered = host.lower().rstrip(".")
     if lowered in ("localhost", "localhost.localdomain"):
         return True
-    if _is_ip(host):
+    if is_ip(host):
         return True
     if not _HOSTNAME.match(host) or "." not in lowered:
         return False

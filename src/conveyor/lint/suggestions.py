@@ -4,12 +4,11 @@ or keyword it was given to, else after the host: ``https://forecast.example.com`
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 
 from conveyor.lint.findings import Kind
-from conveyor.lint.literals import Target, file_name, has_placeholder
+from conveyor.lint.literals import Target, file_name, has_placeholder, is_ip
 from conveyor.lint.rules import HOST_WORDS, Context, words
 
 #: Words that name an environment or a role, not a service: ``forecast-test`` is forecast.
@@ -82,7 +81,7 @@ def service_word(target: Target, generic: frozenset[str] = frozenset()) -> str:
     host = target.host.lower().rstrip(".")
     candidates: list[str] = []
     domain: list[str] = []
-    if host and not _is_ip(host) and host not in ("localhost", "localhost.localdomain"):
+    if host and not is_ip(host) and host not in ("localhost", "localhost.localdomain"):
         labels = host.split(".")
         if len(labels) > 2:
             candidates, domain = labels[:-2], [labels[-2]]
@@ -184,11 +183,3 @@ def _clean(label: str, generic: frozenset[str] = frozenset()) -> str:
 
 def _key(parts: list[str]) -> str:
     return "_".join(re.sub(r"[^a-z0-9]+", "_", p.lower()).strip("_") for p in parts if p)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
