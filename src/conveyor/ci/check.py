@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ from pathlib import Path
 from conveyor.bundles.archive import extract
 from conveyor.bundles.build import BuiltBundle, build_bundle
 from conveyor.config import inspection
+from conveyor.runtime.app_data import process_environment
 from conveyor.runtime.builds import RuntimeBuilder
-
-_OUTPUT_LIMIT = 64 * 1024
+from conveyor.runtime.steps import run_tests_command
 
 
 @dataclass(frozen=True)
@@ -119,28 +118,8 @@ def _tests(
         )
         progress(f"running {command} with CONVEYOR_ENV={tests_env}")
         env = {
-            "PATH": f"{runtime.path / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(work),
             "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "VIRTUAL_ENV": str(runtime.path),
-            "CONVEYOR_ENV": tests_env,
-            "R_CONFIG_ACTIVE": tests_env,
-            "CONVEYOR_APP": built.spec.name,
+            **process_environment(runtime.path, work, tests_env, built.spec.name),
         }
-        try:
-            result = subprocess.run(
-                ["/bin/sh", "-c", command],
-                cwd=app,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=1800,
-                stdin=subprocess.DEVNULL,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            yield CheckStep("tests", False, f"{command} took longer than 30 minutes")
-            return
-        output = (result.stdout + result.stderr)[-_OUTPUT_LIMIT:]
-        yield CheckStep("tests", result.returncode == 0, output.strip())
+        result = run_tests_command(command, cwd=app, env=env, timeout=1800)
+        yield CheckStep("tests", result.passed, result.output.strip())

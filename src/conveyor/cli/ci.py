@@ -104,15 +104,7 @@ def ci_command(
         return ExitCode.OK if all(s.ok is not False for s in steps) else ExitCode.FAILURE
 
     client = client_of(ctx)
-    policies = {
-        e["name"]: Policy(
-            direct_deploys=e["policy"]["direct_deploys"],
-            promotes_from=e["policy"]["promotes_from"],
-            approvals=e["policy"]["approvals"],
-            approver_not_deployer=e["policy"]["approver_not_deployer"],
-        )
-        for e in client.environments()
-    }
+    policies = {e["name"]: Policy(**e["policy"]) for e in client.environments()}
     plan = plan_for_branch(happened.branch, spec.branches, policies)
     if plan.move is Move.NOTHING:
         output.info(f"{plan.why}; nothing to do")

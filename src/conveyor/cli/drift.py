@@ -9,9 +9,8 @@ import click
 
 from conveyor.cli import output
 from conveyor.cli.connection import client_of
+from conveyor.cli.environments import changes_from
 from conveyor.cli.exit_codes import ExitCode
-from conveyor.domain.environments import environment_from_dict, plan_changes
-from conveyor.services.environments_file import read_environments
 
 
 @click.command("drift")
@@ -35,9 +34,7 @@ def drift_command(
     found = client.drift(environment)
     changes = []
     if file is not None:
-        state = client.environments_state()
-        current = [environment_from_dict(e) for e in state["environments"]]
-        changes = plan_changes(current, read_environments(file))
+        changes = changes_from(client.environments_state(), file)
     drifted = found["drifted"] or bool(changes)
     if as_json:
         output.as_json({**found, "environments": [c.describe() for c in changes]})

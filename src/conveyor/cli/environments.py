@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -84,10 +85,15 @@ def apply_command(ctx: click.Context, file: Path, expect: str | None) -> int:
 
 
 def _plan(ctx: click.Context, file: Path) -> tuple[list[Change], dict[str, object]]:
-    desired = read_environments(file)
     state = client_of(ctx).environments_state()
+    return changes_from(state, file), state
+
+
+def changes_from(state: dict[str, Any], file: Path) -> list[Change]:
+    """What applying ``file`` would change on a server whose environments state is ``state``
+    (as GET /environments/state gives it); `plan`, `apply` and `drift --file` all ask this."""
     current = [environment_from_dict(e) for e in state["environments"]]
-    return plan_changes(current, desired), state
+    return plan_changes(current, read_environments(file))
 
 
 def _show(changes: list[Change], file: Path) -> None:

@@ -1,4 +1,5 @@
-"""What a release gets in ``CONVEYOR_DATA`` (read by conveyor.data in the app): its
+"""What an app's processes are given: the variables Conveyor sets for every process, and in
+``CONVEYOR_DATA`` (read by conveyor.data in the app): its
 environment's data connections, with ``${NAME}`` references filled from the server's own
 environment, and its output directory (the environment's output location / the app)."""
 
@@ -76,3 +77,18 @@ def data_settings(
     return json.dumps(
         {"environment": environment.config_name, "output": str(output), "connections": connections}
     )
+
+
+def process_environment(runtime: Path, home: Path, config_name: str, app: str) -> dict[str, str]:
+    """What Conveyor sets for every process of an app (its server, its tests) on top of the
+    variables it is given: its runtime first on PATH, its own HOME, and the environment's
+    config name in CONVEYOR_ENV and R_CONFIG_ACTIVE."""
+    return {
+        "PATH": f"{runtime / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "PYTHONUNBUFFERED": "1",
+        "VIRTUAL_ENV": str(runtime),
+        "CONVEYOR_ENV": config_name,
+        "R_CONFIG_ACTIVE": config_name,
+        "CONVEYOR_APP": app,
+    }

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sysconfig
 import threading
 import time
@@ -27,11 +26,16 @@ from conveyor.domain.apps import AppSpec
 from conveyor.domain.releases import CheckKind, CheckResult
 from conveyor.errors import NotFound, RuntimeFailure
 from conveyor.runtime.adapters import Launch, LaunchContext, adapter_for
-from conveyor.runtime.app_data import data_settings, environment_variables
+from conveyor.runtime.app_data import (
+    data_settings,
+    environment_variables,
+    process_environment,
+)
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.drift import repair, runtime_drift
 from conveyor.runtime.interface import Instance, Log, ReleasePlan, RuntimeState
 from conveyor.runtime.proxy import Proxy
+from conveyor.runtime.steps import run_tests_command
 from conveyor.runtime.supervisor import Supervisor, WorkerSpec
 
 _OUTPUT_LIMIT = 64 * 1024
@@ -211,7 +215,7 @@ class LocalRuntime:
                 by_runtime.setdefault(started.runtime_id, []).append(started)
         states = []
         for runtime_id, users in sorted(by_runtime.items()):
-            python, lock_file, lock_format = users[0].lock
+            _, lock_file, lock_format = users[0].lock
             found = runtime_drift(users[0].runtime_path, lock_file, lock_format)
             problems = [line.strip() for line in found.summary().splitlines()[1:]]
             states.append(
@@ -252,13 +256,7 @@ class LocalRuntime:
             "LANG": "C.UTF-8",  # the app's own LANG, when it sets one, wins
             **environment_variables(plan.environment, os.environ),
             **plan.variables,  # the app's own variables win over its environment's
-            "PATH": f"{runtime_bin}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(home),
-            "PYTHONUNBUFFERED": "1",
-            "VIRTUAL_ENV": str(runtime_bin.parent),
-            "CONVEYOR_ENV": config_name,
-            "R_CONFIG_ACTIVE": config_name,
-            "CONVEYOR_APP": plan.app,
+            **process_environment(runtime_bin.parent, home, config_name, plan.app),
             "CONVEYOR_RELEASE": str(plan.release_id),
             "CONVEYOR_DATA": data_settings(plan.environment, plan.app, self.home, os.environ),
         }
@@ -310,28 +308,17 @@ class LocalRuntime:
     def _tests(self, started: _Started, base: str, log: Log) -> CheckResult:
         command = started.spec.checks.tests or ""
         log(f"tests: {command} (CONVEYOR_APP_URL={base})")
-        env = {**started.env, "CONVEYOR_APP_URL": base}
-        try:
-            result = subprocess.run(
-                ["/bin/sh", "-c", command],
-                cwd=self.home / "releases" / str(started.instance.release_id) / "app",
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=self.tests_timeout,
-                stdin=subprocess.DEVNULL,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return CheckResult(
-                CheckKind.TESTS, False, f"tests took longer than {self.tests_timeout:.0f} s"
-            )
-        output = (result.stdout + result.stderr)[-_OUTPUT_LIMIT:]
+        result = run_tests_command(
+            command,
+            cwd=self.home / "releases" / str(started.instance.release_id) / "app",
+            env={**started.env, "CONVEYOR_APP_URL": base},
+            timeout=self.tests_timeout,
+        )
         # Passing tests: their summary line. Failing ones: enough to see why, right here.
-        shown = 2 if result.returncode == 0 else 40
-        for line in output.strip().splitlines()[-shown:]:
+        shown = 2 if result.passed else 40
+        for line in result.output.strip().splitlines()[-shown:]:
             log(f"tests: {line}")
-        return CheckResult(CheckKind.TESTS, result.returncode == 0, output)
+        return CheckResult(CheckKind.TESTS, result.passed, result.output)
 
     def _log_tail(self, release_id: int, lines: int = 15) -> str:
         _, text = self.supervisor.read_log(release_id)

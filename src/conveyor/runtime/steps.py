@@ -11,11 +11,13 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.errors import RuntimeFailure
 
 _TAIL = 30
+_OUTPUT_LIMIT = 64 * 1024
 
 
 def run_step(
@@ -77,3 +79,31 @@ def run_step(
             f"{what} failed (exit code {code}):\n  " + "\n  ".join(tail or ["(no output)"])
         )
     return lines
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    passed: bool
+    output: str  # stdout then stderr, the last 64 KiB; or why it was stopped
+
+
+def run_tests_command(
+    command: str, *, cwd: Path, env: Mapping[str, str], timeout: float
+) -> CommandResult:
+    """A bundle's `checks.tests` command, run by /bin/sh with exactly ``env``; its output is
+    captured (the server's release checks and `conveyor check` both run tests this way)."""
+    try:
+        result = subprocess.run(
+            ["/bin/sh", "-c", command],
+            cwd=cwd,
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return CommandResult(False, f"{command} took longer than {timeout:.0f} s and was stopped")
+    output = (result.stdout + result.stderr)[-_OUTPUT_LIMIT:]
+    return CommandResult(result.returncode == 0, output)

@@ -14,7 +14,7 @@ from conveyor.storage import catalog, releases
 
 
 @dataclass(frozen=True)
-class RuntimeDrift:
+class RuntimeCheck:
     state: RuntimeState
     releases: list[Release]  # the live releases on this runtime
 
@@ -23,7 +23,7 @@ class RuntimeDrift:
         return bool(self.state.problems)
 
 
-def drift(services: Services, environment: str | None = None) -> list[RuntimeDrift]:
+def drift(services: Services, environment: str | None = None) -> list[RuntimeCheck]:
     """Every runtime a live release (in ``environment``, or anywhere) runs on."""
     with services.store.transaction() as connection:
         if environment is not None:
@@ -35,7 +35,7 @@ def drift(services: Services, environment: str | None = None) -> list[RuntimeDri
         ]
     by_id = {r.id: r for r in live}
     return [
-        RuntimeDrift(state, [by_id[i] for i in state.releases if i in by_id])
+        RuntimeCheck(state, [by_id[i] for i in state.releases if i in by_id])
         for state in services.runtime.drift([r.id for r in live])
     ]
 
