@@ -10,8 +10,10 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from conveyor.cli.local_server import LocalServer, environments_file
@@ -166,3 +168,13 @@ def make_app(
         + "\ntest_the_release_answers()\n"
     )
     return app
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 120) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")

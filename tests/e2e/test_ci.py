@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .server import CONVEYOR, Server
+from .server import CONVEYOR, Server, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -256,16 +256,16 @@ def test_git_driven_mode_releases_new_commits_by_the_same_rules(tmp_path):
     )
     try:
         server.start()
-        wait_until(lambda: live_bundle(server, "test") is not None, "test to be deployed")
+        wait_for(lambda: live_bundle(server, "test") is not None, "test to be deployed")
         in_test = live_bundle(server, "test")
         # main holds the same commit: prod gets exactly test's bundle.
-        wait_until(lambda: live_bundle(server, "prod") == in_test, "prod to be promoted")
+        wait_for(lambda: live_bundle(server, "prod") == in_test, "prod to be promoted")
         # A commit pushed straight to main is not what test verified: refused, and said so.
         git(repo, "remote", "add", "origin", str(remote))
         (repo / "forecast.py").write_text("def forecast(days):\n    return [7] * days\n")
         git(repo, "commit", "-qam", "straight to main")
         git(repo, "push", "-q", "origin", "main")
-        wait_until(
+        wait_for(
             lambda: any(
                 w["branch"] == "main" and w["result"].startswith("refused")
                 for w in server.cli_json("status")["git"]
@@ -279,24 +279,11 @@ def test_git_driven_mode_releases_new_commits_by_the_same_rules(tmp_path):
         git(repo, "checkout", "-q", "test")
         git(repo, "merge", "-q", "--ff-only", "main")
         git(repo, "push", "-q", "origin", "test")
-        wait_until(
-            lambda: live_bundle(server, "prod") not in (None, in_test), "prod to take the fix"
-        )
+        wait_for(lambda: live_bundle(server, "prod") not in (None, in_test), "prod to take the fix")
         assert live_bundle(server, "prod") == live_bundle(server, "test")
         assert server.get("prod", "forecaster") == (200, "7 7 7")
     finally:
         server.stop()
-
-
-def wait_until(condition, what: str, timeout: float = 120) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_new_user_inits_a_flask_app_and_the_ci_flow_takes_it_to_prod(server, tmp_path):

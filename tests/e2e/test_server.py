@@ -15,7 +15,7 @@ import pytest
 from conveyor.storage import operations
 from conveyor.storage.store import Store
 
-from .server import CONVEYOR, Server, make_app
+from .server import CONVEYOR, Server, make_app, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -221,12 +221,3 @@ def test_sigkill_mid_operation_then_restart_serves_the_previous_release(server, 
     # And the pipeline goes on: a fixed v3 deploys where v2 was cut off.
     assert server.cli("deploy", str(make_app(tmp_path, "v3")), "--env", "test").code == 0
     assert server.get("test", "hello") == (200, "v3")
-
-
-def wait_for(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
