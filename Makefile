@@ -32,9 +32,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## docs: regenerate the CLI reference from --help
+## docs: regenerate the CLI reference from --help and the permission tables of docs/security.md
 docs: $(STAMP)
 	$(BIN)/python docs/cli_reference.py > docs/cli.md
+	$(BIN)/python docs/security_reference.py
 
 ## bench: run the benchmarks (ratios measured side by side)
 bench: $(STAMP)

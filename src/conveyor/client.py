@@ -46,6 +46,23 @@ class Client:
         query: dict[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Any:
+        """Send a request; the JSON answer (None when empty), or the error it stands for."""
+        payload = self._send(method, path, body, data, headers, query, timeout)
+        return json.loads(payload) if payload else None
+
+    def request_text(self, method: str, path: str, *, query: dict[str, Any] | None = None) -> str:
+        return self._send(method, path, None, None, None, query, None).decode()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        data: bytes | None,
+        headers: dict[str, str] | None,
+        query: dict[str, Any] | None,
+        timeout: float | None,
+    ) -> bytes:
         url = f"{self.server}/api/v1{path}"
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -58,7 +75,7 @@ class Client:
         request = urllib.request.Request(url, data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:  # noqa: S310
-                payload = response.read()
+                payload: bytes = response.read()
         except urllib.error.HTTPError as exc:
             raise self._error(exc) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
@@ -67,7 +84,7 @@ class Client:
                 f"could not reach the Conveyor server at {self.server} ({reason}). Start one "
                 "with `conveyor serve`, or point at another with --server or CONVEYOR_SERVER"
             ) from None
-        return json.loads(payload) if payload else None
+        return payload
 
     def _error(self, exc: urllib.error.HTTPError) -> errors.ConveyorError:
         try:
@@ -144,25 +161,35 @@ class Client:
         return result
 
     def deploy(self, app: str, bundle: str, environment: str) -> dict[str, Any]:
-        body = {"app": app, "bundle": bundle, "environment": environment}
-        result: dict[str, Any] = self.request("POST", "/deploys", body=body)
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/apps/{_q(app)}/environments/{_q(environment)}/deploys",
+            body={"bundle": bundle},
+        )
         return result
 
     def promote(self, app: str, to: str | None, bundle: str | None = None) -> dict[str, Any]:
-        body = {"app": app, "to": to, "bundle": bundle}
-        result: dict[str, Any] = self.request("POST", "/promotions", body=body)
+        result: dict[str, Any] = self.request(
+            "POST", f"/apps/{_q(app)}/promotions", body={"bundle": bundle}, query={"to": to}
+        )
         return result
 
     def rollback(self, app: str, environment: str, to_release: int | None) -> dict[str, Any]:
-        body = {"app": app, "environment": environment, "to_release": to_release}
-        result: dict[str, Any] = self.request("POST", "/rollbacks", body=body)
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/apps/{_q(app)}/environments/{_q(environment)}/rollbacks",
+            body={"to_release": to_release},
+        )
         return result
 
     def approve(
         self, app: str, environment: str, bundle: str | None, comment: str
     ) -> dict[str, Any]:
-        body = {"app": app, "environment": environment, "bundle": bundle, "comment": comment}
-        result: dict[str, Any] = self.request("POST", "/approvals", body=body)
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/apps/{_q(app)}/environments/{_q(environment)}/approvals",
+            body={"bundle": bundle, "comment": comment},
+        )
         return result
 
     def set_variable(
@@ -203,9 +230,56 @@ class Client:
         )
         return result
 
-    def create_token(self, owner: str) -> dict[str, str]:
-        result: dict[str, str] = self.request("POST", "/tokens", body={"owner": owner})
+    # --- users, tokens, keys ----------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/me")
         return result
+
+    def users(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/users")
+        return result
+
+    def add_user(self, name: str, roles: list[str] | None, admin: bool) -> dict[str, Any]:
+        body = {"name": name, "roles": roles, "admin": admin}
+        result: dict[str, Any] = self.request("POST", "/users", body=body)
+        return result
+
+    def grant(self, name: str, role: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", f"/users/{_q(name)}/roles", body={"role": role}
+        )
+        return result
+
+    def revoke(self, name: str, role: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("DELETE", f"/users/{_q(name)}/roles/{_q(role)}")
+        return result
+
+    def disable_user(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", f"/users/{_q(name)}/disable")
+        return result
+
+    def create_token(self, user: str | None, expires_days: int | None) -> dict[str, Any]:
+        path = f"/users/{_q(user)}/tokens" if user else "/tokens"
+        result: dict[str, Any] = self.request("POST", path, body={"expires_days": expires_days})
+        return result
+
+    def tokens(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/tokens")
+        return result
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("DELETE", f"/tokens/{token_id}")
+        return result
+
+    def rotate_secrets_key(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", "/secrets/rotate-key")
+        return result
+
+    def export_audit(self, since: int) -> Iterator[str]:
+        """The audit events after ``since``, as JSON lines."""
+        text = self.request_text("GET", "/audit/export", query={"since": since})
+        yield from text.splitlines(keepends=True)
 
     # --- following -------------------------------------------------------------------------
 

@@ -26,7 +26,8 @@ decided at the edges (``conveyor.api``, ``conveyor.cli``), not here.
     │   └── InvalidTransition        a release cannot move to that state from its current one
     ├── PolicyViolation              the pipeline's rules refuse it (Prod takes only promotions)
     │   └── ReadOnlyData             conveyor.data: a write through a read-only data connection
-    ├── Unauthorized                 no valid credentials
+    ├── Unauthorized                 no valid token: none, unknown, expired, revoked, user disabled
+    ├── Forbidden                    a valid token, but its user lacks the role the request needs
     ├── ServerUnreachable            the CLI could not reach the server it was pointed at
     ├── RuntimeFailure               an app, build or check failed while running
     └── StorageError                 metadata or blobs could not be read or written intact
@@ -64,6 +65,11 @@ class PolicyViolation(ConveyorError):
 
 class Unauthorized(ConveyorError):
     """The request carries no valid credentials."""
+
+
+class Forbidden(ConveyorError):
+    """The user is known but lacks the role (or admin rights) the request needs; the message
+    names the role and how to get it."""
 
 
 class ServerUnreachable(ConveyorError):

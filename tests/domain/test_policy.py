@@ -126,11 +126,15 @@ def with_approvals(count: int, not_deployer: bool = False) -> Environment:
     )
 
 
+APPROVERS = {"prod": frozenset({"ana", "bob", "carol", "dave"})}
+
+
 def test_approvals_are_counted_per_person_for_the_environment():
     prod = with_approvals(2)
     facts = replace(
         STATES["verified in test"],
         approvals=(Approval(BUNDLE, "prod", "bob"), Approval(BUNDLE, "test", "carol")),
+        approvers=APPROVERS,
     )
     with pytest.raises(PolicyViolation) as caught:
         authorize(Action.PROMOTE, prod, facts)
@@ -141,8 +145,29 @@ def test_approvals_are_counted_per_person_for_the_environment():
     authorize(Action.PROMOTE, prod, enough)
 
 
+def test_approvals_count_only_from_users_who_are_approvers_there_now():
+    facts = replace(
+        STATES["verified in test"],
+        approvals=(Approval(BUNDLE, "prod", "bob"), Approval(BUNDLE, "prod", "mallory")),
+        approvers=APPROVERS,
+    )
+    with pytest.raises(PolicyViolation) as caught:
+        authorize(Action.PROMOTE, with_approvals(2), facts)
+    assert "it has 1 (by bob)" in str(caught.value)
+    assert "approvals by mallory, who is not an approver in prod now, do not count" in str(
+        caught.value
+    )
+    # Nobody's approval counts in an environment with no approvers.
+    with pytest.raises(PolicyViolation, match="it has 0"):
+        authorize(Action.PROMOTE, with_approvals(1), replace(facts, approvers={}))
+
+
 def test_approval_by_the_deployer_does_not_count_when_the_policy_says_so():
-    facts = replace(STATES["verified in test"], approvals=(Approval(BUNDLE, "prod", "ana"),))
+    facts = replace(
+        STATES["verified in test"],
+        approvals=(Approval(BUNDLE, "prod", "ana"),),
+        approvers=APPROVERS,
+    )
     authorize(Action.PROMOTE, with_approvals(1), facts)
     with pytest.raises(PolicyViolation, match="approvals by ana, who deployed it, do not count"):
         authorize(Action.PROMOTE, with_approvals(1, not_deployer=True), facts)

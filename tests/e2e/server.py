@@ -57,10 +57,13 @@ class Server:
     def app_url(self, environment: str, app: str, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.ports[environment]}/{app}{path}"
 
-    def start(self) -> None:
+    def start(self, *, with_file: bool = True) -> None:
+        """Start `conveyor serve`; ``with_file=False`` leaves out ``--environments`` (then the
+        environments a first start wrote stay, and `conveyor apply` may change them)."""
         self.starts += 1
         log = self.root / f"server-{self.starts}.log"
-        self.process = LocalServer(self.home, self.api_port, self.environments_file, self.env, log)
+        file = self.environments_file if with_file else None
+        self.process = LocalServer(self.home, self.api_port, file, self.env, log)
         self.process.start()
 
     def log(self) -> str:
@@ -95,6 +98,15 @@ class Server:
             stdin=None if stdin is not None else subprocess.DEVNULL,
         )
         return Result(done.returncode, done.stdout, done.stderr)
+
+    def user(self, name: str, *roles: str) -> str:
+        """Add a user with ``ENV:ROLE`` roles (as the admin) and return a token of theirs."""
+        role_args = [arg for role in roles for arg in ("--role", role)]
+        added = self.cli("users", "add", name, *role_args)
+        assert added.code == 0, added
+        created = self.cli_json("token", "create", "--user", name)
+        assert isinstance(created, dict)
+        return str(created["token"])
 
     def cli_json(self, *args: str) -> object:
         result = self.cli(*args, "--json")

@@ -52,6 +52,9 @@ def test_the_demo_goes_dev_test_prod_and_prod_refuses_the_failing_change(tmp_pat
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "check tests: FAILED" in out
+    # Two people: prod refused ana's promotion until bob, who did not deploy, approved.
+    assert "prod requires 1 approval of bundle" in result.stderr
+    assert "(by bob)" in out and "bob$ conveyor approve forecast-api --env prod" in out
     assert "prod only takes bundles whose checks passed in test" in result.stderr
     assert '"horizon_days":14' in out  # prod still serves the previous version
     status = out[out.index("$ conveyor status") :]

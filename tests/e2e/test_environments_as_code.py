@@ -50,9 +50,14 @@ def test_plan_apply_round_trip_stale_plans_and_managed_refusals(server, tmp_path
     file = tmp_path / "environments.yml"
     staging = free_port()
     file.write_text(declared(server, staging))
-    # Started with an environments file, the server is managed by it already.
+    # Started with an environments file, the server is managed by it: nothing else applies.
     status, body = put_policy(server, "prod", {"direct_deploys": False, "promotes_from": "test"})
     assert status == 403 and str(server.environments_file) in body["error"]["message"]
+    locked = server.cli("apply", str(file))
+    assert locked.code == 3, locked
+    assert f"managed by the server's own file {server.environments_file}" in locked.err
+    server.stop()
+    server.start(with_file=False)  # now `conveyor apply` is how they change
 
     planned = server.cli("plan", str(file))
     assert planned.code == 2, planned
@@ -93,7 +98,7 @@ def test_plan_apply_round_trip_stale_plans_and_managed_refusals(server, tmp_path
 def test_environment_variables_and_secret_references_reach_the_apps(server, tmp_path):
     server.stop()
     server.env["TEST_API_KEY"] = "k-123"
-    server.start()
+    server.start(with_file=False)
     file = tmp_path / "environments.yml"
     file.write_text(declared(server, free_port()))
     assert server.cli("apply", str(file)).code == 0

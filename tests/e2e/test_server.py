@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import threading
 import time
@@ -109,9 +111,10 @@ def test_approvals_when_the_policy_asks(tmp_path):
         assert own.code == 0, own
         still = server.cli("promote", "hello", "--to", "prod")
         assert still.code == 3 and "who deployed it, do not count" in still.err, still
-        created = server.cli("token", "create", "bob")
-        bob = created.out.split()[-1]
-        assert bob.startswith("cvt_")
+        assert server.cli("users", "add", "bob", "--role", "prod:approver").code == 0
+        created = server.cli_json("token", "create", "--user", "bob")
+        bob = created["token"]
+        assert bob.startswith("cvt_") and created["user"] == "bob" and created["id"]
         assert (
             server.cli("approve", "hello", "--env", "prod", "--comment", "ok", token=bob).code == 0
         )
@@ -148,9 +151,36 @@ def test_api_requests_without_a_valid_token_are_refused(server):
         assert caught.value.code == 401
         assert json.loads(caught.value.read())["error"]["code"] == "unauthorized"
     result = server.cli("status", token="cvt_not-a-token")
-    assert result.code == 1 and "token is not valid" in result.err
+    assert result.code == 4 and "token is not valid" in result.err
     with urllib.request.urlopen(server.url + "/api/v1/openapi.json", timeout=10) as response:
-        assert "/api/v1/deploys" in json.loads(response.read())["paths"]
+        paths = json.loads(response.read())["paths"]
+    assert "/api/v1/apps/{app}/environments/{environment}/deploys" in paths
+
+
+def test_the_first_admin_token_stays_out_of_the_log_and_the_home_is_private(server):
+    credentials = Path(server.env["CONVEYOR_CREDENTIALS"])
+    token = json.loads(credentials.read_text())["servers"][server.url]["token"]
+    assert token.startswith("cvt_")
+    assert token not in server.log()
+    assert f"saved their API token to {credentials}" in server.log()
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    assert stat.S_IMODE(server.home.stat().st_mode) == 0o700
+    for name in ("conveyor.db", "keys.json"):
+        assert stat.S_IMODE((server.home / name).stat().st_mode) == 0o600, name
+    me = server.cli_json("whoami")
+    assert me["admin"] is True
+
+
+def test_a_home_others_can_read_is_made_private_on_start(server):
+    server.stop()
+    os.chmod(server.home, 0o755)
+    os.chmod(server.home / "conveyor.db", 0o644)
+    server.start()
+    assert "made " + str(server.home) + " private to its owner (it was 0755, now 0700)" in (
+        server.log()
+    )
+    assert stat.S_IMODE(server.home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((server.home / "conveyor.db").stat().st_mode) == 0o600
 
 
 def processes_under(directory: Path) -> list[int]:

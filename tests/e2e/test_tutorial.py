@@ -71,14 +71,20 @@ def history(server: Server, environment: str) -> list[dict[str, Any]]:
     return releases
 
 
-def ok(server: Server, *args: str) -> str:
-    result = server.cli(*args)
+def ok(server: Server, *args: str, token: str | None = None) -> str:
+    result = server.cli(*args, token=token)
     assert result.code == 0, result
     return result.out
 
 
+ENVIRONMENTS = (
+    "environments:\n  dev: {{port: {dev}}}\n  test: {{port: {test}}}\n"
+    "  prod: {{port: {prod}, approvals: 1, approver_not_deployer: true}}\n"
+)
+
+
 def test_the_tutorial(tmp_path):
-    server = Server(tmp_path)
+    server = Server(tmp_path, ENVIRONMENTS)
     api = copy_app(EXAMPLES / "forecast-api", tmp_path / "forecast-api")
     v1 = copy_app(EXAMPLES / "tutorial-dashboard", tmp_path / APP)
     # config.yml names the default listener ports; this server's are free ports.
@@ -98,9 +104,17 @@ def test_the_tutorial(tmp_path):
         assert api_url.format(server.ports["prod"]) in shown
         assert "!env FORECAST_API_KEY, not set" in shown
 
-        # 4. The forecast API, in every environment.
+        # 4. Bob approves for prod; the forecast API, in every environment, once he has.
+        bob = server.user("bob", "prod:approver")
         ok(server, "deploy", str(api))
         ok(server, "promote", "forecast-api")
+        waiting = server.cli("promote", "forecast-api", "--to", "prod")
+        assert waiting.code == 3 and "prod requires 1 approval" in waiting.err, waiting
+        own = server.cli("approve", "forecast-api", "--env", "prod")  # ana's does not count
+        assert own.code == 0, own
+        assert server.cli("promote", "forecast-api", "--to", "prod").code == 3
+        approved = server.cli("approve", "forecast-api", "--env", "prod", token=bob)
+        assert approved.code == 0 and "(by bob)" in approved.out, approved
         ok(server, "promote", "forecast-api", "--to", "prod")
 
         # 5. Deploy to dev: its checks pass; it reads dev's API (3 days).
@@ -117,6 +131,7 @@ def test_the_tutorial(tmp_path):
         assert f"data: {api_url.format(server.ports['test'])}" in page
 
         # Without its key, prod's release fails its checks and logs why (the tutorial's aside).
+        ok(server, "approve", APP, "--env", "prod", "--comment", "UAT ok", token=bob)
         keyless = server.cli("promote", APP, "--to", "prod")
         assert keyless.code == 1, keyless
         assert "smoke: FAIL GET / -> 500" in keyless.out
@@ -157,6 +172,8 @@ def test_the_tutorial(tmp_path):
         [bundle_row] = [line for line in diff.out.splitlines() if line.startswith("bundle ")]
         assert bundle_row.split()[-1] == "DIFFERENT"
         assert SECRET not in diff.out + diff.err
+        assert server.cli("promote", APP, "--to", "prod").code == 3  # a new bundle: no approval
+        ok(server, "approve", APP, "--env", "prod", token=bob)
         ok(server, "promote", APP, "--to", "prod")
         second = live_bundle(server, "prod")
         assert second != first

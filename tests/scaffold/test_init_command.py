@@ -92,7 +92,8 @@ def test_the_output_lists_the_files_and_the_next_steps(project, init):
         WORKFLOW: "written",
     }
     steps = out.split("Next steps:")[1]
-    assert "conveyor token create ci" in steps
+    assert "conveyor users add ci --role test:developer --role prod:deployer" in steps
+    assert "conveyor token create --user ci --expires 365" in steps
     assert "Settings > Secrets and variables > Actions" in steps
     assert "secret    CONVEYOR_TOKEN" in steps
     assert "variable  CONVEYOR_SERVER" in steps

@@ -41,6 +41,56 @@ def test_reserved_and_malformed_variable_names_are_refused(services, upload, nam
         set_variable(services, "hello", "dev", name, "x", secret=False, actor="ana")
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "DYLD_INSERT_LIBRARIES",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "PYTHONHOME",
+        "PYTHONWARNINGS",
+        "PATH",
+        "HOME",
+        "CONVEYOR_DATA",
+        "R_CONFIG_ACTIVE",
+        "BASH_ENV",
+    ],
+)
+def test_names_that_change_which_code_runs_are_refused_with_the_reason(services, upload, name):
+    """Setting these in Prod would change Prod's code without a promotion."""
+    deploy(services, "hello", upload("1"), "dev", "ana")
+    with pytest.raises(InvalidInput) as refused:
+        set_variable(services, "hello", "prod", name, "/tmp/x", secret=False, actor="ana")
+    assert name in str(refused.value)
+    assert "changes which code" in str(refused.value) or "set by Conveyor" in str(refused.value)
+
+
+def test_python_variables_on_the_allow_list_may_be_set(services, upload):
+    deploy(services, "hello", upload("1"), "dev", "ana")
+    set_variable(services, "hello", "dev", "PYTHONIOENCODING", "utf-8", secret=False, actor="a")
+    assert [v.name for v in list_variables(services, "hello", "dev")] == ["PYTHONIOENCODING"]
+
+
+def test_a_variable_stored_before_its_name_was_refused_is_left_out(services, runtime, upload):
+    """A database from an older version may hold one; the release starts without it and the
+    operation log says why."""
+    from conveyor.storage import variables as stored
+
+    deploy(services, "hello", upload("1"), "dev", "ana")
+    with services.store.transaction() as connection:
+        stored.set_variable(
+            connection, "hello", "dev", "LD_PRELOAD", "/x.so", secret=False, by="old"
+        )
+    outcome = deploy(services, "hello", upload("2"), "dev", "ana")
+    assert "LD_PRELOAD" not in runtime.plans[outcome.release.id].variables
+    lines = [
+        line for _, _, line in operations.log_lines(services.store.engine, outcome.operation_id, 0)
+    ]
+    assert any("variable LD_PRELOAD is left out" in line for line in lines)
+
+
 def test_status_history_and_diff(services, runtime, upload):
     one, two = upload("1"), upload("2")
     deploy(services, "hello", one, "test", "ana")
@@ -65,9 +115,28 @@ def test_status_history_and_diff(services, runtime, upload):
     assert differences["type"].same and differences["python"].same
     assert differences["runtime"].same  # two bundles with one lock run on one runtime
     token = differences["variable TOKEN"]
-    assert (token.left, token.right, token.same) == (MASK, MASK, False)
+    assert (token.left, token.right, token.same) == (MASK, MASK, None)  # not compared
+    as_admin = {d.aspect: d for d in diff(services, "hello", "test", "prod", compare_secrets=True)}
+    assert (as_admin["variable TOKEN"].left, as_admin["variable TOKEN"].same) == (MASK, False)
     with pytest.raises(NotFound):
         status(services, "nope")
+
+
+def test_a_guess_of_a_secret_cannot_be_confirmed_by_diffing(services, upload):
+    """Someone who may set Dev's variables sets their guess of Prod's secret in Dev, as a
+    secret or in plain, and diffs: the answer says the secret is set, nothing about its value."""
+    bundle = upload("1")
+    deploy(services, "hello", bundle, "dev", "ana")
+    deploy(services, "hello", bundle, "test", "ana")
+    set_variable(services, "hello", "test", "DB_PASSWORD", "hunter2", secret=True, actor="ops")
+    for secret in (True, False):
+        set_variable(services, "hello", "dev", "DB_PASSWORD", "hunter2", secret=secret, actor="x")
+        [found] = [d for d in diff(services, "hello", "dev", "test") if "DB_PASS" in d.aspect]
+        assert found.same is None and found.right == MASK
+        assert "hunter2" not in str(found)
+    unset_variable(services, "hello", "dev", "DB_PASSWORD", "x")
+    [found] = [d for d in diff(services, "hello", "dev", "test") if "DB_PASS" in d.aspect]
+    assert (found.left, found.right, found.same) == (None, MASK, False)  # set or unset: known
 
 
 def test_reconcile_serves_live_releases_and_settles_what_was_in_flight(services, runtime, upload):

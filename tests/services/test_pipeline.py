@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from conveyor.domain.access import Grant, Role
 from conveyor.domain.environments import Environment, Policy
 from conveyor.domain.releases import CheckKind, ReleaseState
 from conveyor.errors import NotFound, OperationInProgress, PolicyViolation
 from conveyor.services.pipeline import approve, deploy, promote, rollback
+from conveyor.services.users import add_user, disable, grant, revoke
 from conveyor.storage import audit, catalog, operations, releases
 
 
@@ -107,6 +109,8 @@ def test_approvals_gate_prod(services, upload):
                 )
             ],
         )
+    for person in ("ana", "bob", "cleo", "dan"):
+        add_user(services, person, [Grant("prod", Role.APPROVER)], admin=False, actor="root")
     bundle = upload("1", by="cleo")
     deploy(services, "hello", bundle, "test", "dan")
     with pytest.raises(PolicyViolation, match="prod requires 1 approval"):
@@ -118,6 +122,29 @@ def test_approvals_gate_prod(services, upload):
         promote(services, "hello", "ana", to="prod")
     approve(services, "hello", "prod", bundle[:8], "bob", "looks good")
     assert promote(services, "hello", "ana", to="prod").live
+
+
+def test_approvals_count_only_while_their_users_are_approvers_there(services, upload):
+    with services.store.transaction() as connection:
+        catalog.save_environments(
+            connection, [Environment("prod", 2, 8703, policy=Policy(False, "test", approvals=1))]
+        )
+    add_user(services, "bob", [Grant("prod", Role.APPROVER)], admin=False, actor="root")
+    add_user(services, "eve", [Grant("test", Role.APPROVER)], admin=False, actor="root")
+    bundle = upload("1")
+    deploy(services, "hello", bundle, "test", "ana")
+    approve(services, "hello", "prod", None, "eve")  # the API would refuse her (403)
+    with pytest.raises(PolicyViolation, match="eve, who is not an approver in prod now"):
+        promote(services, "hello", "ana", to="prod")
+    approve(services, "hello", "prod", None, "bob")
+    revoke(services, "bob", Grant("prod", Role.APPROVER), admin=False, actor="root")
+    with pytest.raises(PolicyViolation, match="bob, eve, who are not an approver"):
+        promote(services, "hello", "ana", to="prod")
+    grant(services, "bob", Grant("prod", Role.APPROVER), admin=False, actor="root")
+    add_user(services, "root", [], admin=True, actor="setup")
+    disable(services, "bob", actor="root")
+    with pytest.raises(PolicyViolation, match="bob, eve, who are not an approver"):
+        promote(services, "hello", "ana", to="prod")
 
 
 def test_a_later_failing_release_in_test_takes_the_verification_back(services, runtime, upload):
@@ -182,7 +209,7 @@ def test_every_step_is_logged_and_every_change_audited(services, upload):
     assert any(f"release {outcome.release.id} is live" in line for line in lines)
     with services.store.transaction() as connection:
         actions = [e.action for e in audit.events(connection)]
-        assert audit.verify(connection) == []
+        assert audit.verify(connection).problems == []
     assert actions == ["bundle.upload", "release.deploy", "release.live"]
 
 

@@ -18,6 +18,7 @@ from conveyor.errors import error_code
 STATUS: tuple[tuple[type[errors.ConveyorError], int], ...] = (
     (errors.PolicyViolation, 403),
     (errors.Unauthorized, 401),
+    (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.InvalidInput, 422),

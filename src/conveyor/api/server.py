@@ -1,8 +1,9 @@
 """`conveyor serve`: the control API and one proxy listener per environment, in one process.
 
-Start: open the store, write the environments, create the first token (shown once, saved to
-the starting user's credentials file), stop what a killed server left running, reconcile
-(live releases start again; interrupted work is marked so), then listen.
+Start: make the home private, open the store (its keys outside the database), write the
+environments, create the first user (an admin) and their token, saved only to the starting
+user's credentials file, stop what a killed server left running, reconcile (live releases start
+again; interrupted work is marked so), then listen.
 Stop (SIGTERM or Ctrl-C): take no new operations, let running ones finish for a while (what
 is still running is marked interrupted on the next start), stop the apps gracefully."""
 
@@ -12,6 +13,7 @@ import contextlib
 import getpass
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import threading
@@ -33,7 +35,8 @@ from conveyor.services.context import Services
 from conveyor.services.environments import apply as apply_environments
 from conveyor.services.git_driven import GitSource, GitWatcher
 from conveyor.services.reconcile import reconcile
-from conveyor.storage import audit, catalog, tokens
+from conveyor.storage import audit, catalog, tokens, users
+from conveyor.storage.home import secure_home
 from conveyor.storage.store import Store
 
 
@@ -79,14 +82,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
-    """Run the server until SIGTERM/SIGINT; ``say`` prints what the person starting it sees."""
+def serve(
+    settings: ServerSettings,
+    say: Callable[[str], None],
+    show_token: Callable[[str, str], None] = lambda user, token: None,
+) -> None:
+    """Run the server until SIGTERM/SIGINT; ``say`` prints what the person starting it sees;
+    ``show_token(user, token)`` gets the first admin's token on a first start."""
     check_exposure(settings)
     if threading.current_thread() is threading.main_thread():
         # Until the API listens, SIGTERM stops the start the way Ctrl-C does: cleanly.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     _require_free(settings.host, settings.port, "the control API")
+    os.umask(0o077)  # every file the server writes is its own: 0600, directories 0700
+    for line in secure_home(settings.home):
+        say(line)
     store = Store.open(settings.home, settings.database_url)
     proxy = Proxy()
     builder = RuntimeBuilder(settings.home, cache_dir=settings.uv_cache)
@@ -97,7 +108,7 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
     scheme = "https" if settings.tls_cert else "http"
     try:
         running = _environments(services, settings, say)
-        _first_token(store, settings, scheme, say)
+        _first_token(store, settings, scheme, say, show_token)
         proxy.start()
         urls: dict[str, str] = {}
         for environment in running:
@@ -145,6 +156,9 @@ def serve(settings: ServerSettings, say: Callable[[str], None]) -> None:
                 urls=urls,
                 git_watches=watcher.watches,
                 environments_applied=applied,
+                environments_file=str(settings.environments_file)
+                if settings.environments_file
+                else None,
             )
         )
         config = uvicorn.Config(
@@ -229,18 +243,27 @@ class _Server(uvicorn.Server):
 
 
 def _first_token(
-    store: Store, settings: ServerSettings, scheme: str, say: Callable[[str], None]
+    store: Store,
+    settings: ServerSettings,
+    scheme: str,
+    say: Callable[[str], None],
+    show_token: Callable[[str, str], None],
 ) -> None:
+    """On a server with no users yet: the starting user becomes its admin, with a token that
+    does not expire, written only to their CLI credentials file (0600) and handed to
+    ``show_token`` (the CLI prints it only on a terminal, never into a log)."""
     with store.transaction() as connection:
-        if tokens.count_tokens(connection):
+        if users.list_users(connection):
             return
         owner = getpass.getuser()
-        token = tokens.create_token(connection, owner)
-        audit.record(connection, owner, "token.create", owner, {"first": True})
+        users.add_user(connection, owner, admin=True, by="server")
+        token_id, token = tokens.create_token(connection, owner, by="server")
+        audit.record(connection, "server", "user.add", owner, {"admin": True, "first": True})
+        audit.record(connection, "server", "token.create", owner, {"token": token_id})
     server = f"{scheme}://{_display(settings.host)}:{settings.port}"
     path = save_token(server, token)
-    say(f"created the first API token, for {owner} (shown once; saved to {path}):")
-    say(f"  {token}")
+    say(f"created the first user, {owner} (admin), and saved their API token to {path}")
+    show_token(owner, token)
 
 
 def _display(host: str) -> str:

@@ -19,11 +19,14 @@ from conveyor.cli.drift import drift_command, repair_command
 from conveyor.cli.environments import apply_command, plan_command
 from conveyor.cli.exit_codes import ExitCode, for_error
 from conveyor.cli.init import init_command
+from conveyor.cli.keys import secrets_group
 from conveyor.cli.lint import lint_command
 from conveyor.cli.logs import logs_command
 from conveyor.cli.releases import approve_command, deploy_command, promote_command, rollback_command
-from conveyor.cli.server import login_command, serve_command, token_group
+from conveyor.cli.server import login_command, serve_command
 from conveyor.cli.status import diff_command, history_command, open_command, status_command
+from conveyor.cli.tokens import token_group
+from conveyor.cli.users import users_group, whoami_command
 from conveyor.cli.variables import vars_group
 from conveyor.errors import ConveyorError
 
@@ -41,7 +44,8 @@ def cli(ctx: click.Context, server: str | None) -> None:
     """Conveyor takes data-science apps, APIs and reports from Dev through Test to Prod, safely.
 
     Exit codes: 0 success, 1 failure or problems found, 2 differences found (where a command
-    says so), 3 refused by policy, 64 wrong command line, 130 interrupted.
+    says so), 3 refused by the pipeline's rules, 4 not allowed (no valid token, or a role you
+    do not hold), 64 wrong command line, 130 interrupted.
     """
     ctx.obj = {"server": server}
 
@@ -51,7 +55,10 @@ for command in (
     config_group,
     serve_command,
     login_command,
+    whoami_command,
+    users_group,
     token_group,
+    secrets_group,
     deploy_command,
     promote_command,
     approve_command,

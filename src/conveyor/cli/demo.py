@@ -1,9 +1,11 @@
 """`conveyor demo`: the whole Dev -> Test -> Prod path in about a minute, on the examples.
 
-Starts a server in a fresh demo home, deploys a FastAPI API, a Shiny app and a notebook report
-to dev, promotes them through test (their checks run) to prod, then deploys a change whose
-tests fail and shows Prod refusing it while the previous version keeps serving. Every step is
-the real CLI command, shown before it runs."""
+Starts a server in a fresh demo home whose Prod asks for one approval from someone other than
+who deploys; adds two users, ana (deploys, promotes) and bob (approves for Prod); ana deploys
+a FastAPI API, a Shiny app and a notebook report to dev and promotes them through test (their
+checks run), bob approves them for prod, ana promotes them there; then ana deploys a change
+whose tests fail and Prod refuses it while the previous version keeps serving. Every step is
+the real CLI command, shown before it runs, with whose token it runs."""
 
 from __future__ import annotations
 
@@ -65,12 +67,13 @@ def demo_command(home: Path | None, port: int, no_wait: bool) -> int:
     environments = environments_file(
         scratch / "environments.yml",
         {name: port + 1 + i for i, name in enumerate(("dev", "test", "prod"))},
+        {"prod": "approvals: 1, approver_not_deployer: true"},
     )
     server = LocalServer(home, port, environments, env, scratch / "server.log")
     _say(f"A fresh Conveyor server (state in {home}; its log in {server.log})")
     try:
         server.start()
-        run = _Runner(env)
+        admin = _Runner(env, "you (the admin)")
         sources = scratch / "apps"
         for app in APPS:
             shutil.copytree(
@@ -79,24 +82,36 @@ def demo_command(home: Path | None, port: int, no_wait: bool) -> int:
                 ignore=shutil.ignore_patterns(".conveyor", "__pycache__"),
             )
 
-        _say("1. Deploy three apps to dev: a FastAPI API, a Shiny app, a notebook report")
+        _say("1. Two people: ana deploys and promotes; bob approves what goes to prod")
+        roles = ("dev:developer", "test:developer", "test:deployer", "prod:deployer")
+        admin("users", "add", "ana", *(arg for role in roles for arg in ("--role", role)))
+        admin("users", "add", "bob", "--role", "prod:approver")
+        ana = _Runner({**env, "CONVEYOR_TOKEN": admin.token_for("ana")}, "ana")
+        bob = _Runner({**env, "CONVEYOR_TOKEN": admin.token_for("bob")}, "bob")
+        run = ana
+
+        _say("2. Deploy three apps to dev: a FastAPI API, a Shiny app, a notebook report")
         for app in APPS:
             run("deploy", str(sources / app), "--env", "dev")
-        _say("2. Promote them to test: the same bundles, checked again there")
+        _say("3. Promote them to test: the same bundles, checked again there")
         for app in APPS:
             run("promote", app, "--to", "test")
-        _say("3. Promote to prod: exactly the bundles verified in test")
+        _say("4. Prod asks for an approval by someone who did not deploy: bob gives it")
+        run("promote", APPS[0], "--to", "prod", expect=3)
+        for app in APPS:
+            bob("approve", app, "--env", "prod", "--comment", "reviewed in test")
+        _say("5. Promote to prod: exactly the bundles verified in test and approved")
         for app in APPS:
             run("promote", app, "--to", "prod")
 
-        _say("4. A change with a bug: the forecast skips a day, and the app's tests catch it")
+        _say("6. A change with a bug: the forecast skips a day, and the app's tests catch it")
         changed = sources / "forecast-api-change"
         shutil.copytree(sources / "forecast-api", changed)
         code = (changed / "app.py").read_text()
         (changed / "app.py").write_text(code.replace("range(horizon)", "range(1, horizon)"))
         run("deploy", str(changed), "--env", "test", expect=1)
         _say(
-            "5. Prod refuses the change: it only takes what passed test; the old version serves on"
+            "7. Prod refuses the change: it only takes what passed test; the old version serves on"
         )
         history = run.output("history", "forecast-api", "--env", "test", "--json")
         failed = next(r for r in json.loads(history) if r["state"] == "failed")
@@ -135,11 +150,14 @@ def demo_command(home: Path | None, port: int, no_wait: bool) -> int:
 
 
 class _Runner:
-    def __init__(self, env: dict[str, str]) -> None:
+    """Runs `conveyor` commands as one person (whose token ``env`` holds)."""
+
+    def __init__(self, env: dict[str, str], who: str) -> None:
         self.env = env
+        self.who = who
 
     def __call__(self, *args: str, expect: int = 0) -> None:
-        click.echo(click.style("$ conveyor " + shlex.join(args), bold=True))
+        click.echo(click.style(f"{self.who}$ conveyor " + shlex.join(args), bold=True))
         result = subprocess.run(
             [sys.executable, "-m", "conveyor", *args], env=self.env, check=False
         )
@@ -148,6 +166,11 @@ class _Runner:
                 f"`conveyor {shlex.join(args)}` ended with exit code {result.returncode}, "
                 f"expected {expect}"
             )
+
+    def token_for(self, user: str) -> str:
+        """A new token for ``user``, made with this runner's (an admin's) token."""
+        created = json.loads(self.output("token", "create", "--user", user, "--json"))
+        return str(created["token"])
 
     def output(self, *args: str) -> str:
         return subprocess.run(

@@ -14,8 +14,12 @@ class ExitCode(IntEnum):
     FAILURE = 1
     #: The command ran and found differences (`config diff --exit-code`, later plan and drift).
     DIFFERENCES = 2
-    #: The pipeline's policy refused the request (e.g. Prod takes only promotions from Test).
+    #: The pipeline's rules refused the request (e.g. Prod takes only promotions from Test, or
+    #: an environments file manages what was to be changed).
     REFUSED = 3
+    #: Not allowed: no valid token (missing, unknown, expired, revoked, disabled user), or the
+    #: user lacks the role the request needs.
+    NOT_ALLOWED = 4
     #: Interrupted (Ctrl-C).
     INTERRUPTED = 130
     #: The command line itself was wrong: unknown option, missing argument.
@@ -26,4 +30,6 @@ def for_error(error: errors.ConveyorError) -> ExitCode:
     """The exit code a command ends with when ``error`` stops it."""
     if isinstance(error, errors.PolicyViolation):
         return ExitCode.REFUSED
+    if isinstance(error, errors.Unauthorized | errors.Forbidden):
+        return ExitCode.NOT_ALLOWED
     return ExitCode.FAILURE

@@ -13,7 +13,13 @@ import click
 from conveyor.cli import output
 from conveyor.cli.exit_codes import ExitCode
 from conveyor.domain.apps import DEFAULT_ENTRYPOINTS, AppType
-from conveyor.scaffold.ci import SETTINGS, SETTINGS_PAGES, Provider, pipeline_order
+from conveyor.scaffold.ci import (
+    SETTINGS,
+    SETTINGS_PAGES,
+    Provider,
+    ci_user_command,
+    pipeline_order,
+)
 from conveyor.scaffold.project import Action, Request, Scaffold, scaffold
 
 
@@ -108,7 +114,11 @@ def _report(result: Scaffold) -> None:
         f"  1. Read conveyor.yml, then build the bundle: conveyor bundle {target}\n"
         "     (it writes conveyor.lock: commit it too)"
     )
-    output.info("  2. Create a token for CI on the server: conveyor token create ci")
+    output.info(
+        "  2. On the server (as an admin), add a user for CI and make its token:\n"
+        f"       {ci_user_command(result.spec.branches)}\n"
+        "       conveyor token create --user ci --expires 365"
+    )
     provider = result.provider
     output.info(f"  3. In {_provider_name(provider)}, {SETTINGS_PAGES[provider]}, add:")
     width = max(len(s.kind) for s in SETTINGS[provider])

@@ -16,23 +16,32 @@ from pathlib import Path
 from conveyor.errors import RuntimeFailure
 
 
-def environments_file(path: Path, ports: Mapping[str, int]) -> Path:
-    """Write an environments file giving each environment (in order) its port."""
+def environments_file(
+    path: Path, ports: Mapping[str, int], settings: Mapping[str, str] | None = None
+) -> Path:
+    """Write an environments file giving each environment (in order) its port, and any other
+    ``settings`` per environment (YAML flow entries, e.g. ``{"prod": "approvals: 1"}``)."""
+    extra = settings or {}
     path.write_text(
-        "environments:\n" + "".join(f"  {name}: {{port: {port}}}\n" for name, port in ports.items())
+        "environments:\n"
+        + "".join(
+            f"  {name}: {{port: {port}" + (f", {extra[name]}" if name in extra else "") + "}\n"
+            for name, port in ports.items()
+        )
     )
     return path
 
 
 class LocalServer:
-    """``conveyor serve --home HOME --port PORT --environments FILE`` in its own process group,
-    its output in ``log``."""
+    """``conveyor serve --home HOME --port PORT [--environments FILE]`` in its own process
+    group, its output in ``log``. Without a file, the server keeps the environments its store
+    has (a later start of a server first started with one)."""
 
     def __init__(
         self,
         home: Path,
         port: int,
-        environments: Path,
+        environments: Path | None,
         env: Mapping[str, str],
         log: Path,
     ) -> None:
@@ -47,7 +56,9 @@ class LocalServer:
     def start(self, timeout: float = 120) -> None:
         """Start it and wait until its API answers; RuntimeFailure with its output if not."""
         command = [sys.executable, "-m", "conveyor", "serve", "--home", str(self.home)]
-        command += ["--port", str(self.port), "--environments", str(self.environments)]
+        command += ["--port", str(self.port)]
+        if self.environments is not None:
+            command += ["--environments", str(self.environments)]
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
                 command,

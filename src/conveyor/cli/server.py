@@ -1,8 +1,9 @@
-"""`conveyor serve`, `conveyor login` and `conveyor token`: running a server and reaching it."""
+"""`conveyor serve` and `conveyor login`: running a server and reaching it."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -56,7 +57,10 @@ def serve_command(
 
     On start it serves again every release that was live (and stops what a killed server left
     running); on SIGTERM or Ctrl-C it lets running operations finish, then stops the apps.
-    The first start creates an API token, prints it once and saves it for your CLI.
+    The first start makes you its admin and saves your API token in your CLI's credentials
+    file (0600); it prints the token only when standard output is a terminal. The server's
+    home is made private to its user (0700), and its keys (secrets, audit chain) are kept in
+    HOME/keys.json or $CONVEYOR_KEYS_FILE: back them up with the database.
     """
     from conveyor.api.server import ServerSettings, serve  # the server's imports, only here
 
@@ -78,7 +82,14 @@ def serve_command(
         uv_cache=Path(cache) if cache else None,
         git_sources=git_sources,
     )
-    serve(settings, lambda line: click.echo(line, err=True))
+    serve(settings, lambda line: click.echo(line, err=True), _show_token)
+
+
+def _show_token(user: str, token: str) -> None:
+    """The first admin token goes to the credentials file; it is printed too only when
+    standard output is a terminal, so it never lands in a log file."""
+    if sys.stdout.isatty():
+        click.echo(f"{user}'s API token (also in your credentials file): {token}")
 
 
 @click.command("login")
@@ -90,21 +101,10 @@ def login_command(ctx: click.Context, token: str | None) -> None:
     server = client_of(ctx).server
     token = token or click.prompt(f"API token for {server}", hide_input=True)
     client = Client(server, token)
-    client.status()  # raises Unauthorized when the token is not valid there
+    me = client.me()  # raises Unauthorized when the token is not valid there
     path = save_token(server, token)
-    output.info(f"logged in to {server}; token saved in {path}")
-
-
-@click.group("token")
-def token_group() -> None:
-    """API tokens for other people (each person's own token makes approvals count per person)."""
-
-
-@token_group.command("create")
-@click.argument("owner")
-@click.pass_context
-def create_token_command(ctx: click.Context, owner: str) -> None:
-    """Create a token for OWNER and print it once (the server keeps only its hash)."""
-    created = client_of(ctx).create_token(owner)
-    output.info(f"token for {owner} (shown once; they run `conveyor login` with it):")
-    output.info(created["token"])
+    roles = ", ".join(me["roles"]) or "no roles"
+    output.info(
+        f"logged in to {server} as {me['name']} ({'admin; ' if me['admin'] else ''}{roles}); "
+        f"token saved in {path}"
+    )

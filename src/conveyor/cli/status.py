@@ -116,18 +116,21 @@ def history_command(ctx: click.Context, app: str, environment: str | None, as_js
 @JSON
 @click.pass_context
 def diff_command(ctx: click.Context, app: str, left: str, right: str, as_json: bool) -> int:
-    """What differs for APP between two environments: bundle, type, entrypoint, python, lock and
-    variables (secret values masked). Exit code 2 when something differs."""
+    """What differs for APP between two environments: bundle, type, entrypoint, python, lock,
+    configuration and variables. Exit code 2 when something differs.
+
+    Secret values are never shown; whether two secrets are equal only admins are told (others
+    see "not compared")."""
     found = client_of(ctx).diff(app, left, right)
     if as_json:
         output.as_json(found)
     else:
+        verdicts = {True: "same", False: "DIFFERENT", None: "not compared"}
         rows = [
-            [d["aspect"], d["left"] or "-", d["right"] or "-", "same" if d["same"] else "DIFFERENT"]
-            for d in found
+            [d["aspect"], d["left"] or "-", d["right"] or "-", verdicts[d["same"]]] for d in found
         ]
         output.table(["", left.upper(), right.upper(), ""], rows)
-    return 0 if all(d["same"] for d in found) else 2
+    return 0 if all(d["same"] is not False for d in found) else 2
 
 
 @click.command("open")

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from conveyor.domain.access import Role
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -56,10 +58,26 @@ class Environment:
     variables: tuple[tuple[str, str], ...] = ()
     #: Secrets every app gets, as references to the server's environment: (name, "${REF}").
     secrets: tuple[tuple[str, str], ...] = ()
+    #: The roles a user added without `--role` gets here; by default those of
+    #: ``default_roles_for(name)``.
+    default_roles: tuple[Role, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.config_name:
             object.__setattr__(self, "config_name", self.name)
+        if self.default_roles is None:
+            object.__setattr__(self, "default_roles", default_roles_for(self.name))
+
+    @property
+    def roles_for_new_users(self) -> tuple[Role, ...]:
+        return self.default_roles or ()
+
+
+def default_roles_for(name: str) -> tuple[Role, ...]:
+    """A new user's roles in an environment unless the environments say otherwise: a
+    developer in dev (the sandbox), a viewer everywhere else. Deploying to test, promoting
+    and approving are given to people one by one."""
+    return (Role.DEVELOPER,) if name == "dev" else (Role.VIEWER,)
 
 
 DEFAULT_ENVIRONMENTS: tuple[Environment, ...] = (
@@ -109,6 +127,7 @@ def environment_to_dict(environment: Environment) -> dict[str, Any]:
         "outputs": environment.outputs,
         "variables": dict(environment.variables),
         "secrets": dict(environment.secrets),
+        "default_roles": [str(r) for r in environment.roles_for_new_users],
     }
 
 
@@ -123,6 +142,9 @@ def environment_from_dict(data: Mapping[str, Any]) -> Environment:
         outputs=data.get("outputs"),
         variables=tuple(sorted((str(k), str(v)) for k, v in data.get("variables", {}).items())),
         secrets=tuple(sorted((str(k), str(v)) for k, v in data.get("secrets", {}).items())),
+        default_roles=(
+            tuple(Role(r) for r in data["default_roles"]) if "default_roles" in data else None
+        ),
     )
 
 

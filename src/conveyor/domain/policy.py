@@ -5,6 +5,7 @@ Every refusal is a PolicyViolation that states the rule and what would satisfy i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -48,6 +49,9 @@ class BundleFacts:
     approvals: tuple[Approval, ...] = ()
     #: Environments where this bundle was live at some point.
     was_live_in: frozenset[str] = frozenset()
+    #: Per environment, the users whose approvals count there (approvers and admins who are
+    #: active now); an environment left out counts nobody's.
+    approvers: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 def authorize(action: Action, target: Environment, facts: BundleFacts) -> None:
@@ -117,24 +121,38 @@ def _require_approvals(target: Environment, facts: BundleFacts) -> None:
     if policy.approvals <= 0:
         return
     relevant = [a for a in facts.approvals if a.environment == target.name]
-    ignored = [a for a in relevant if policy.approver_not_deployer and a.by in facts.deployers]
-    counted = sorted({a.by for a in relevant if a not in ignored})
+    approvers = facts.approvers.get(target.name, frozenset())
+    not_approvers = sorted({a.by for a in relevant if a.by not in approvers})
+    deployers = sorted(
+        {a.by for a in relevant if policy.approver_not_deployer and a.by in facts.deployers}
+        - set(not_approvers)
+    )
+    counted = sorted({a.by for a in relevant} - set(not_approvers) - set(deployers))
     if len(counted) >= policy.approvals:
         return
     alias = bundle_alias(facts.bundle_id)
     have = f"{len(counted)}" + (f" (by {', '.join(counted)})" if counted else "")
-    skipped = sorted({a.by for a in ignored})
-    note = (
-        f"; approvals by {', '.join(skipped)}, who deployed it, do not count "
-        f"({target.name} asks for approvals from someone else)"
-        if ignored
-        else ""
-    )
+    notes = []
+    if not_approvers:
+        notes.append(
+            f"approvals by {', '.join(not_approvers)}, who {_are(not_approvers)} not an "
+            f"approver in {target.name} now, do not count"
+        )
+    if deployers:
+        notes.append(
+            f"approvals by {', '.join(deployers)}, who deployed it, do not count "
+            f"({target.name} asks for approvals from someone else)"
+        )
+    note = "".join(f"; {n}" for n in notes)
     raise PolicyViolation(
         f"{target.name} requires {policy.approvals} approval{_s(policy.approvals)} of bundle "
-        f"{alias} of {facts.app}, from different people; it has {have}{note}. Ask a reviewer to "
-        f"run `conveyor approve {facts.app} --env {target.name}`."
+        f"{alias} of {facts.app}, from different approvers; it has {have}{note}. Ask an "
+        f"approver of {target.name} to run `conveyor approve {facts.app} --env {target.name}`."
     )
+
+
+def _are(names: list[str]) -> str:
+    return "is" if len(names) == 1 else "are"
 
 
 def _s(count: int) -> str:

@@ -49,7 +49,7 @@ SETTINGS_PAGES: dict[Provider, str] = {
     Provider.GITHUB: "Settings > Secrets and variables > Actions",
     Provider.GITLAB: "Settings > CI/CD > Variables",
 }
-_TOKEN = "the token `conveyor token create ci` prints"
+_TOKEN = "the token `conveyor token create --user ci` prints"
 _SERVER = "your Conveyor server's address, e.g. https://conveyor.example.com"
 _PIP_SPEC = f"optional: what CI installs with pip (default: {DEFAULT_PIP_SPEC})"
 SETTINGS: dict[Provider, tuple[Setting, ...]] = {
@@ -94,7 +94,7 @@ def github_workflow(pipeline: Pipeline) -> str:
         "# Pull requests: `conveyor ci` checks the app. A push to a branch below releases it:",
         *_mapping_comment(pipeline),
         "# Settings > Secrets and variables > Actions needs:",
-        "#   secret CONVEYOR_TOKEN      a token for CI: `conveyor token create ci`",
+        "#   secret CONVEYOR_TOKEN      a token of the user ci: `conveyor token create --user ci`",
         "#   variable CONVEYOR_SERVER   the Conveyor server's address (or a secret of that name)",
         f"#   variable CONVEYOR_PIP_SPEC optional: what pip installs (default: {DEFAULT_PIP_SPEC})",
         "name: conveyor",
@@ -160,7 +160,7 @@ def gitlab_ci(pipeline: Pipeline) -> str:
         "# Merge requests: `conveyor ci` checks the app. A push to a branch below releases it:",
         *_mapping_comment(pipeline),
         "# Settings > CI/CD > Variables needs:",
-        "#   CONVEYOR_TOKEN     masked: a token for CI, `conveyor token create ci`",
+        "#   CONVEYOR_TOKEN     masked: a token of the user ci, `conveyor token create --user ci`",
         "#   CONVEYOR_SERVER    the Conveyor server's address",
         f"#   CONVEYOR_PIP_SPEC  optional: what pip installs (default: {DEFAULT_PIP_SPEC})",
         "stages:",
@@ -204,6 +204,19 @@ def pipeline_order(branches: tuple[tuple[str, str], ...]) -> tuple[tuple[str, st
     environments Conveyor does not define by default last."""
     position = {e.name: e.position for e in DEFAULT_ENVIRONMENTS}
     return tuple(sorted(branches, key=lambda pair: (position.get(pair[1], len(position)), pair)))
+
+
+def ci_user_command(branches: tuple[tuple[str, str], ...]) -> str:
+    """The command that adds the CI job's user with the roles its branches need: developer
+    where a branch deploys (an environment taking direct deploys), deployer where it promotes
+    (judged by the built-in environments' policies; developer for others)."""
+    policies = {e.name: e.policy for e in DEFAULT_ENVIRONMENTS}
+    roles = []
+    for _, environment in pipeline_order(branches):
+        policy = policies.get(environment)
+        role = "deployer" if policy is not None and not policy.direct_deploys else "developer"
+        roles.append(f"--role {environment}:{role}")
+    return " ".join(["conveyor users add ci", *roles])
 
 
 def _mapping_comment(pipeline: Pipeline) -> list[str]:

@@ -46,9 +46,19 @@ def apply(
     expected: str | None,
     source: str,
     actor: str,
+    locked_by: str | None = None,
 ) -> list[Change]:
     """Make the server's environments exactly ``desired``. ``expected`` is the fingerprint the
-    plan was made from: when the server changed since, nothing is applied (Conflict)."""
+    plan was made from: when the server changed since, nothing is applied (Conflict).
+    ``locked_by`` is the file the server itself was started with, if any: while it is in
+    charge, nothing else applies environments (PolicyViolation naming it). ``source`` names
+    the file applied, as the client says; the audit event also holds the digest of what was
+    applied, and ``actor`` is the authenticated user."""
+    if locked_by is not None:
+        raise PolicyViolation(
+            f"the environments are managed by the server's own file {locked_by}: change them "
+            "there and restart `conveyor serve`, so the file stays the truth"
+        )
     _check(desired)
     with services.store.transaction() as connection:
         current = catalog.list_environments(connection)
@@ -64,17 +74,23 @@ def apply(
                 connection,
                 actor,
                 "environments.apply",
-                source,
-                {"changes": [c.describe() for c in changes]},
+                "environments",
+                {
+                    "changes": [c.describe() for c in changes],
+                    "digest": fingerprint(desired),
+                    "file": source,
+                },
             )
         catalog.set_setting(connection, MANAGED_BY, source)
     return changes
 
 
-def set_policy(services: Services, name: str, policy: Policy, actor: str) -> Environment:
+def set_policy(
+    services: Services, name: str, policy: Policy, actor: str, locked_by: str | None = None
+) -> Environment:
     """An ad-hoc change of one environment's policy; refused while a file manages them."""
     with services.store.transaction() as connection:
-        managed = catalog.get_setting(connection, MANAGED_BY)
+        managed = locked_by or catalog.get_setting(connection, MANAGED_BY)
         if managed is not None:
             raise PolicyViolation(
                 f"the environments are managed from {managed}: change {name}'s policy there "

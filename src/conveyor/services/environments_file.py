@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from conveyor.domain.access import Role
 from conveyor.domain.environments import (
     DEFAULT_ENVIRONMENTS,
     DataConnection,
@@ -57,6 +58,7 @@ _FIELDS = {
     "outputs",
     "variables",
     "secrets",
+    "default_roles",
 }
 _CONNECTION_FIELDS = {"url", "mode", "role"}
 #: user:password@ in a URL whose password is not a ${NAME} reference.
@@ -111,6 +113,7 @@ def read_environments(path: Path) -> list[Environment]:
                 outputs=_outputs(settings.get("outputs"), where),
                 variables=_variables(settings.get("variables"), where),
                 secrets=_secrets(settings.get("secrets"), where),
+                default_roles=_roles(settings.get("default_roles"), where),
             )
         )
     problem = order_problem(found)
@@ -184,6 +187,18 @@ def _secrets(declared: Any, where: str) -> tuple[tuple[str, str], ...]:
             )
         found.append((str(name), reference))
     return tuple(sorted(found))
+
+
+def _roles(declared: Any, where: str) -> tuple[Role, ...] | None:
+    if declared is None:
+        return None
+    known = {r.value for r in Role}
+    if not isinstance(declared, list) or not all(r in known for r in declared):
+        raise InvalidInput(
+            f"{where}: `default_roles` lists roles a new user gets there, from: "
+            f"{', '.join(sorted(known))} (e.g. [viewer]; [] for none)"
+        )
+    return tuple(Role(r) for r in declared)
 
 
 def _outputs(declared: Any, where: str) -> str | None:

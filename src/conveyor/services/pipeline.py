@@ -11,7 +11,7 @@ from conveyor.domain.releases import ReleaseKind, ReleaseState
 from conveyor.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from conveyor.services.context import Services
 from conveyor.services.releasing import Outcome, Started, run_release
-from conveyor.storage import audit, catalog, releases
+from conveyor.storage import audit, catalog, releases, users
 
 
 def deploy(
@@ -186,6 +186,7 @@ def facts_about(
         not_verified_because=why,
         approvals=catalog.approvals_of(connection, bundle["id"]),
         was_live_in=releases.was_live_in(connection, bundle["id"]),
+        approvers={e.name: users.approvers(connection, e.name) for e in environments},
     )
 
 
@@ -199,6 +200,16 @@ def _prepare(
         facts = facts_about(connection, app, bundle["id"], actor)
     authorize(action, target, facts)
     return target, bundle, facts
+
+
+def promotion_target(services: Services, app: str, to: str | None) -> str:
+    """The environment a promotion of ``app`` goes to: ``to``, else the next one that has
+    something new waiting upstream."""
+    if to is not None:
+        return to
+    with services.store.transaction() as connection:
+        _require_app(connection, app)
+        return _next_target(connection, app).name
 
 
 def _next_target(connection: Connection, app: str) -> Environment:

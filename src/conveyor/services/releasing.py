@@ -19,6 +19,7 @@ from conveyor.domain.releases import Release, ReleaseKind, ReleaseState
 from conveyor.errors import ConveyorError
 from conveyor.runtime.interface import Instance, ReleasePlan
 from conveyor.services.context import Services
+from conveyor.services.variables import name_problem
 from conveyor.storage import audit, operations, releases, variables
 
 #: Called with the operation id once a release operation has started.
@@ -117,7 +118,7 @@ def _release_steps(
     steps: _Steps,
 ) -> tuple[Release | None, bool, str]:
     store = services.store
-    plan = plan_for(services, release, environment, bundle)
+    plan = plan_for(services, release, environment, bundle, log)
     with store.transaction() as connection:
         releases.transition(connection, release.id, ReleaseState.STARTING)
     with store.transaction() as connection:
@@ -193,12 +194,24 @@ def _release_steps(
 
 
 def plan_for(
-    services: Services, release: Release, environment: Environment, bundle: dict[str, Any]
+    services: Services,
+    release: Release,
+    environment: Environment,
+    bundle: dict[str, Any],
+    log: Callable[[str], None] | None = None,
 ) -> ReleasePlan:
     """What the runtime needs to start ``release``: its verified archive and the variables the
-    app has in the environment now."""
+    app has in the environment now (secrets decrypted for it alone). A variable stored before
+    its name was refused is left out, and the operation log says so."""
     with services.store.transaction() as connection:
-        given = variables.variables_of(connection, release.app, environment.name)
+        given = variables.variables_of(connection, release.app, environment.name, reveal=True)
+    kept = {}
+    for variable in given:
+        problem = name_problem(variable.name)
+        if problem is None:
+            kept[variable.name] = variable.value or ""
+        elif log is not None:
+            log(f"variable {variable.name} is left out: {problem}")
     return ReleasePlan(
         release_id=release.id,
         app=release.app,
@@ -206,7 +219,7 @@ def plan_for(
         bundle_id=bundle["id"],
         manifest=bundle["manifest"],
         archive=services.store.blobs.verified_path(bundle["blob"]),
-        variables={v.name: v.value for v in given},
+        variables=kept,
     )
 
 

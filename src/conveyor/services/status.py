@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,14 +84,19 @@ def status(services: Services, app: str | None = None) -> Status:
 
 
 def history(
-    services: Services, app: str, environment: str | None = None, limit: int = 50
+    services: Services,
+    app: str,
+    environment: str | None = None,
+    limit: int = 50,
+    within: Iterable[str] | None = None,
 ) -> list[Release]:
+    """The app's releases, newest first, in ``environment`` or in any of ``within``."""
     with services.store.transaction() as connection:
         if not catalog.app_exists(connection, app):
             raise NotFound(f"there is no app {app!r}; `conveyor status` lists the apps")
         if environment is not None:
             catalog.get_environment(connection, environment)
-        return releases.history(connection, app, environment, limit=limit)
+        return releases.history(connection, app, environment, limit=limit, within=within)
 
 
 @dataclass(frozen=True)
@@ -100,17 +106,23 @@ class Difference:
     aspect: str  # bundle, python, lock, type, entrypoint, config KEY, variable NAME
     left: str | None
     right: str | None
-    #: Decided on the values themselves, also where both sides show a mask.
-    same: bool
+    #: Decided on the values themselves. None: not compared, because both sides hold a secret
+    #: and the asker may only learn whether it is set (see ``diff``).
+    same: bool | None
 
 
-def diff(services: Services, app: str, left: str, right: str) -> list[Difference]:
+def diff(
+    services: Services, app: str, left: str, right: str, *, compare_secrets: bool = False
+) -> list[Difference]:
     """What differs in ``app`` between two environments, and what is the same: bundle, the
     runtime's inputs (python requirement, lock) and the runtime it runs on (id, Python,
     platform), the environments' data connections (mode, role, where; never credentials),
-    the type and entrypoint, every key of the
-    bundle's config.yml as resolved for each environment, and every variable (secret values
-    masked; a secret that differs shows as different without its value)."""
+    the type and entrypoint, every key of the bundle's config.yml as resolved for each
+    environment, and every variable.
+
+    Secret values are never shown. Whether two secrets are equal is told only with
+    ``compare_secrets`` (admins): otherwise a secret shows as set or unset and ``same`` is
+    None, so nobody confirms a guess of Prod's secret by setting it in Dev and diffing."""
     with services.store.transaction() as connection:
         if not catalog.app_exists(connection, app):
             raise NotFound(f"there is no app {app!r}; `conveyor status` lists the apps")
@@ -122,7 +134,13 @@ def diff(services: Services, app: str, left: str, right: str) -> list[Difference
             config_names.append(environments[-1].config_name)
             live = releases.live_release(connection, app, name)
             bundle = catalog.get_bundle(connection, app, live.bundle_id) if live else None
-            sides.append((live, bundle, stored.variables_of(connection, app, name)))
+            sides.append(
+                (
+                    live,
+                    bundle,
+                    stored.variables_of(connection, app, name, reveal=compare_secrets),
+                )
+            )
     differences = [
         _compare(
             "bundle", *(bundle_alias(live.bundle_id) if live else None for live, _, _ in sides)
@@ -153,23 +171,30 @@ def diff(services: Services, app: str, left: str, right: str) -> list[Difference
     ]
     for key in sorted(configs[0].keys() | configs[1].keys()):
         a, b = configs[0].get(key), configs[1].get(key)
+        secret = a is not None and b is not None and (a[2] or b[2])
         differences.append(
             Difference(
                 f"config {key}",
                 a[0] if a else None,
                 b[0] if b else None,
-                same=(a[1] if a else None) == (b[1] if b else None),
+                same=None
+                if secret and not compare_secrets
+                else (a[1] if a else None) == (b[1] if b else None),
             )
         )
     left_vars = {v.name: v for v in sides[0][2]}
     right_vars = {v.name: v for v in sides[1][2]}
     for name in sorted(left_vars.keys() | right_vars.keys()):
         x, y = left_vars.get(name), right_vars.get(name)
-        same = (x.value if x else None) == (y.value if y else None)
         if (x and x.secret) or (y and y.secret):
             shown = [MASK if v else None for v in (x, y)]
+            if x is None or y is None:
+                same: bool | None = False  # set on one side only: that much anyone may know
+            else:
+                same = x.value == y.value if compare_secrets else None
         else:
             shown = [v.value if v else None for v in (x, y)]
+            same = shown[0] == shown[1]
         differences.append(Difference(f"variable {name}", shown[0], shown[1], same=same))
     return differences
 
@@ -180,8 +205,9 @@ def _compare(aspect: str, left: str | None, right: str | None) -> Difference:
 
 def _config_of(
     services: Services, bundle: dict[str, Any], config_name: str
-) -> dict[str, tuple[str, str]]:
-    """The bundle's config.yml resolved for ``config_name``: key -> (what to show, fingerprint).
+) -> dict[str, tuple[str, str, bool]]:
+    """The bundle's config.yml resolved for ``config_name``: key -> (what to show, fingerprint,
+    whether it is masked).
     Secrets show masked; `!env` values show the variable they read (the server's environment is
     not the app's, so their values are not looked up)."""
     paths = {f["path"] for f in bundle["manifest"].get("files", [])}
@@ -195,9 +221,13 @@ def _config_of(
                 env=config_name, file=Path(scratch) / "app" / "config.yml", use_parent=False
             )
         except ConfigError as exc:
-            return {"(config.yml)": (f"cannot be read: {exc}", str(exc))}
+            return {"(config.yml)": (f"cannot be read: {exc}", str(exc), False)}
     return {
-        entry.key: (f"!env {entry.env}" if entry.env else entry.display(), entry.fingerprint)
+        entry.key: (
+            f"!env {entry.env}" if entry.env else entry.display(),
+            entry.fingerprint,
+            entry.masked and not entry.env,
+        )
         for entry in shown.entries
     }
 

@@ -1,5 +1,6 @@
 """The audit log in the metadata database: append inside the transaction of the change it
-records; verify the whole chain."""
+records; verify the whole chain; export it for another store. Each event is chained with a MAC
+under the audit key of the store's keyring (storage/keyring.py), never kept in the database."""
 
 from __future__ import annotations
 
@@ -8,20 +9,21 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from conveyor.domain.audit import AuditEvent, event_hash, verify_chain
+from conveyor.domain.audit import AuditEvent, Verification, chain_value, verify_chain
 from conveyor.storage import schema
-from conveyor.storage.store import now
+from conveyor.storage.store import keys_of, now
 
 
 def record(
     connection: Connection, actor: str, action: str, subject: str, details: dict[str, Any]
 ) -> AuditEvent:
     """Append one event, chained to the newest; call inside the change's own transaction."""
+    keys = keys_of(connection)
     head = schema.audit_head
     seq, prev_hash = connection.execute(
         select(head.c.seq, head.c.hash).where(head.c.id == 1).with_for_update()
     ).one()
-    # Round-trip details through JSON so the stored text and the hashed value agree.
+    # Round-trip details through JSON so the stored text and the signed value agree.
     clean = json.loads(json.dumps(details, sort_keys=True, default=str))
     event = AuditEvent(
         seq=seq + 1,
@@ -32,7 +34,7 @@ def record(
         details=clean,
         prev_hash=prev_hash,
     )
-    digest = event_hash(prev_hash, event.seq, event.at, actor, action, subject, clean)
+    digest = chain_value(event, keys.mac, keys.audit_from)
     connection.execute(
         insert(schema.audit_events).values(
             seq=event.seq,
@@ -49,11 +51,12 @@ def record(
     return AuditEvent(**{**event.__dict__, "hash": digest})
 
 
-def events(connection: Connection, limit: int | None = None) -> list[AuditEvent]:
+def events(connection: Connection, limit: int | None = None, since: int = 0) -> list[AuditEvent]:
+    """Events after ``since`` in order; with ``limit``, only the newest that many."""
     table = schema.audit_events
-    query = select(table).order_by(table.c.seq)
+    query = select(table).where(table.c.seq > since).order_by(table.c.seq)
     if limit is not None:
-        query = select(table).order_by(table.c.seq.desc()).limit(limit)
+        query = select(table).where(table.c.seq > since).order_by(table.c.seq.desc()).limit(limit)
     rows = connection.execute(query).mappings().all()
     found = [
         AuditEvent(
@@ -71,8 +74,18 @@ def events(connection: Connection, limit: int | None = None) -> list[AuditEvent]
     return sorted(found, key=lambda e: e.seq)
 
 
-def verify(connection: Connection) -> list[str]:
-    """Every break in the stored chain; empty when the log is intact."""
-    head = schema.audit_head
-    seq, digest = connection.execute(select(head.c.seq, head.c.hash).where(head.c.id == 1)).one()
-    return verify_chain(events(connection), head=(seq, digest))
+def head(connection: Connection) -> tuple[int, str]:
+    table = schema.audit_head
+    seq, digest = connection.execute(select(table.c.seq, table.c.hash).where(table.c.id == 1)).one()
+    return int(seq), str(digest)
+
+
+def verify(connection: Connection) -> Verification:
+    """Every break in the stored chain (empty problems when the log is intact)."""
+    keys = keys_of(connection)
+    return verify_chain(events(connection), keys.mac, keys.audit_from, head=head(connection))
+
+
+def keyed_from(connection: Connection) -> int:
+    """The first event chained with the keyed MAC."""
+    return keys_of(connection).audit_from

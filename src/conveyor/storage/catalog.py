@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
+from conveyor.domain.access import Role
 from conveyor.domain.environments import DataConnection, Environment, Policy
 from conveyor.domain.policy import Approval
 from conveyor.errors import Conflict, InvalidInput, NotFound
@@ -32,6 +33,7 @@ def save_environments(connection: Connection, environments: Iterable[Environment
             "outputs": environment.outputs,
             "variables": json.dumps([list(v) for v in environment.variables]),
             "secrets": json.dumps([list(v) for v in environment.secrets]),
+            "default_roles": json.dumps([str(r) for r in environment.roles_for_new_users]),
         }
         exists = connection.execute(
             select(table.c.name).where(table.c.name == environment.name)
@@ -77,6 +79,7 @@ def _environment(row: Any) -> Environment:
         outputs=row["outputs"],
         variables=tuple((str(n), str(v)) for n, v in json.loads(row["variables"] or "[]")),
         secrets=tuple((str(n), str(v)) for n, v in json.loads(row["secrets"] or "[]")),
+        default_roles=tuple(Role(r) for r in json.loads(row["default_roles"] or "[]")),
     )
 
 
@@ -214,6 +217,8 @@ def remove_environment(connection: Connection, name: str) -> None:
             f"environment {name} has releases, approvals or variables, so it stays (its history "
             "is kept); keep it in the file"
         )
+    # Roles held there go with it: they grant nothing once it is gone.
+    connection.execute(delete(schema.grants).where(schema.grants.c.environment == name))
     connection.execute(delete(schema.environments).where(schema.environments.c.name == name))
 
 

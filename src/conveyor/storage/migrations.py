@@ -3,12 +3,14 @@ recorded in `schema_migrations`; `migrate` brings any database up to the newest 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, insert, inspect, select, text
+from sqlalchemy import Connection, Engine, insert, inspect, select, text, update
 
+from conveyor.domain.environments import default_roles_for
 from conveyor.errors import StorageError
 from conveyor.storage import schema
 
@@ -51,6 +53,95 @@ def _environments_as_code(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.settings])
 
 
+def _users_and_roles(connection: Connection) -> None:
+    """Users with roles per environment; tokens that expire and can be revoked. The owners of
+    existing tokens become users: the first token's owner an admin, the others keep what they
+    did before (a developer where they deployed, a deployer where they promoted or rolled back,
+    an approver where they approved) on top of each environment's default roles."""
+    columns = {column["name"] for column in inspect(connection).get_columns("api_tokens")}
+    for name, definition in (
+        ("created_by", "VARCHAR(64) NOT NULL DEFAULT ''"),
+        ("expires_at", "VARCHAR(32)"),
+        ("last_used_at", "VARCHAR(32)"),
+        ("revoked_at", "VARCHAR(32)"),
+    ):
+        if name not in columns:
+            connection.execute(text(f"ALTER TABLE api_tokens ADD COLUMN {name} {definition}"))
+    environment_columns = {c["name"] for c in inspect(connection).get_columns("environments")}
+    if "default_roles" not in environment_columns:
+        connection.execute(
+            text("ALTER TABLE environments ADD COLUMN default_roles TEXT NOT NULL DEFAULT '[]'")
+        )
+    _fill_default_roles(connection)
+    schema.metadata.create_all(connection, tables=[schema.users, schema.grants])
+    _users_from_tokens(connection)
+
+
+def _fill_default_roles(connection: Connection) -> None:
+    table = schema.environments
+    for name, roles in connection.execute(select(table.c.name, table.c.default_roles)).all():
+        if roles in (None, "", "[]"):
+            connection.execute(
+                update(table)
+                .where(table.c.name == name)
+                .values(default_roles=json.dumps(list(default_roles_for(name))))
+            )
+
+
+def _users_from_tokens(connection: Connection) -> None:
+    tokens, users, grants = schema.api_tokens, schema.users, schema.grants
+    owners = connection.execute(select(tokens.c.owner).order_by(tokens.c.id)).scalars().all()
+    known = set(connection.execute(select(users.c.name)).scalars())
+    stamp = datetime.now(UTC).isoformat(timespec="microseconds")
+    environments = connection.execute(
+        select(schema.environments.c.name, schema.environments.c.default_roles)
+    ).all()
+    first = True
+    for owner in dict.fromkeys(owners):
+        if owner in known:
+            first = False
+            continue
+        connection.execute(
+            insert(users).values(
+                name=owner, admin=first, disabled=False, created_by="upgrade", created_at=stamp
+            )
+        )
+        if not first:
+            held: set[tuple[str, str]] = {
+                (environment, role)
+                for environment, roles in environments
+                for role in json.loads(roles or "[]")
+            }
+            held |= _roles_from_history(connection, owner)
+            for environment, role in sorted(held):
+                connection.execute(
+                    insert(grants).values(
+                        user=owner,
+                        environment=environment,
+                        role=role,
+                        granted_by="upgrade",
+                        granted_at=stamp,
+                    )
+                )
+        first = False
+
+
+def _roles_from_history(connection: Connection, user: str) -> set[tuple[str, str]]:
+    releases, approvals = schema.releases, schema.approvals
+    found: set[tuple[str, str]] = set()
+    for environment, kind in connection.execute(
+        select(releases.c.environment, releases.c.kind)
+        .where(releases.c.created_by == user)
+        .distinct()
+    ).all():
+        found.add((environment, "developer" if kind == "deploy" else "deployer"))
+    for (environment,) in connection.execute(
+        select(approvals.c.environment).where(approvals.c.by == user).distinct()
+    ).all():
+        found.add((environment, "approver"))
+    return found
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
@@ -61,6 +152,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         4,
         "environments as code: data connections, outputs, variables, secrets; settings",
         _environments_as_code,
+    ),
+    Migration(
+        5, "users, roles per environment, tokens that expire and can be revoked", _users_and_roles
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
@@ -145,11 +146,18 @@ def record_steps(connection: Connection, release_id: int, steps: list[tuple[str,
 
 
 def history(
-    connection: Connection, app: str, environment: str | None = None, limit: int = 100
+    connection: Connection,
+    app: str,
+    environment: str | None = None,
+    limit: int = 100,
+    within: Iterable[str] | None = None,
 ) -> list[Release]:
+    """The app's releases, newest first: in ``environment``, or in any of ``within``."""
     query = select(_T).where(_T.c.app == app)
     if environment is not None:
         query = query.where(_T.c.environment == environment)
+    if within is not None:
+        query = query.where(_T.c.environment.in_(list(within)))
     rows = connection.execute(query.order_by(_T.c.id.desc()).limit(limit)).mappings()
     return [_release(row) for row in rows]
 

@@ -46,6 +46,7 @@ environments = Table(
     Column("outputs", Text, nullable=True),
     Column("variables", Text, nullable=False, server_default="[]"),  # JSON: [[name, value]]
     Column("secrets", Text, nullable=False, server_default="[]"),  # JSON: [[name, reference]]
+    Column("default_roles", Text, nullable=False, server_default="[]"),  # JSON: role names
 )
 
 # Server-wide settings, e.g. which file manages the environments.
@@ -199,7 +200,29 @@ variables = Table(
     Column("updated_at", STAMP, nullable=False),
 )
 
-# API tokens: only the sha256 of each token is kept.
+# People and CI jobs. Disabled users keep their history; their tokens stop working.
+users = Table(
+    "users",
+    metadata,
+    Column("name", NAME, primary_key=True),
+    Column("admin", Boolean, nullable=False, server_default=text("false")),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("created_by", NAME, nullable=False),
+    Column("created_at", STAMP, nullable=False),
+)
+
+# Roles per environment: (bob, prod, approver).
+grants = Table(
+    "grants",
+    metadata,
+    Column("user", NAME, ForeignKey("users.name"), primary_key=True),
+    Column("environment", NAME, ForeignKey("environments.name"), primary_key=True),
+    Column("role", String(16), primary_key=True),
+    Column("granted_by", NAME, nullable=False),
+    Column("granted_at", STAMP, nullable=False),
+)
+
+# API tokens: only the sha256 of each token is kept. ``owner`` is the user it acts as.
 api_tokens = Table(
     "api_tokens",
     metadata,
@@ -207,4 +230,8 @@ api_tokens = Table(
     Column("digest", ID, nullable=False, unique=True),
     Column("owner", NAME, nullable=False),
     Column("created_at", STAMP, nullable=False),
+    Column("created_by", NAME, nullable=False, server_default=""),
+    Column("expires_at", STAMP, nullable=True),
+    Column("last_used_at", STAMP, nullable=True),
+    Column("revoked_at", STAMP, nullable=True),
 )

@@ -1,14 +1,16 @@
 """Variables per (app, environment): what a release of the app gets in its process environment.
-Secret values are stored for the runtime only; readers outside it get the names."""
+Secret values are stored encrypted (storage/keyring.py), bound to their app, environment and
+name; they are decrypted only for the runtime (``reveal=True``). Readers outside it get names."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from conveyor.storage import schema
-from conveyor.storage.store import now
+from conveyor.storage.store import keys_of, now
 
 _T = schema.variables
 
@@ -16,10 +18,16 @@ _T = schema.variables
 @dataclass(frozen=True)
 class Variable:
     name: str
-    value: str
+    #: The value; for a secret, None unless it was read with ``reveal=True``.
+    value: str | None
     secret: bool
     updated_by: str
     updated_at: str
+
+
+def sealing_context(app: str, environment: str, name: str) -> str:
+    """What a secret's ciphertext is bound to: moved to another row, it does not decrypt."""
+    return f"variable {app}/{environment}/{name}"
 
 
 def set_variable(
@@ -34,7 +42,12 @@ def set_variable(
 ) -> bool:
     """Set one variable; True when it was new."""
     key = and_(_T.c.app == app, _T.c.environment == environment, _T.c.name == name)
-    values = {"value": value, "secret": secret, "updated_by": by, "updated_at": now()}
+    stored = (
+        keys_of(connection).seal(value, sealing_context(app, environment, name))
+        if secret
+        else value
+    )
+    values = {"value": stored, "secret": secret, "updated_by": by, "updated_at": now()}
     if connection.execute(select(_T.c.name).where(key)).first() is None:
         connection.execute(insert(_T).values(app=app, environment=environment, name=name, **values))
         return True
@@ -50,11 +63,51 @@ def unset_variable(connection: Connection, app: str, environment: str, name: str
     return bool(result.rowcount)
 
 
-def variables_of(connection: Connection, app: str, environment: str) -> list[Variable]:
+def variables_of(
+    connection: Connection, app: str, environment: str, *, reveal: bool = False
+) -> list[Variable]:
+    """The app's variables in the environment; secret values only with ``reveal``."""
     rows = connection.execute(
         select(_T).where(and_(_T.c.app == app, _T.c.environment == environment)).order_by(_T.c.name)
     ).mappings()
-    return [
-        Variable(r["name"], r["value"], bool(r["secret"]), r["updated_by"], r["updated_at"])
-        for r in rows
-    ]
+    keys = keys_of(connection)
+    found = []
+    for r in rows:
+        value: str | None = r["value"]
+        if r["secret"]:
+            value = (
+                keys.unseal(r["value"], sealing_context(app, environment, r["name"]))
+                if reveal
+                else None
+            )
+        found.append(
+            Variable(r["name"], value, bool(r["secret"]), r["updated_by"], r["updated_at"])
+        )
+    return found
+
+
+def reseal_all(connection: Connection) -> int:
+    """Encrypt every secret again with the newest key (key rotation); the number resealed."""
+    keys = keys_of(connection)
+    return _rewrite_secrets(
+        connection, lambda sealed, context: keys.seal(keys.unseal(sealed, context), context)
+    )
+
+
+def seal_plain_secrets(connection: Connection) -> int:
+    """Encrypt secrets stored in plain text by a version before encryption at rest."""
+    keys = keys_of(connection)
+    return _rewrite_secrets(connection, keys.seal)
+
+
+def _rewrite_secrets(connection: Connection, change: Callable[[str, str], str]) -> int:
+    rows = connection.execute(
+        select(_T.c.app, _T.c.environment, _T.c.name, _T.c.value).where(_T.c.secret)
+    ).all()
+    for app, environment, name, value in rows:
+        connection.execute(
+            update(_T)
+            .where(and_(_T.c.app == app, _T.c.environment == environment, _T.c.name == name))
+            .values(value=change(value, sealing_context(app, environment, name)))
+        )
+    return len(rows)

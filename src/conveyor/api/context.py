@@ -1,0 +1,40 @@
+"""What every API handler works with: the services, the background operations, and what the
+server process knows about itself (its listeners' URLs, its environments file, git watches)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from conveyor.api.background import Background
+from conveyor.domain.environments import Environment
+from conveyor.services.context import Services
+from conveyor.services.git_driven import Watch
+
+
+@dataclass
+class ApiContext:
+    services: Services
+    background: Background
+    max_bundle_bytes: int = 512 * 2**20
+    #: environment -> the public base URL of its listener, for links in answers
+    urls: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: What git-driven mode last did for each watched branch.
+    git_watches: Callable[[], list[Watch]] = list
+    #: Called after environments were applied (the server opens listeners for new ones).
+    environments_applied: Callable[[list[Environment]], list[str]] = lambda environments: []
+    #: The environments file the server was started with: while it is in charge, the API
+    #: changes nothing it manages.
+    environments_file: str | None = None
+
+
+def context_of(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.context
+    return context
+
+
+Context = Annotated[ApiContext, Depends(context_of)]

@@ -1,0 +1,93 @@
+"""Users and their roles per environment in the metadata database."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from conveyor.domain.access import Grant, Role, User
+from conveyor.storage import schema
+from conveyor.storage.store import now
+
+_U = schema.users
+_G = schema.grants
+
+
+def get_user(connection: Connection, name: str) -> User | None:
+    row = connection.execute(select(_U).where(_U.c.name == name)).mappings().first()
+    if row is None:
+        return None
+    return User(row["name"], bool(row["admin"]), bool(row["disabled"]), _grants(connection, name))
+
+
+def list_users(connection: Connection) -> list[User]:
+    return [
+        user
+        for name in connection.execute(select(_U.c.name).order_by(_U.c.name)).scalars()
+        if (user := get_user(connection, name)) is not None
+    ]
+
+
+def _grants(connection: Connection, name: str) -> frozenset[Grant]:
+    rows = connection.execute(select(_G.c.environment, _G.c.role).where(_G.c.user == name))
+    return frozenset(Grant(environment, Role(role)) for environment, role in rows)
+
+
+def add_user(connection: Connection, name: str, *, admin: bool, by: str) -> None:
+    connection.execute(
+        insert(_U).values(name=name, admin=admin, disabled=False, created_by=by, created_at=now())
+    )
+
+
+def set_admin(connection: Connection, name: str, admin: bool) -> None:
+    connection.execute(update(_U).where(_U.c.name == name).values(admin=admin))
+
+
+def set_disabled(connection: Connection, name: str, disabled: bool) -> None:
+    connection.execute(update(_U).where(_U.c.name == name).values(disabled=disabled))
+
+
+def grant(connection: Connection, name: str, held: Grant, *, by: str) -> bool:
+    """Give ``name`` a role in an environment; True when they did not hold it yet."""
+    key = and_(_G.c.user == name, _G.c.environment == held.environment, _G.c.role == held.role)
+    if connection.execute(select(_G.c.role).where(key)).first() is not None:
+        return False
+    connection.execute(
+        insert(_G).values(
+            user=name,
+            environment=held.environment,
+            role=str(held.role),
+            granted_by=by,
+            granted_at=now(),
+        )
+    )
+    return True
+
+
+def revoke(connection: Connection, name: str, held: Grant) -> bool:
+    """Take a role away; True when they held it."""
+    result = connection.execute(
+        delete(_G).where(
+            and_(_G.c.user == name, _G.c.environment == held.environment, _G.c.role == held.role)
+        )
+    )
+    return bool(result.rowcount)
+
+
+def count_active_admins(connection: Connection) -> int:
+    return int(
+        connection.execute(
+            select(func.count()).select_from(_U).where(and_(_U.c.admin, ~_U.c.disabled))
+        ).scalar_one()
+    )
+
+
+def approvers(connection: Connection, environment: str) -> frozenset[str]:
+    """The active users whose approval of a bundle counts for ``environment``: those holding
+    the approver role there, and admins (who may do everything)."""
+    holding = connection.execute(
+        select(_G.c.user)
+        .join(_U, _U.c.name == _G.c.user)
+        .where(and_(_G.c.environment == environment, _G.c.role == Role.APPROVER, ~_U.c.disabled))
+    ).scalars()
+    admins = connection.execute(select(_U.c.name).where(and_(_U.c.admin, ~_U.c.disabled)))
+    return frozenset(holding) | frozenset(admins.scalars())
