@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
-from conveyor.storage import schema
+from conveyor.storage import schema, tokens
 
 V1 = "/api/v1"
 
@@ -217,16 +217,11 @@ def test_tokens_are_listed_revoked_and_expire(api, admin):
     gone = api.client.get(f"{V1}/me", headers=mine)
     assert gone.status_code == 401 and "was revoked" in gone.json()["error"]["message"]
 
-    # An expired token stops working.
-    other = api.client.post(f"{V1}/tokens", json={"expires_days": 1}, headers=ana).json()
+    # An expired token stops working (one made by the server a minute before its expiry).
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="microseconds")
     with api.services.store.transaction() as connection:
-        connection.execute(
-            update(schema.api_tokens)
-            .where(schema.api_tokens.c.id == other["id"])
-            .values(expires_at=past)
-        )
-    expired = api.client.get(f"{V1}/me", headers={"Authorization": f"Bearer {other['token']}"})
+        _, old = tokens.create_token(connection, "ana", by="ana", expires_at=past)
+    expired = api.client.get(f"{V1}/me", headers={"Authorization": f"Bearer {old}"})
     assert expired.status_code == 401 and "expired on" in expired.json()["error"]["message"]
     assert (
         api.client.post(f"{V1}/tokens", json={"expires_days": 99999}, headers=ana).status_code
@@ -311,3 +306,85 @@ def test_a_promotion_needs_the_deployer_role_where_it_lands(api, admin):
     refused = api.client.post(f"{V1}/apps/hello/promotions", json={}, headers=tester)
     assert refused.status_code == 403
     assert "tess may not promote into prod: that needs the deployer role" in refused.text
+
+
+def test_a_token_row_written_into_the_database_is_no_token(api, admin):
+    """Someone who can write the database adds a row for a token of their own making, and
+    gives their own token's row to the admin: neither works."""
+    import hashlib
+
+    from sqlalchemy import insert, select
+
+    forged = "cvt_forged-by-hand"
+    with api.services.store.transaction() as connection:
+        connection.execute(
+            insert(schema.api_tokens).values(
+                digest=hashlib.sha256(forged.encode()).hexdigest(),
+                owner="root",
+                created_at="2026-11-30T00:00:00+00:00",
+                created_by="root",
+            )
+        )
+    refused = api.client.get(f"{V1}/me", headers={"Authorization": f"Bearer {forged}"})
+    assert refused.status_code == 401 and "not valid for this server" in refused.text
+
+    mallory = api.as_user("mallory", "dev:viewer")
+    with api.services.store.transaction() as connection:
+        own = connection.execute(
+            select(schema.api_tokens.c.id).where(schema.api_tokens.c.owner == "mallory")
+        ).scalar_one()
+        connection.execute(
+            update(schema.api_tokens).where(schema.api_tokens.c.id == own).values(owner="root")
+        )
+    refused = api.client.get(f"{V1}/me", headers=mallory)
+    assert refused.status_code == 401
+    assert "was changed in the database outside Conveyor" in refused.json()["error"]["message"]
+
+
+def test_a_token_cannot_make_a_token_that_outlives_it(api, admin):
+    """A leaked CI token mints itself a ten-year token; revoking the leaked one must still cut
+    everything off, so the child expires with its parent."""
+    api.as_user("ci", "test:developer")
+    parent = api.client.post(f"{V1}/users/ci/tokens", json={"expires_days": 7}, headers=admin)
+    leaked = {"Authorization": f"Bearer {parent.json()['token']}"}
+    child = api.client.post(f"{V1}/tokens", json={"expires_days": 3650}, headers=leaked).json()
+    assert child["expires"] <= parent.json()["expires"]
+
+
+def test_apply_checks_definitions_on_the_server(api, admin):
+    state = api.client.get(f"{V1}/environments/state", headers=admin).json()
+    for change, reason in (
+        ({"variables": {"LD_PRELOAD": "/tmp/x.so"}}, "LD_PRELOAD changes which code"),
+        ({"secrets": {"DB_PASSWORD": "hunter2"}}, "must be a reference like ${DB_PASSWORD}"),
+        (
+            {"data": [{"name": "w", "url": "postgresql://u:hunter2@db/w", "mode": "read-only"}]},
+            "the url holds a password",
+        ),
+    ):
+        desired = [dict(e) for e in state["environments"]]
+        desired[2] = {**desired[2], **change}
+        answer = api.client.post(
+            f"{V1}/environments/apply",
+            json={"environments": desired, "expected": state["fingerprint"]},
+            headers=admin,
+        )
+        assert answer.status_code == 422, change
+        assert reason in answer.json()["error"]["message"]
+        assert "hunter2" not in answer.text
+
+
+def test_environment_definitions_are_for_admins(api, admin):
+    viewer = api.as_user("vic", "dev:viewer")
+    assert api.client.get(f"{V1}/environments/state", headers=viewer).status_code == 403
+    assert api.client.get(f"{V1}/apps/hello/bundles/abcdef", headers=viewer).status_code == 403
+
+
+def test_server_settings_that_load_other_code_are_refused(api, admin):
+    deploy(api, admin, api.bundle(), "dev")
+    for name in ("UVICORN_APP_DIR", "GUNICORN_CMD_ARGS", "JUPYTER_CONFIG_DIR", "MPLBACKEND"):
+        answer = api.client.put(
+            f"{V1}/apps/hello/environments/prod/variables/{name}",
+            json={"value": "/elsewhere"},
+            headers=admin,
+        )
+        assert answer.status_code == 422, name

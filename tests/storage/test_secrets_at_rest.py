@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import stat
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert, select, text, update
@@ -13,9 +15,10 @@ from sqlalchemy import insert, select, text, update
 from conveyor.domain.access import Grant, Role
 from conveyor.domain.audit import AuditEvent, event_body
 from conveyor.domain.environments import DEFAULT_ENVIRONMENTS
-from conveyor.errors import IntegrityError, StorageError
+from conveyor.errors import IntegrityError, StorageError, Unauthorized
 from conveyor.services.context import Services
 from conveyor.services.secrets import rotate_key
+from conveyor.services.tokens import authenticate
 from conveyor.storage import audit, catalog, schema, users
 from conveyor.storage import variables as stored
 from conveyor.storage.database import open_engine
@@ -167,10 +170,10 @@ def old_database(database_url: str) -> None:
             )
             catalog.save_environments(connection, DEFAULT_ENVIRONMENTS)
             catalog.ensure_app(connection, "hello")
-            for number, owner in enumerate(("ana", "ana", "bob", "ci")):
+            for number, owner in enumerate(("ana", "ana", "bob", "ci", "server")):
                 connection.execute(
                     insert(schema.api_tokens).values(
-                        digest=f"{number:064d}",
+                        digest=hashlib.sha256(f"cvt_old-{number}".encode()).hexdigest(),
                         owner=owner,
                         created_at="2026-01-01T00:00:00+00:00",
                     )
@@ -241,11 +244,26 @@ def test_an_old_database_is_upgraded_in_place(database_url, tmp_path):
         assert result.problems == [] and result.unkeyed == 3
         assert events[3].action == "audit.keyed" and events[3].details["unkeyed_events"] == 3
         assert store.keys.audit_from == 4
-        # The first token's owner is the admin; the others keep what they did before.
+        # The first token's owner is the admin. Any token could mint tokens for any name
+        # before, so the others get only the default roles (bob approved in prod, but that
+        # proves nothing), and a name no user may have becomes no user.
         assert people["ana"].admin and not people["bob"].admin and not people["ci"].admin
-        assert Grant("prod", Role.APPROVER) in people["bob"].grants
-        assert Grant("dev", Role.DEVELOPER) in people["bob"].grants
-        assert Grant("prod", Role.VIEWER) in people["ci"].grants
+        assert people["bob"].grants == {
+            Grant("dev", Role.DEVELOPER),
+            Grant("test", Role.VIEWER),
+            Grant("prod", Role.VIEWER),
+        }
+        assert "server" not in people
+        # Old tokens still work for a while, keyed now, and stop within 30 days.
+        services = Services(store, runtime=None)  # type: ignore[arg-type]
+        user, token = authenticate(services, "cvt_old-2")
+        assert user.name == "bob" and token.expires_at is not None
+        assert token.expires_at <= (datetime.now(UTC) + timedelta(days=31)).isoformat()
+        with pytest.raises(Unauthorized, match="'server', who is not a user"):
+            authenticate(services, "cvt_old-4")
+        with store.transaction() as connection:
+            stored = list(connection.execute(select(schema.api_tokens.c.digest)).scalars())
+        assert hashlib.sha256(b"cvt_old-2").hexdigest() not in stored
     finally:
         store.close()
     # Opening again changes nothing more.
@@ -290,5 +308,97 @@ def test_keys_file_of_another_database_is_not_taken_for_an_upgrade(database_url,
     home = tmp_path / "home"
     home.mkdir()
     (tmp_path / "elsewhere" / "keys.json").rename(keys_path(home))
-    with pytest.raises(StorageError, match="keys made for another database"):
+    with pytest.raises(StorageError, match="already secures a database"):
         Store.open(home, database_url)
+
+
+def test_removing_the_record_of_the_keys_does_not_start_the_chain_anew(database_url, tmp_path):
+    """Someone with only the database truncates the keyed events, rewrites the unkeyed ones
+    and removes the database's record of its keys, hoping the next start keys the chain again
+    from there. The keys file is bound to the database it secured: the start is refused."""
+    old_database(database_url)
+    home = tmp_path / "home"
+    Store.open(home, database_url).close()
+    engine = open_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(schema.audit_events.delete().where(schema.audit_events.c.seq > 3))
+            connection.execute(update(schema.audit_head).values(seq=3))
+            connection.execute(
+                schema.settings.delete().where(schema.settings.c.key == "keys_check")
+            )
+    finally:
+        engine.dispose()
+    with pytest.raises(StorageError, match="already secures a database"):
+        Store.open(home, database_url)
+
+
+def test_a_secret_encrypted_already_is_not_encrypted_again(tmp_path):
+    home = tmp_path / "home"
+    store = Store.open(home)
+    with store.transaction() as connection:
+        catalog.save_environments(connection, DEFAULT_ENVIRONMENTS)
+    with_app(store)
+    set_secret(store, "prod", "A", "alpha")
+    store.close()
+    (home / "keys.json").unlink()
+    engine = open_engine(f"sqlite:///{home / 'conveyor.db'}")
+    with engine.begin() as connection:
+        connection.execute(schema.settings.delete().where(schema.settings.c.key == "keys_check"))
+    engine.dispose()
+    with pytest.raises(StorageError, match="is encrypted already"):
+        Store.open(home)
+
+
+def test_a_keys_file_others_can_read_is_made_private(tmp_path):
+    store = Store.open(tmp_path / "home")
+    store.close()
+    keys = tmp_path / "home" / "keys.json"
+    os.chmod(keys, 0o644)
+    Store.open(tmp_path / "home").close()
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+
+
+def test_a_rotation_whose_key_cannot_be_saved_changes_nothing(store):
+    """A keys file that cannot be written (here: a directory stands where it would be
+    replaced; in life, a read-only secret mount): the rotation is refused and the new key is
+    never used, so nothing is encrypted with a key no file holds."""
+    with_app(store)
+    set_secret(store, "prod", "A", "alpha")
+    path = store.keys.path
+    kept = path.read_bytes()
+    path.unlink()
+    path.mkdir()
+    try:
+        with pytest.raises(StorageError, match="cannot write the keys file"):
+            rotate_key(Services(store, runtime=None), "root")  # type: ignore[arg-type]
+        assert [k.id for k in store.keys.secret_keys] == ["k1"]
+        set_secret(store, "prod", "B", "beta")
+    finally:
+        path.rmdir()
+        path.write_bytes(kept)
+    assert all(v.startswith("cv1:k1:") for v in raw_values(store))
+    assert revealed(store, "prod") == {"A": "alpha", "B": "beta"}
+
+
+def test_a_server_sharing_the_keys_file_follows_another_ones_rotation(
+    database_url, tmp_path, monkeypatch
+):
+    """Two servers on one database and one keys file: after one rotates (and drops the old
+    key), what the other encrypts next is under the new key, and everything decrypts."""
+    monkeypatch.setenv("CONVEYOR_KEYS_FILE", str(tmp_path / "shared-keys.json"))
+    first = Store.open(tmp_path / "a", database_url)
+    second = Store.open(tmp_path / "b", database_url)
+    try:
+        with first.transaction() as connection:
+            catalog.save_environments(connection, DEFAULT_ENVIRONMENTS)
+        with_app(first)
+        set_secret(first, "prod", "A", "alpha")
+        rotate_key(Services(first, runtime=None), "root")  # type: ignore[arg-type]
+        set_secret(second, "test", "B", "beta")  # the second server still had k1 in memory
+        assert all(v.startswith("cv1:k2:") for v in raw_values(first))
+        assert revealed(second, "prod") == {"A": "alpha"}
+        assert revealed(first, "test") == {"B": "beta"}
+    finally:
+        first.close()
+        second.close()

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from conveyor.api.context import Context
-from conveyor.api.permissions import AuthorizedRoute, CurrentUser, needs
+from conveyor.api.permissions import AuthorizedRoute, CurrentToken, CurrentUser, needs
 from conveyor.api.shapes import token_json, user_json
 from conveyor.domain.access import Grant, Permission, parse_grant
 from conveyor.domain.audit import AuditEvent
@@ -87,9 +87,12 @@ def _role(text: str) -> tuple[Grant | None, bool]:
 
 
 @router.post("/tokens", tags=["tokens"], status_code=201, openapi_extra=needs(Permission.SIGNED_IN))
-def create_own_token(context: Context, user: CurrentUser, body: TokenBody) -> dict[str, Any]:
-    """A token for yourself; shown once, stored only as its hash."""
-    record, token = tokens.create_token(context.services, user, None, body.expires_days)
+def create_own_token(
+    context: Context, user: CurrentUser, presented: CurrentToken, body: TokenBody
+) -> dict[str, Any]:
+    """A token for yourself, expiring no later than the token you ask with; shown once,
+    stored only as its HMAC."""
+    record, token = tokens.create_token(context.services, user, None, body.expires_days, presented)
     return {**token_json(record), "token": token}
 
 
@@ -99,9 +102,11 @@ def create_own_token(context: Context, user: CurrentUser, body: TokenBody) -> di
     status_code=201,
     openapi_extra=needs(Permission.SELF_OR_ADMIN, "user:name"),
 )
-def create_token(context: Context, user: CurrentUser, name: str, body: TokenBody) -> dict[str, Any]:
+def create_token(
+    context: Context, user: CurrentUser, presented: CurrentToken, name: str, body: TokenBody
+) -> dict[str, Any]:
     """A token for the user named; for anyone but yourself, only an admin."""
-    record, token = tokens.create_token(context.services, user, name, body.expires_days)
+    record, token = tokens.create_token(context.services, user, name, body.expires_days, presented)
     return {**token_json(record), "token": token}
 
 

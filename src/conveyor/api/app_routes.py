@@ -113,9 +113,7 @@ def app_diff(
     return [{"aspect": d.aspect, "left": d.left, "right": d.right, "same": d.same} for d in found]
 
 
-@router.get(
-    "/apps/{app}/bundles/{ref}", tags=["bundles"], openapi_extra=needs(Permission.SIGNED_IN)
-)
+@router.get("/apps/{app}/bundles/{ref}", tags=["bundles"], openapi_extra=needs(Permission.UPLOAD))
 def get_bundle(context: Context, app: str, ref: str) -> dict[str, Any]:
     with context.services.store.transaction() as connection:
         if not catalog.app_exists(connection, app):

@@ -50,7 +50,7 @@ def list_environments(context: Context) -> list[dict[str, Any]]:
     ]
 
 
-@router.get("/environments/state", openapi_extra=needs(Permission.SIGNED_IN))
+@router.get("/environments/state", openapi_extra=needs(Permission.ADMIN))
 def environments_state(context: Context) -> dict[str, Any]:
     """The environments' full definitions (secrets as references, never values), their
     fingerprint, and the file that manages them, if any."""

@@ -43,6 +43,7 @@ from conveyor.errors import Forbidden, InvalidInput, Unauthorized
 from conveyor.services import pipeline, tokens
 from conveyor.services.context import Services
 from conveyor.storage import catalog, operations, releases
+from conveyor.storage.tokens import Token
 
 _KEY = "x-permission"
 _KINDS = ("path", "query", "query?", "release", "operation", "promotion", "user")
@@ -122,8 +123,9 @@ class AuthorizedRoute(APIRoute):
 
         async def authorized(request: Request) -> Response:
             if need.permission is not Permission.PUBLIC:
-                user, environments = await run_in_threadpool(_check, request, need)
+                user, token, environments = await run_in_threadpool(_check, request, need)
                 request.state.user = user
+                request.state.token = token
                 request.state.checked_environments = environments
             return await handler(request)
 
@@ -136,6 +138,15 @@ def current_user(request: Request) -> User:
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def current_token(request: Request) -> Token:
+    """The record of the token the request came with."""
+    token: Token = request.state.token
+    return token
+
+
+CurrentToken = Annotated[Token, Depends(current_token)]
 
 
 def checked_environments(request: Request) -> list[str]:
@@ -153,23 +164,23 @@ def visible(user: User, environments: Iterable[str]) -> list[str]:
     return user.environments_with(Permission.VIEW, environments)
 
 
-def _check(request: Request, need: Need) -> tuple[User, list[str]]:
+def _check(request: Request, need: Need) -> tuple[User, Token, list[str]]:
     services: Services = request.app.state.context.services
-    user = tokens.authenticate(services, _bearer(request))
+    user, token = tokens.authenticate(services, _bearer(request))
     if need.permission is Permission.SELF_OR_ADMIN:
         subject = _subject(request, need)
         if user.name != subject and not user.admin:
             raise Forbidden(refusal(user, need.permission))
-        return user, []
+        return user, token, []
     if not need.permission.per_environment:
         if not user.can(need.permission):
             raise Forbidden(refusal(user, need.permission))
-        return user, []
+        return user, token, []
     environments = _environments(request, need, services)
     for environment in environments:
         if not user.can(need.permission, environment):
             raise Forbidden(refusal(user, need.permission, environment))
-    return user, environments
+    return user, token, environments
 
 
 def _bearer(request: Request) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from conveyor.domain.access import Role
+from conveyor.domain.variables import name_problem
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,44 @@ def order_problem(environments: Sequence[Environment]) -> str | None:
                 f"{environment.name} promotes from {upstream!r}, which is not an environment "
                 "declared before it"
             )
+    return None
+
+
+#: user:password@ in a URL whose password is not a ${NAME} reference.
+_CREDENTIALS = re.compile(r"://[^/@:]+:(?!\$\{)[^@/]+@")
+_REFERENCE_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+MODES = ("read-only", "read-write")
+
+
+def definition_problem(environment: Environment) -> str | None:
+    """What is wrong with one environment's definition, wherever it comes from (a file the
+    server reads, or one `conveyor apply` sends): variable names that change the app's code,
+    secrets given as values instead of references, passwords written into data URLs."""
+    for name, _ in environment.variables:
+        problem = name_problem(name)
+        if problem is not None:
+            return f"variable {problem}"
+    for name, reference in environment.secrets:
+        problem = name_problem(name)
+        if problem is not None:
+            return f"secret {problem}"
+        if not _REFERENCE_ONLY.fullmatch(reference):
+            return (
+                f"secret {name} must be a reference like ${{{name}}} to a variable of the "
+                "server's environment, never the value itself"
+            )
+    for connection in environment.data:
+        where = f"data connection {connection.name!r}"
+        if connection.mode not in MODES:
+            return f"{where}: `mode` is read-only or read-write, not {connection.mode!r}"
+        if _CREDENTIALS.search(connection.url):
+            return (
+                f"{where}: the url holds a password; write it as a reference, e.g. "
+                "postgresql://reader:${WAREHOUSE_PASSWORD}@db/warehouse, and set that "
+                "variable where `conveyor serve` runs"
+            )
+    if environment.outputs is not None and not environment.outputs.startswith("/"):
+        return "`outputs` is an absolute directory path"
     return None
 
 

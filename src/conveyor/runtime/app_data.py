@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from conveyor.domain.environments import Environment
+from conveyor.domain.variables import name_problem
 from conveyor.errors import RuntimeFailure
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -37,9 +38,12 @@ def environment_variables(
     environment: Environment, server_environ: Mapping[str, str]
 ) -> dict[str, str]:
     """The variables every app in ``environment`` gets: its plain variables and its secrets,
-    filled from the server's environment."""
-    given = dict(environment.variables)
+    filled from the server's environment. A name that would change the app's code (stored by
+    an older version) is left out."""
+    given = {n: v for n, v in environment.variables if name_problem(n) is None}
     for name, reference in environment.secrets:
+        if name_problem(name) is not None:
+            continue
         given[name] = fill_references(
             reference, server_environ, f"environment {environment.name}'s secret {name}"
         )

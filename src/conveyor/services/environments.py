@@ -13,6 +13,7 @@ from conveyor.domain.environments import (
     Change,
     Environment,
     Policy,
+    definition_problem,
     environment_to_dict,
     fingerprint,
     order_problem,
@@ -106,9 +107,14 @@ def set_policy(
 
 
 def _check(desired: Sequence[Environment]) -> None:
+    """The rules every definition follows, checked here too: a client may send anything."""
     problem = order_problem(desired)
     if problem is not None:
         raise InvalidInput(problem)
+    for environment in desired:
+        problem = definition_problem(environment)
+        if problem is not None:
+            raise InvalidInput(f"environment {environment.name!r}: {problem}")
 
 
 def _save(

@@ -29,7 +29,6 @@ An optional `git:` list turns on git-driven mode (services/git_driven.py):
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +40,11 @@ from conveyor.domain.environments import (
     DataConnection,
     Environment,
     Policy,
+    definition_problem,
     order_problem,
 )
 from conveyor.errors import InvalidInput
 from conveyor.services.git_driven import GitSource
-from conveyor.services.variables import check_name
 
 _FIELDS = {
     "port",
@@ -61,9 +60,6 @@ _FIELDS = {
     "default_roles",
 }
 _CONNECTION_FIELDS = {"url", "mode", "role"}
-#: user:password@ in a URL whose password is not a ${NAME} reference.
-_CREDENTIALS = re.compile(r"://[^/@:]+:(?!\$\{)[^@/]+@")
-_REFERENCE_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
@@ -116,6 +112,10 @@ def read_environments(path: Path) -> list[Environment]:
                 default_roles=_roles(settings.get("default_roles"), where),
             )
         )
+    for environment in found:
+        problem = definition_problem(environment)
+        if problem is not None:
+            raise InvalidInput(f"{path}: environment {environment.name!r}: {problem}")
     problem = order_problem(found)
     if problem is not None:
         raise InvalidInput(f"{path}: {problem}")
@@ -135,15 +135,7 @@ def _connections(declared: Any, where: str) -> tuple[DataConnection, ...]:
         unknown = set(spec) - _CONNECTION_FIELDS
         if unknown:
             raise InvalidInput(f"{at}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
-        mode = spec.get("mode", "read-only")
-        if mode not in ("read-only", "read-write"):
-            raise InvalidInput(f"{at}: `mode` is read-only or read-write, not {mode!r}")
-        if _CREDENTIALS.search(spec["url"]):
-            raise InvalidInput(
-                f"{at}: the url holds a password; write it as a reference, e.g. "
-                "postgresql://reader:${WAREHOUSE_PASSWORD}@db/warehouse, and set that variable "
-                "where `conveyor serve` runs"
-            )
+        mode = str(spec.get("mode", "read-only"))
         role = spec.get("role")
         if role is not None and not isinstance(role, str):
             raise InvalidInput(f"{at}: `role` is the name of a database role")
@@ -158,10 +150,6 @@ def _variables(declared: Any, where: str) -> tuple[tuple[str, str], ...]:
         raise InvalidInput(f"{where}: `variables` maps names to values")
     found = []
     for name, value in declared.items():
-        try:
-            check_name(str(name))
-        except InvalidInput as exc:
-            raise InvalidInput(f"{where}: {exc}") from None
         if isinstance(value, dict | list) or value is None:
             raise InvalidInput(f"{where}: variable {name} needs a plain value")
         text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -176,11 +164,7 @@ def _secrets(declared: Any, where: str) -> tuple[tuple[str, str], ...]:
         raise InvalidInput(f"{where}: `secrets` maps names to ${{REFERENCE}}s")
     found = []
     for name, reference in declared.items():
-        try:
-            check_name(str(name))
-        except InvalidInput as exc:
-            raise InvalidInput(f"{where}: {exc}") from None
-        if not isinstance(reference, str) or not _REFERENCE_ONLY.fullmatch(reference):
+        if not isinstance(reference, str):
             raise InvalidInput(
                 f"{where}: secret {name} must be a reference like ${{{name}}} to a variable "
                 "of the server's environment, never the value itself"

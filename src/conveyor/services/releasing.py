@@ -16,10 +16,10 @@ from conveyor.domain.environments import Environment
 from conveyor.domain.operations import OperationKind, OperationState
 from conveyor.domain.policy import bundle_alias
 from conveyor.domain.releases import Release, ReleaseKind, ReleaseState
+from conveyor.domain.variables import name_problem
 from conveyor.errors import ConveyorError
 from conveyor.runtime.interface import Instance, ReleasePlan
 from conveyor.services.context import Services
-from conveyor.services.variables import name_problem
 from conveyor.storage import audit, operations, releases, variables
 
 #: Called with the operation id once a release operation has started.
@@ -212,6 +212,10 @@ def plan_for(
             kept[variable.name] = variable.value or ""
         elif log is not None:
             log(f"variable {variable.name} is left out: {problem}")
+    for name in [*dict(environment.variables), *dict(environment.secrets)]:
+        problem = name_problem(name)
+        if problem is not None and log is not None:
+            log(f"{environment.name}'s variable {name} is left out: {problem}")
     return ReleasePlan(
         release_id=release.id,
         app=release.app,

@@ -25,4 +25,8 @@ def rotate_key(services: Services, actor: str) -> Rotation:
         audit.record(
             connection, actor, "secrets.rotate-key", "secrets", {"key": new.id, "secrets": resealed}
         )
+    # A server sharing the database may have sealed a value with the old key just before it
+    # saw the new one: a second pass catches what committed meanwhile, before the old key goes.
+    with services.store.transaction() as connection:
+        variables.reseal_older(connection, new.id)
     return Rotation(new.id, resealed, keys.keep_only_newest())

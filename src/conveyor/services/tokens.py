@@ -20,13 +20,19 @@ DEFAULT_EXPIRY_DAYS = 90
 MAX_EXPIRY_DAYS = 3650
 
 
-def authenticate(services: Services, token: str) -> User:
-    """The user ``token`` acts as; Unauthorized saying why when it acts as nobody."""
+def authenticate(services: Services, token: str) -> tuple[User, Token]:
+    """The user ``token`` acts as, and its record; Unauthorized saying why when it acts as
+    nobody."""
     with services.store.transaction() as connection:
         found = tokens.find(connection, token)
         if found is None:
             raise Unauthorized(
                 "the token is not valid for this server; run `conveyor login` with one that is"
+            )
+        if not found.intact:
+            raise Unauthorized(
+                f"the record of this token (id {found.id}) was changed in the database outside "
+                "Conveyor, so it no longer works; ask an admin for a new one"
             )
         if found.revoked_at is not None:
             raise Unauthorized(
@@ -40,18 +46,29 @@ def authenticate(services: Services, token: str) -> User:
                 "one with `conveyor token create` and `conveyor login` with it"
             )
         user = stored_users.get_user(connection, found.user)
-        if user is None or user.disabled:
+        if user is None:
+            raise Unauthorized(
+                f"this token belongs to {found.user!r}, who is not a user of this server; ask "
+                "an admin for a token of your own"
+            )
+        if user.disabled:
             raise Unauthorized(f"user {found.user} is disabled; their tokens no longer work")
         if found.last_used_at is None or found.last_used_at <= _stamp(moment - _TOUCH_EVERY):
             tokens.touch(connection, found.id, _stamp(moment))
-    return user
+    return user, found
 
 
 def create_token(
-    services: Services, actor: User, for_user: str | None, expires_days: int | None
+    services: Services,
+    actor: User,
+    for_user: str | None,
+    expires_days: int | None,
+    presented: Token | None = None,
 ) -> tuple[Token, str]:
     """A token for ``for_user`` (default: the actor); only admins make tokens for others.
-    Returns its record and the token, which is shown this once."""
+    A token made with a token (``presented``) for oneself never outlives it, so revoking a
+    leaked token cuts off the tokens it made. Returns its record and the token, which is
+    shown this once."""
     owner = for_user or actor.name
     if owner != actor.name and not actor.admin:
         raise Forbidden(
@@ -70,6 +87,8 @@ def create_token(
             f"give --expires DAYS (up to {MAX_EXPIRY_DAYS})"
         )
     expires_at = _stamp(datetime.now(UTC) + timedelta(days=days)) if days else None
+    if presented is not None and presented.expires_at is not None and owner == actor.name:
+        expires_at = min(expires_at or presented.expires_at, presented.expires_at)
     with services.store.transaction() as connection:
         user = stored_users.get_user(connection, owner)
         if user is None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, insert, inspect, select, text, update
 
+from conveyor.domain.access import SERVER_ACTORS, USER_NAME
 from conveyor.domain.environments import default_roles_for
 from conveyor.errors import StorageError
 from conveyor.storage import schema
@@ -55,15 +56,15 @@ def _environments_as_code(connection: Connection) -> None:
 
 def _users_and_roles(connection: Connection) -> None:
     """Users with roles per environment; tokens that expire and can be revoked. The owners of
-    existing tokens become users: the first token's owner an admin, the others keep what they
-    did before (a developer where they deployed, a deployer where they promoted or rolled back,
-    an approver where they approved) on top of each environment's default roles."""
+    existing tokens become users: the first token's owner an admin, the others with each
+    environment's default roles."""
     columns = {column["name"] for column in inspect(connection).get_columns("api_tokens")}
     for name, definition in (
         ("created_by", "VARCHAR(64) NOT NULL DEFAULT ''"),
         ("expires_at", "VARCHAR(32)"),
         ("last_used_at", "VARCHAR(32)"),
         ("revoked_at", "VARCHAR(32)"),
+        ("mac", "VARCHAR(64)"),
     ):
         if name not in columns:
             connection.execute(text(f"ALTER TABLE api_tokens ADD COLUMN {name} {definition}"))
@@ -89,6 +90,10 @@ def _fill_default_roles(connection: Connection) -> None:
 
 
 def _users_from_tokens(connection: Connection) -> None:
+    """Before this version anyone with a token could mint tokens for any name, so a name
+    proves nothing: token owners become users with each environment's default roles only (an
+    admin grants the rest), and names that are not valid user names become no user at all
+    (their tokens stop working)."""
     tokens, users, grants = schema.api_tokens, schema.users, schema.grants
     owners = connection.execute(select(tokens.c.owner).order_by(tokens.c.id)).scalars().all()
     known = set(connection.execute(select(users.c.name)).scalars())
@@ -96,50 +101,32 @@ def _users_from_tokens(connection: Connection) -> None:
     environments = connection.execute(
         select(schema.environments.c.name, schema.environments.c.default_roles)
     ).all()
-    first = True
+    admin_made = bool(known)
     for owner in dict.fromkeys(owners):
-        if owner in known:
-            first = False
+        if owner in known or not USER_NAME.fullmatch(owner) or owner in SERVER_ACTORS:
             continue
         connection.execute(
             insert(users).values(
-                name=owner, admin=first, disabled=False, created_by="upgrade", created_at=stamp
+                name=owner,
+                admin=not admin_made,
+                disabled=False,
+                created_by="upgrade",
+                created_at=stamp,
             )
         )
-        if not first:
-            held: set[tuple[str, str]] = {
-                (environment, role)
-                for environment, roles in environments
-                for role in json.loads(roles or "[]")
-            }
-            held |= _roles_from_history(connection, owner)
-            for environment, role in sorted(held):
-                connection.execute(
-                    insert(grants).values(
-                        user=owner,
-                        environment=environment,
-                        role=role,
-                        granted_by="upgrade",
-                        granted_at=stamp,
+        if admin_made:
+            for environment, roles in environments:
+                for role in json.loads(roles or "[]"):
+                    connection.execute(
+                        insert(grants).values(
+                            user=owner,
+                            environment=environment,
+                            role=role,
+                            granted_by="upgrade",
+                            granted_at=stamp,
+                        )
                     )
-                )
-        first = False
-
-
-def _roles_from_history(connection: Connection, user: str) -> set[tuple[str, str]]:
-    releases, approvals = schema.releases, schema.approvals
-    found: set[tuple[str, str]] = set()
-    for environment, kind in connection.execute(
-        select(releases.c.environment, releases.c.kind)
-        .where(releases.c.created_by == user)
-        .distinct()
-    ).all():
-        found.add((environment, "developer" if kind == "deploy" else "deployer"))
-    for (environment,) in connection.execute(
-        select(approvals.c.environment).where(approvals.c.by == user).distinct()
-    ).all():
-        found.add((environment, "approver"))
-    return found
+        admin_made = True
 
 
 MIGRATIONS: tuple[Migration, ...] = (

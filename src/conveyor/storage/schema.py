@@ -234,4 +234,6 @@ api_tokens = Table(
     Column("expires_at", STAMP, nullable=True),
     Column("last_used_at", STAMP, nullable=True),
     Column("revoked_at", STAMP, nullable=True),
+    # HMAC over digest, owner, expiry and revocation under the keys file's token key.
+    Column("mac", ID, nullable=True),
 )

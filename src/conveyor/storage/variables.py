@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
+from conveyor.errors import StorageError
 from conveyor.storage import schema
+from conveyor.storage.keyring import SEALED_PREFIX
 from conveyor.storage.store import keys_of, now
 
 _T = schema.variables
@@ -94,10 +96,35 @@ def reseal_all(connection: Connection) -> int:
     )
 
 
-def seal_plain_secrets(connection: Connection) -> int:
-    """Encrypt secrets stored in plain text by a version before encryption at rest."""
+def reseal_older(connection: Connection, newest: str) -> int:
+    """Encrypt again with the newest key the secrets sealed with another one."""
     keys = keys_of(connection)
-    return _rewrite_secrets(connection, keys.seal)
+    prefix = f"{SEALED_PREFIX}{newest}:"
+    return _rewrite_secrets(
+        connection,
+        lambda sealed, context: (
+            sealed
+            if sealed.startswith(prefix)
+            else keys.seal(keys.unseal(sealed, context), context)
+        ),
+    )
+
+
+def seal_plain_secrets(connection: Connection) -> int:
+    """Encrypt secrets stored in plain text by a version before encryption at rest. A value
+    that is encrypted already means the database was secured before and its record of its
+    keys removed: StorageError, nothing is changed."""
+    keys = keys_of(connection)
+
+    def seal(value: str, context: str) -> str:
+        if value.startswith(SEALED_PREFIX):
+            raise StorageError(
+                f"the secret {context} is encrypted already, but the database has no record "
+                "of its keys: that record was removed. Restore the database from a backup"
+            )
+        return keys.seal(value, context)
+
+    return _rewrite_secrets(connection, seal)
 
 
 def _rewrite_secrets(connection: Connection, change: Callable[[str, str], str]) -> int:
