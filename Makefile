@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/switch_under_load.py
 	$(BIN)/python bench/runtime_build.py
 	$(BIN)/python bench/promotion_latency.py
+	$(BIN)/python bench/sandbox_cost.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

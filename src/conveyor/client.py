@@ -218,6 +218,12 @@ class Client:
         result: dict[str, Any] = self.request("POST", "/environments/apply", body=body)
         return result
 
+    def data_check(self, environment: str | None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request(
+            "GET", "/data/check", query={"environment": environment}, timeout=120
+        )
+        return result
+
     def drift(self, environment: str | None) -> dict[str, Any]:
         result: dict[str, Any] = self.request(
             "GET", "/drift", query={"environment": environment}, timeout=300

@@ -97,6 +97,10 @@ def test_test_reads_prod_data_read_only_and_prod_writes(tmp_path, warehouse):
     server.env["WAREHOUSE_LOGIN"] = str(login)
     try:
         server.start()
+        # The login is set up as docs/data.md says: the database refuses its writes.
+        checked = server.cli("data", "check", "--env", "test")
+        assert checked.code == 0, checked
+        assert "warehouse" in checked.out and "safe" in checked.out
         app = make_reporter(tmp_path)
         deployed = server.cli("deploy", str(app), "--env", "test")
         assert deployed.code == 0, deployed

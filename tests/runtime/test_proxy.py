@@ -207,31 +207,107 @@ def test_an_app_path_without_its_trailing_slash_redirects_permanently(proxy, bas
     asyncio.run(scenario())
 
 
-def test_forwarded_headers_are_set_and_the_original_host_kept(proxy, base):
+SPOOFED = {
+    "Host": "apps.example.org",
+    "X-Forwarded-For": "203.0.113.7",
+    "X-Forwarded-Prefix": "/not-from-the-client",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "evil.example.org",
+    "Forwarded": "for=203.0.113.7;proto=https",
+    "X-Real-IP": "203.0.113.7",
+}
+
+
+def test_forwarded_headers_from_a_client_are_replaced_and_the_original_host_kept(proxy, base):
+    """An app that takes X-Forwarded-For for the client's address would believe anyone: from a
+    client that is not a trusted proxy, the proxy's own values replace the client's."""
+
     async def scenario() -> None:
         async with serve(echo_app("alpha")) as alpha:
             await in_thread(proxy.set_route, "dev", "alpha", 1, [alpha])
             async with aiohttp.ClientSession() as client:
-                echo = await get_json(
-                    client,
-                    f"{base}/alpha/",
-                    headers={
-                        "Host": "apps.example.org",
-                        "X-Forwarded-For": "203.0.113.7",
-                        "X-Forwarded-Prefix": "/not-from-the-client",
-                        "X-Forwarded-Proto": "gopher",
-                    },
-                )
+                echo = await get_json(client, f"{base}/alpha/", headers=SPOOFED)
                 plain = await get_json(client, f"{base}/alpha/")
-        assert header(echo, "X-Forwarded-For") == ["203.0.113.7, 127.0.0.1"]
+        assert header(echo, "X-Forwarded-For") == ["127.0.0.1"]
         assert header(echo, "X-Forwarded-Proto") == ["http"]
         assert header(echo, "X-Forwarded-Host") == ["apps.example.org"]
         assert header(echo, "X-Forwarded-Prefix") == ["/alpha"]
+        assert header(echo, "Forwarded") == [] and header(echo, "X-Real-IP") == []
         assert header(echo, "Host") == ["apps.example.org"]
         assert header(plain, "X-Forwarded-For") == ["127.0.0.1"]
         assert header(plain, "X-Forwarded-Host") == [base.removeprefix("http://")]
 
     asyncio.run(scenario())
+
+
+def test_a_trusted_proxys_forwarded_headers_are_kept():
+    trusting = Proxy(trusted_proxies=["127.0.0.0/8"])
+    trusting.start()
+    try:
+        base = f"http://127.0.0.1:{trusting.add_listener('dev')}"
+
+        async def scenario() -> None:
+            async with serve(echo_app("alpha")) as alpha:
+                await in_thread(trusting.set_route, "dev", "alpha", 1, [alpha])
+                async with aiohttp.ClientSession() as client:
+                    echo = await get_json(client, f"{base}/alpha/", headers=SPOOFED)
+            assert header(echo, "X-Forwarded-For") == ["203.0.113.7, 127.0.0.1"]
+            assert header(echo, "X-Forwarded-Proto") == ["https"]
+            assert header(echo, "X-Forwarded-Host") == ["evil.example.org"]
+            assert header(echo, "X-Forwarded-Prefix") == ["/alpha"]
+
+        asyncio.run(scenario())
+    finally:
+        trusting.stop()
+    with pytest.raises(InvalidInput, match="a trusted proxy is an address"):
+        Proxy(trusted_proxies=["not-an-address"])
+
+
+def test_with_a_domain_each_app_is_its_own_origin(proxy):
+    """sales.test.example.com serves sales and nothing else: a page of another app cannot be
+    reached under that origin (and so cannot read its cookies or storage)."""
+    port = proxy.add_listener("test", domain="test.example.com")
+    base = f"http://127.0.0.1:{port}"
+
+    async def scenario() -> None:
+        async with serve(echo_app("sales")) as sales, serve(echo_app("evil")) as evil:
+            await in_thread(proxy.set_route, "test", "sales", 1, [sales])
+            await in_thread(proxy.set_route, "test", "evil", 2, [evil])
+            async with aiohttp.ClientSession() as client:
+                own = {"Host": "sales.test.example.com"}
+                echo = await get_json(client, f"{base}/sales/page", headers=own)
+                assert echo["upstream"] == "sales"
+                async with client.get(f"{base}/", headers=own, allow_redirects=False) as root:
+                    assert (root.status, root.headers["Location"]) == (308, "/sales/")
+                async with client.get(f"{base}/evil/", headers=own) as other:
+                    assert other.status == 404
+                # Without the app's own host, the environment's address serves every app.
+                assert (await get_json(client, f"{base}/evil/"))["upstream"] == "evil"
+
+    asyncio.run(scenario())
+
+
+def test_websocket_messages_beyond_the_limit_are_refused():
+    small = Proxy(websocket_limit=1024)
+    small.start()
+    try:
+        base = f"http://127.0.0.1:{small.add_listener('dev')}"
+
+        async def scenario() -> None:
+            async with serve(echo_app("alpha")) as alpha:
+                await in_thread(small.set_route, "dev", "alpha", 1, [alpha], strip_prefix=True)
+                async with aiohttp.ClientSession() as client:
+                    ws = await client.ws_connect(f"{base}/alpha/ws")
+                    await ws.send_str("x" * 100)
+                    assert await ws.receive_str() == "alpha:" + "x" * 100
+                    await ws.send_str("x" * 4096)
+                    message = await ws.receive()
+                    assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+                    assert ws.close_code == 1009  # message too big
+
+        asyncio.run(scenario())
+    finally:
+        small.stop()
 
 
 UPSTREAM_BODY = gzip.compress(b"compressed by the app")

@@ -166,7 +166,7 @@ def old_database(database_url: str) -> None:
             connection.execute(text("DROP TABLE grants"))
             connection.execute(text("DROP TABLE users"))
             connection.execute(
-                schema.schema_migrations.delete().where(schema.schema_migrations.c.version == 5)
+                schema.schema_migrations.delete().where(schema.schema_migrations.c.version >= 5)
             )
             catalog.save_environments(connection, DEFAULT_ENVIRONMENTS)
             catalog.ensure_app(connection, "hello")

@@ -46,6 +46,7 @@ def get_status(context: Context, user: CurrentUser, app: str | None = None) -> d
     found = status.status(context.services, app)
     seen = set(visible(user, (e["name"] for e in found.environments)))
     return {
+        "isolation": context.services.runtime.isolation(),
         "environments": [{**e, "url": context.urls.get(e["name"])} for e in found.environments],
         "apps": found.apps,
         "cells": [

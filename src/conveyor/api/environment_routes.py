@@ -14,6 +14,7 @@ from conveyor.api.permissions import AuthorizedRoute, CurrentUser, needs, visibl
 from conveyor.domain.access import Permission
 from conveyor.domain.environments import Policy, environment_from_dict, environment_to_dict
 from conveyor.errors import InvalidInput
+from conveyor.services import data_check as data_check_service
 from conveyor.services import drift, environments
 from conveyor.storage import catalog
 
@@ -142,3 +143,30 @@ def repair_runtimes(
         "log": lines,
         "releases": [{"id": o.release.id, "live": o.live, "message": o.message} for o in outcomes],
     }
+
+
+@router.get(
+    "/data/check",
+    tags=["data"],
+    openapi_extra=needs(
+        Permission.VIEW, "query?:environment", note="without it, the environments one has a role in"
+    ),
+)
+def data_check(
+    context: Context, user: CurrentUser, environment: str | None = None
+) -> list[dict[str, Any]]:
+    """Connect with each read-only data connection's login and show what it could write."""
+    with context.services.store.transaction() as connection:
+        names = [e.name for e in catalog.list_environments(connection)]
+    wanted = [environment] if environment else visible(user, names)
+    return [
+        {
+            "environment": c.environment,
+            "connection": c.connection,
+            "verdict": c.verdict,
+            "login": c.login,
+            "note": c.note,
+            "problems": [{"privilege": p.privilege, "fix": p.fix} for p in c.problems],
+        }
+        for c in data_check_service.check(context.services, wanted)
+    ]

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,10 +32,12 @@ from conveyor.errors import ConveyorError, InvalidInput, RuntimeFailure
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.local import LocalRuntime
 from conveyor.runtime.proxy import Proxy
+from conveyor.runtime.proxy_forward import DEFAULT_WEBSOCKET_LIMIT
 from conveyor.services.context import Services
 from conveyor.services.environments import apply as apply_environments
 from conveyor.services.git_driven import GitSource, GitWatcher
 from conveyor.services.reconcile import reconcile
+from conveyor.services.releasing import record_repair
 from conveyor.storage import audit, catalog, tokens, users
 from conveyor.storage.home import secure_home
 from conveyor.storage.store import Store
@@ -59,6 +62,10 @@ class ServerSettings:
     uv_cache: Path | None = None
     #: Repositories to watch (git-driven mode); none by default.
     git_sources: list[GitSource] = field(default_factory=list)
+    #: Proxies in front whose X-Forwarded-* headers apps may trust (addresses or networks).
+    trusted_proxies: list[str] = field(default_factory=list)
+    #: The largest WebSocket message the proxy accepts from a client, in bytes.
+    websocket_limit: int = DEFAULT_WEBSOCKET_LIMIT
 
 
 def check_exposure(settings: ServerSettings) -> None:
@@ -99,21 +106,43 @@ def serve(
     for line in secure_home(settings.home):
         say(line)
     store = Store.open(settings.home, settings.database_url)
-    proxy = Proxy()
+    proxy = Proxy(
+        trusted_proxies=settings.trusted_proxies, websocket_limit=settings.websocket_limit
+    )
     builder = RuntimeBuilder(settings.home, cache_dir=settings.uv_cache)
     runtime = LocalRuntime(settings.home, proxy, builder=builder)
     services = Services(store, runtime)
+    runtime.on_repaired = lambda release_id, what: record_repair(services, release_id, what)
+    say(f"isolation: {runtime.sandboxing.detail}")
     background = Background()
     watcher: GitWatcher | None = None
     scheme = "https" if settings.tls_cert else "http"
+    # App listeners follow the API's rules: loopback, TLS, or a TLS proxy in front.
+    tls = _tls_context(settings)
     try:
         running = _environments(services, settings, say)
+        for environment in running:
+            if environment.isolation == "required" and runtime.sandboxing.isolation.value == "none":
+                say(
+                    f"warning: {environment.name} requires isolation and this server cannot "
+                    "sandbox apps: its releases will be refused"
+                )
         _first_token(store, settings, scheme, say, show_token)
         proxy.start()
         urls: dict[str, str] = {}
+
+        def listen(environment: Environment) -> None:
+            port = proxy.add_listener(
+                environment.name,
+                settings.host,
+                environment.port,
+                domain=environment.domain,
+                ssl_context=tls,
+            )
+            urls[environment.name] = f"{scheme}://{_display(settings.host)}:{port}"
+
         for environment in running:
-            port = proxy.add_listener(environment.name, settings.host, environment.port)
-            urls[environment.name] = f"http://{_display(settings.host)}:{port}"
+            listen(environment)
 
         def applied(environments: list[Environment]) -> list[str]:
             """Open listeners for environments new to this process; say what waits."""
@@ -122,11 +151,12 @@ def serve(
             for environment in environments:
                 before = known.get(environment.name)
                 if before is None:
-                    port = proxy.add_listener(environment.name, settings.host, environment.port)
-                    urls[environment.name] = f"http://{_display(settings.host)}:{port}"
+                    listen(environment)
                     running.append(environment)
                     notes.append(f"{environment.name} listens on {urls[environment.name]}")
-                elif before.port != environment.port:
+                    continue
+                proxy.set_domain(environment.name, environment.domain)
+                if before.port != environment.port:
                     notes.append(
                         f"{environment.name} moves to port {environment.port} when the server "
                         "restarts (its listener keeps serving meanwhile)"
@@ -190,6 +220,15 @@ def serve(
         proxy.stop()
         store.close()
         say("stopped")
+
+
+def _tls_context(settings: ServerSettings) -> ssl.SSLContext | None:
+    """The TLS context the environments' listeners serve with: the API's certificate."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
 
 
 def _discover(builder: RuntimeBuilder, say: Callable[[str], None]) -> None:

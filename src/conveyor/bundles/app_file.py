@@ -15,9 +15,11 @@ from conveyor.domain.apps import (
     AppSpec,
     AppType,
     Checks,
+    Resources,
     SmokeCheck,
+    parse_size,
 )
-from conveyor.errors import ManifestError
+from conveyor.errors import InvalidInput, ManifestError
 
 APP_FILE = "conveyor.yml"
 REQUIREMENT_FILES = ("uv.lock", "pylock.toml", "requirements.txt", "pyproject.toml")
@@ -34,6 +36,7 @@ _FIELDS = {
     "ci",
     "build",
     "limits",
+    "resources",
 }
 
 
@@ -116,6 +119,36 @@ def parse_app_spec(data: dict[str, Any], path: Path, directory: Path) -> AppSpec
         max_file_mb=_Fields(limits, path, "limits.").integer("file_mb", 100, minimum=1),
         max_total_mb=_Fields(limits, path, "limits.").integer("total_mb", 500, minimum=1),
         max_files=_Fields(limits, path, "limits.").integer("files", 20_000, minimum=1),
+        resources=_resources(reader),
+    )
+
+
+def _resources(reader: _Fields) -> Resources:
+    """`resources: {memory: 1GiB, cpus: 1.5, processes: 256}`: each optional."""
+    declared = reader.mapping("resources")
+    sub = _Fields(declared, reader.path, "resources.")
+    unknown = sorted(set(declared) - {"memory", "cpus", "processes"})
+    if unknown:
+        sub.fail(unknown[0], "unknown resource; resources are memory, cpus and processes")
+    memory = declared.get("memory")
+    size = None
+    if memory is not None:
+        try:
+            size = parse_size(memory, "memory")
+        except InvalidInput:
+            sub.fail("memory", f"{memory!r} is not a size: write e.g. 512MiB or 2GiB")
+        if size < 16 * 2**20:
+            sub.fail("memory", "must be at least 16MiB: a Python process needs that to start")
+    cpus = declared.get("cpus")
+    if cpus is not None and (
+        isinstance(cpus, bool) or not isinstance(cpus, int | float) or cpus <= 0
+    ):
+        sub.fail("cpus", f"must be a number of CPUs above 0 (e.g. 1.5), found {cpus!r}")
+    processes = sub.integer("processes", 0, minimum=0) if "processes" in declared else None
+    if processes == 0:
+        sub.fail("processes", "must be a whole number of at least 1")
+    return Resources(
+        memory=size, cpus=float(cpus) if cpus is not None else None, processes=processes
     )
 
 

@@ -14,6 +14,7 @@ from conveyor.cli.audit import audit_group
 from conveyor.cli.bundle import bundle_group
 from conveyor.cli.ci import check_command, ci_command
 from conveyor.cli.config import config_group
+from conveyor.cli.data import data_group
 from conveyor.cli.demo import demo_command
 from conveyor.cli.drift import drift_command, repair_command
 from conveyor.cli.environments import apply_command, plan_command
@@ -78,6 +79,7 @@ for command in (
     apply_command,
     drift_command,
     repair_command,
+    data_group,
     lint_command,
 ):
     cli.add_command(command)

@@ -12,6 +12,7 @@ from conveyor.cli import output
 from conveyor.cli.connection import client_of
 from conveyor.client import Client
 from conveyor.credentials import save_token
+from conveyor.domain.apps import parse_size
 from conveyor.domain.environments import DEFAULT_ENVIRONMENTS
 from conveyor.services.environments_file import read_environments, read_git_sources
 from conveyor.storage.store import default_home
@@ -41,8 +42,27 @@ from conveyor.storage.store import default_home
     is_flag=True,
     help="Allow a non-loopback --host without TLS: a proxy in front terminates TLS.",
 )
-@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Serve the API and the environments' listeners over HTTPS with this certificate.",
+)
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="ADDRESS",
+    help="A proxy in front (address or network, e.g. 127.0.0.1) whose X-Forwarded-* headers "
+    "apps get; from anyone else they are replaced. Repeat for more.",
+)
+@click.option(
+    "--websocket-max-message",
+    default="8MiB",
+    show_default=True,
+    metavar="SIZE",
+    help="The largest WebSocket message the proxy accepts from a client.",
+)
 def serve_command(
     home: Path | None,
     environments_file: Path | None,
@@ -52,6 +72,8 @@ def serve_command(
     behind_proxy: bool,
     tls_cert: Path | None,
     tls_key: Path | None,
+    trusted_proxies: tuple[str, ...],
+    websocket_max_message: str,
 ) -> None:
     """Run the Conveyor server: the control API and one listener per environment.
 
@@ -81,6 +103,8 @@ def serve_command(
         tls_key=tls_key,
         uv_cache=Path(cache) if cache else None,
         git_sources=git_sources,
+        trusted_proxies=list(trusted_proxies),
+        websocket_limit=parse_size(websocket_max_message, "--websocket-max-message"),
     )
     serve(settings, lambda line: click.echo(line, err=True), _show_token)
 

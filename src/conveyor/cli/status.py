@@ -23,7 +23,9 @@ JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for mach
 def status_command(ctx: click.Context, app: str | None, as_json: bool) -> None:
     """Apps x environments: the live bundle, its age and state, ✓ when verified there, and who
     approved it there. DEGRADED marks a live release whose processes keep crashing (see
-    `conveyor logs`)."""
+    `conveyor logs`); REPAIRED one whose files were found changed and restored from its bundle.
+    Below the table: how the server isolates apps, and each live release's isolation where it
+    differs (unsandboxed, or with limits)."""
     found = client_of(ctx).status(app)
     if as_json:
         output.as_json(found)
@@ -44,6 +46,18 @@ def status_command(ctx: click.Context, app: str | None, as_json: bool) -> None:
     output.info("")
     for environment in found["environments"]:
         output.info(f"{environment['name']:<6} {environment['url'] or '-'}/<app>/")
+        for name in environment.get("unverified", []):
+            output.warn(
+                f"{environment['name']}: data connection {name} is used without proof that its "
+                "login cannot write (`verified: false`)"
+            )
+    output.info(f"\nisolation: {found.get('isolation', 'unknown')}")
+    for cell in found["cells"]:
+        if cell.get("repaired"):
+            output.info(f"  {cell['app']} in {cell['environment']}: {cell['repaired']}")
+        isolation = cell.get("isolation") or ""
+        if isolation.startswith("none") or "limits" in isolation:
+            output.info(f"  {cell['app']} in {cell['environment']}: {isolation}")
     if found.get("git"):
         output.info("")
         output.table(
@@ -61,6 +75,8 @@ def _cell(cell: dict[str, Any]) -> str:
         text += f" {cell['state']}"
     if cell.get("degraded"):
         text += " DEGRADED"
+    if cell.get("repaired"):
+        text += " REPAIRED"
     if cell["verified"]:
         text += " ✓"
     approved = cell.get("approved_by") or ()

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from conveyor.errors import InvalidInput
+
 
 class AppType(StrEnum):
     FASTAPI = "fastapi"
@@ -70,6 +72,46 @@ DEFAULT_BRANCHES: tuple[tuple[str, str], ...] = (("main", "prod"), ("test", "tes
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What one worker of the app may use (`resources:` in conveyor.yml); None: no limit."""
+
+    memory: int | None = None  # bytes
+    cpus: float | None = None
+    processes: int | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.memory is not None:
+            parts.append(f"memory {show_size(self.memory)}")
+        if self.cpus is not None:
+            parts.append(f"cpus {self.cpus:g}")
+        if self.processes is not None:
+            parts.append(f"processes {self.processes}")
+        return ", ".join(parts) or "no limits"
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT])(?:i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: object, what: str) -> int:
+    """``512MiB``, ``2G``, ``64KiB`` as bytes (units are powers of 1024); InvalidInput naming
+    ``what`` otherwise."""
+    match = _SIZE.match(str(text)) if not isinstance(text, bool) else None
+    if not match:
+        raise InvalidInput(f"{what}: {text!r} is not a size: write e.g. 512MiB or 2GiB")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def show_size(size: int) -> str:
+    """Bytes as people write them: 512 MiB, 2 GiB."""
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
+
+
+@dataclass(frozen=True)
 class AppSpec:
     """An app as declared in its `conveyor.yml`."""
 
@@ -87,6 +129,7 @@ class AppSpec:
     max_file_mb: int = 100
     max_total_mb: int = 500
     max_files: int = 20_000
+    resources: Resources = field(default_factory=Resources)
 
     def required_checks(self) -> tuple[str, ...]:
         """The checks a release must pass to be verified: health always, smoke and tests when

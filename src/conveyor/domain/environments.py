@@ -42,6 +42,13 @@ class DataConnection:
     url: str
     mode: str = "read-only"
     role: str | None = None
+    #: A read-only connection's login is proven unable to write before a release uses it
+    #: (`conveyor data check`); False: used without that proof, knowingly (status shows it).
+    verified: bool = True
+
+    @property
+    def read_only(self) -> bool:
+        return self.mode == "read-only"
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,11 @@ class Environment:
     #: The roles a user added without `--role` gets here; by default those of
     #: ``default_roles_for(name)``.
     default_roles: tuple[Role, ...] | None = None
+    #: "required": a release never starts outside a sandbox; "preferred": sandboxed where
+    #: the server can, with a warning where it cannot.
+    isolation: str = "preferred"
+    #: Host-based routing: every app also answers at ``<app>.<domain>``, its own origin.
+    domain: str | None = None
 
     def __post_init__(self) -> None:
         if not self.config_name:
@@ -121,6 +133,9 @@ def order_problem(environments: Sequence[Environment]) -> str | None:
 _CREDENTIALS = re.compile(r"://[^/@:]+:(?!\$\{)[^@/]+@")
 _REFERENCE_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 MODES = ("read-only", "read-write")
+ISOLATION = ("required", "preferred")
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = re.compile(rf"^(?=.{{1,200}}$){_LABEL}(\.{_LABEL})+$")
 
 
 def definition_problem(environment: Environment) -> str | None:
@@ -152,6 +167,16 @@ def definition_problem(environment: Environment) -> str | None:
             )
     if environment.outputs is not None and not environment.outputs.startswith("/"):
         return "`outputs` is an absolute directory path"
+    if environment.isolation not in ISOLATION:
+        return (
+            "`isolation` is required (releases never start unsandboxed) or preferred "
+            f"(sandboxed where the server can), not {environment.isolation!r}"
+        )
+    if environment.domain is not None and not _DOMAIN.match(environment.domain):
+        return (
+            "`domain` is a DNS name such as test.example.com: each app then also answers at "
+            "<app>.test.example.com"
+        )
     return None
 
 
@@ -168,6 +193,8 @@ def environment_to_dict(environment: Environment) -> dict[str, Any]:
         "variables": dict(environment.variables),
         "secrets": dict(environment.secrets),
         "default_roles": [str(r) for r in environment.roles_for_new_users],
+        "isolation": environment.isolation,
+        "domain": environment.domain,
     }
 
 
@@ -185,6 +212,8 @@ def environment_from_dict(data: Mapping[str, Any]) -> Environment:
         default_roles=(
             tuple(Role(r) for r in data["default_roles"]) if "default_roles" in data else None
         ),
+        isolation=str(data.get("isolation") or "preferred"),
+        domain=data.get("domain"),
     )
 
 

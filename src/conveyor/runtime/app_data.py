@@ -10,6 +10,9 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from conveyor.domain.environments import Environment
 from conveyor.domain.variables import name_problem
 from conveyor.errors import RuntimeFailure
@@ -96,3 +99,25 @@ def process_environment(runtime: Path, home: Path, config_name: str, app: str) -
         "R_CONFIG_ACTIVE": config_name,
         "CONVEYOR_APP": app,
     }
+
+
+def sqlite_files(environment: Environment) -> list[tuple[Path, bool]]:
+    """The SQLite files the environment's data connections name, each with whether the
+    connection may write it: the sandbox shows them (read-only ones read-only). For a file
+    that may be written, its directory, where SQLite keeps its journal."""
+    found: list[tuple[Path, bool]] = []
+    for connection in environment.data:
+        try:
+            url = make_url(connection.url)
+        except ArgumentError:
+            continue
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            continue
+        path = Path(url.database)
+        if not path.is_absolute():
+            continue
+        if connection.read_only:
+            found.append((path, False))
+        else:
+            found.append((path.parent, True))
+    return found

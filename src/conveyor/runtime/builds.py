@@ -49,6 +49,33 @@ _RUNTIME_ID = re.compile(r"^[0-9a-f]{64}$")
 _RETIRED = ".retired-"
 # Variables that would point uv or the runtime's Python at another environment than the one
 # being built.
+#: What a runtime build gets from the server's environment: where programs are, the locale,
+#: a temporary directory, how to reach a package index (proxies, certificates, index URLs and
+#: their credentials, uv's own settings). Nothing else.
+_BUILD_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "TMPDIR",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "all_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_CERT",
+    }
+)
+_BUILD_PREFIXES = ("UV_",)
 _NOT_INHERITED = (
     "VIRTUAL_ENV",
     "CONDA_PREFIX",
@@ -364,9 +391,15 @@ class RuntimeBuilder:
         )
 
     def _environment(self) -> dict[str, str]:
-        """The server's environment minus what points at other environments, plus uv's
-        settings: the shared cache, no Python downloads, no progress bars in the log."""
-        environment = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        """A minimal environment for uv and the packages it builds: never the server's own
+        (which holds the secrets behind ``${...}`` references); only what reaching an index
+        and finding programs needs, uv's own settings, and: the shared cache, no Python
+        downloads, no progress bars in the log."""
+        environment = {
+            k: v
+            for k, v in os.environ.items()
+            if (k in _BUILD_NAMES or k.startswith(_BUILD_PREFIXES)) and k not in _NOT_INHERITED
+        }
         environment.update(
             UV_CACHE_DIR=str(self.cache_dir),
             UV_PYTHON_DOWNLOADS="never",
@@ -514,15 +547,24 @@ def _write_marker(
 
 
 def _make_read_only(root: Path) -> None:
-    """Clear every write bit in the tree. Symbolic links are left alone: their own mode means
-    nothing on Linux, and following one (bin/python) would change the interpreter's file."""
+    """Clear every write bit in the tree, and let everyone read it: sandboxed apps run as
+    users of their own (the server's home, 0700, keeps everyone else out). Symbolic links are
+    left alone: their own mode means nothing on Linux, and following one (bin/python) would
+    change the interpreter's file."""
     for directory, subdirectories, files in os.walk(root, topdown=False):
         for name in [*files, *subdirectories]:
             path = os.path.join(directory, name)
             mode = os.lstat(path).st_mode
             if not stat.S_ISLNK(mode):
-                os.chmod(path, stat.S_IMODE(mode) & ~0o222)
-    os.chmod(root, stat.S_IMODE(os.lstat(root).st_mode) & ~0o222)
+                os.chmod(path, _readable(mode))
+    os.chmod(root, _readable(os.lstat(root).st_mode))
+
+
+def _readable(mode: int) -> int:
+    """``mode`` without write bits, readable by all, and executable by all where anyone
+    could execute it (directories always)."""
+    executable = stat.S_ISDIR(mode) or stat.S_IMODE(mode) & 0o111
+    return 0o555 if executable else 0o444
 
 
 def _exchange(first: Path, second: Path) -> None:

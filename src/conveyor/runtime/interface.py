@@ -25,6 +25,9 @@ class ReleasePlan:
     manifest: Mapping[str, Any]
     archive: Path  # the verified bundle archive
     variables: Mapping[str, str] = field(default_factory=dict)
+    #: The unprivileged user the app runs as in this environment, where the runtime runs
+    #: apps as their own users (a root server's sandbox).
+    uid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,16 @@ class Runtime(Protocol):
 
     def degraded(self, release_id: int) -> str | None:
         """Why a running release is degraded (its processes keep crashing), or None."""
+        ...
+
+    def isolation(self, release_id: int | None = None) -> str:
+        """How the release's processes are isolated (how this runtime isolates apps, without
+        a release), for people: e.g. "bubblewrap, as user 3000002; memory 1 GiB"."""
+        ...
+
+    def repaired(self, release_id: int) -> str | None:
+        """The last time a running release's files were found changed and restored from its
+        bundle, and what had changed; None when they never were."""
         ...
 
     def read_log(self, release_id: int, after: int = 0) -> tuple[int, str]:

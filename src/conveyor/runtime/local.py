@@ -4,6 +4,11 @@ start: extract the verified bundle, ensure its runtime (built once per lock), re
 is rendered, start the workers on free ports with only the variables the app is given, and wait
 for the health check. check: health, smoke expectations and the bundle's tests against the
 release's own address. route: one atomic swap in the proxy. stop: drain, then stop the workers.
+
+Every process of a release (its workers, a render or build step, its tests) runs in the
+release's sandbox (runtime/sandbox.py) where the machine has bubblewrap: its files and runtime
+read-only, its output location writable, nothing else of the server. Before a worker is
+restarted, the release's files are checked against its bundle and restored when they changed.
 """
 
 from __future__ import annotations
@@ -16,27 +21,45 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from conveyor.bundles.app_file import read_app_file
 from conveyor.bundles.archive import extract
 from conveyor.domain.apps import AppSpec
 from conveyor.domain.releases import CheckKind, CheckResult
-from conveyor.errors import NotFound, RuntimeFailure
+from conveyor.errors import ConveyorError, NotFound, RuntimeFailure
 from conveyor.runtime.adapters import Launch, LaunchContext, adapter_for
 from conveyor.runtime.app_data import (
     data_settings,
     environment_variables,
+    output_directory,
     process_environment,
+    sqlite_files,
 )
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.drift import repair, runtime_drift
 from conveyor.runtime.interface import Instance, Log, ReleasePlan, RuntimeState
 from conveyor.runtime.proxy import Proxy
+from conveyor.runtime.release_files import changes, restore
+from conveyor.runtime.sandbox import (
+    SANDBOX_HOME,
+    Confinement,
+    Isolation,
+    Sandboxing,
+    confined,
+    detect,
+    interpreter_prefix,
+    limit_reached,
+    readable_by_the_app,
+    unenforced,
+)
 from conveyor.runtime.steps import run_tests_command
 from conveyor.runtime.supervisor import Supervisor, WorkerSpec
+
+#: Called with a release id and what changed when its files were restored from its bundle.
+Repaired = Callable[[int, str], None]
 
 _OUTPUT_LIMIT = 64 * 1024
 
@@ -52,6 +75,10 @@ class _Started:
     runtime_id: str
     runtime_path: Path
     lock: tuple[str, Path, str]  # python requirement, lock file, lock format
+    plan: ReleasePlan
+    app_dir: Path
+    confinement: Confinement
+    isolation: str  # for people
 
 
 class LocalRuntime:
@@ -68,11 +95,17 @@ class LocalRuntime:
         tests_timeout: float = 600.0,
         drain_timeout: float = 30.0,
         websocket_grace: float = 5.0,
+        sandboxing: Sandboxing | None = None,
+        on_repaired: Repaired | None = None,
     ) -> None:
         self.home = home
         self.proxy = proxy
         self.builder = builder or RuntimeBuilder(home)
         self.supervisor = supervisor or Supervisor(home / "run")
+        self.supervisor.before_restart = self._verify_files
+        self.sandboxing = sandboxing or detect()
+        self.on_repaired = on_repaired
+        self._repairs: dict[int, str] = {}
         self.health_timeout = health_timeout
         self.tests_timeout = tests_timeout
         self.drain_timeout = drain_timeout
@@ -84,11 +117,18 @@ class LocalRuntime:
     # --- Runtime interface ---------------------------------------------------------------
 
     def start(self, plan: ReleasePlan, log: Log) -> Instance:
+        sandboxed = self.sandboxing.isolation is Isolation.BUBBLEWRAP
+        if plan.environment.isolation == "required" and not sandboxed:
+            raise RuntimeFailure(
+                f"{plan.environment.name} requires isolation, and this server cannot sandbox "
+                f"apps: {self.sandboxing.detail}"
+            )
         release_dir = self.home / "releases" / str(plan.release_id)
         if release_dir.exists():
             shutil.rmtree(release_dir)  # a restart after a crash: extract afresh
         app_dir = release_dir / "app"
         extract(plan.archive, app_dir, expected_id=plan.bundle_id)
+        readable_by_the_app(app_dir)
         spec = read_app_file(app_dir)
         lock = plan.manifest.get("lock")
         if not lock:
@@ -104,6 +144,34 @@ class LocalRuntime:
         )
         adapter = adapter_for(str(plan.manifest["type"]))
         env = self._environment(plan, runtime.path / "bin", release_dir)
+        uid = plan.uid if self.sandboxing.own_users else None
+        rendered = release_dir / "output"
+        serving = self._confinement(plan, app_dir, runtime.path, rendered, uid, spec)
+        isolation = self._describe(serving)
+        log(f"isolation: {isolation}")
+        if not sandboxed:
+            log(f"warning: {self.sandboxing.detail}")
+
+        def confine(
+            argv: list[str], *, writable_app: bool = False, visible: Sequence[Path] = ()
+        ) -> list[str]:
+            """A render or build step: it may write the rendered output (and the app's
+            files, for a build)."""
+            if uid is not None:
+                _own(rendered, uid)
+                if writable_app:
+                    _own(app_dir, uid, recursive=True)
+            step = replace(
+                serving,
+                read_only=(*serving.read_only, *visible),
+                writable=(
+                    *serving.writable,
+                    rendered,
+                    *((app_dir,) if writable_app else ()),
+                ),
+            )
+            return confined(self.sandboxing, step, argv, app_dir)
+
         contexts = [
             LaunchContext(
                 app=plan.app,
@@ -112,21 +180,25 @@ class LocalRuntime:
                 runtime_bin=runtime.path / "bin",
                 port=_free_port(),
                 health=spec.health,
-                output_dir=release_dir / "output",
+                output_dir=rendered,
                 build=spec.build,
+                confine=confine,
             )
             for _ in range(spec.workers)
         ]
+        rendered.mkdir(parents=True, exist_ok=True)
         if adapter.kind == "rendered":
             log(f"rendering {plan.manifest['entrypoint']}")
             adapter.render(contexts[0], env, log)
+            readable_by_the_app(rendered)
         launches = [adapter.launch(context) for context in contexts]
         workers = [
             WorkerSpec(
-                argv=launch.argv,
+                argv=confined(self.sandboxing, serving, launch.argv, app_dir),
                 env={**env, **launch.env, "PORT": str(context.port)},
                 cwd=app_dir,
                 port=context.port,
+                explain_exit=lambda tail: limit_reached(spec.resources, tail),
             )
             for context, launch in zip(contexts, launches, strict=True)
         ]
@@ -151,6 +223,10 @@ class LocalRuntime:
                 runtime.id,
                 runtime.path,
                 (str(plan.manifest["python"]), app_dir / lock["path"], lock["format"]),
+                plan,
+                app_dir,
+                serving,
+                isolation,
             )
         return instance
 
@@ -245,18 +321,107 @@ class LocalRuntime:
     def degraded(self, release_id: int) -> str | None:
         return self.supervisor.degraded(release_id)
 
+    def isolation(self, release_id: int | None = None) -> str:
+        started = self._started.get(release_id) if release_id is not None else None
+        if started is not None:
+            return started.isolation
+        return self.sandboxing.detail
+
+    def repaired(self, release_id: int) -> str | None:
+        return self._repairs.get(release_id)
+
+    def _verify_files(self, release_id: int) -> None:
+        """Before a worker restarts: the release's files must be its bundle's. Changed ones
+        are restored (and reported); RuntimeFailure when they cannot be."""
+        started = self._started.get(release_id)
+        if started is None:
+            return
+        found = changes(started.app_dir, started.plan.manifest)
+        if not found:
+            return
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        try:
+            restore(started.app_dir, started.plan.archive, started.plan.bundle_id)
+        except (OSError, ConveyorError) as exc:
+            raise RuntimeFailure(
+                f"the release's files no longer match its bundle ({shown}) and could not be "
+                f"restored: {exc}"
+            ) from exc
+        readable_by_the_app(started.app_dir)
+        note = (
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}: files restored from bundle "
+            f"{started.plan.bundle_id[:10]} before a restart ({shown})"
+        )
+        self._repairs[release_id] = note
+        self.supervisor.note(release_id, note)
+        if self.on_repaired is not None:
+            self.on_repaired(release_id, shown)
+
+    def _confinement(
+        self,
+        plan: ReleasePlan,
+        app_dir: Path,
+        runtime: Path,
+        rendered: Path,
+        uid: int | None,
+        spec: AppSpec,
+    ) -> Confinement:
+        """What the release's processes see: its files, its runtime and the Python it comes
+        from, its rendered output (read-only); its output location and read-write SQLite files
+        (writable); read-only SQLite files."""
+        output = output_directory(plan.environment, plan.app, self.home)
+        output.mkdir(parents=True, exist_ok=True)
+        if uid is not None:
+            _own(output, uid)
+        prefix = interpreter_prefix(runtime)
+        sqlite = sqlite_files(plan.environment)
+        return Confinement(
+            read_only=(
+                app_dir,
+                runtime,
+                *((prefix,) if prefix is not None else ()),
+                rendered,
+                *(path for path, writable in sqlite if not writable),
+            ),
+            writable=(output, *(path for path, writable in sqlite if writable)),
+            uid=uid,
+            gid=uid,
+            limits=spec.resources,
+        )
+
+    def _describe(self, confinement: Confinement) -> str:
+        if self.sandboxing.isolation is Isolation.NONE:
+            text = "none (unsandboxed, as the server's user)"
+        elif confinement.uid is not None:
+            text = f"bubblewrap, as user {confinement.uid}"
+        else:
+            text = "bubblewrap, as the server's user"
+        limits = confinement.limits
+        if limits.describe() != "no limits":
+            text += f"; limits: {limits.describe()}"
+            missing = unenforced(limits, confinement.uid is not None)
+            if missing:
+                text += f" (not enforced here: {', '.join(missing)})"
+        return text
+
     def _environment(
         self, plan: ReleasePlan, runtime_bin: Path, release_dir: Path
     ) -> dict[str, str]:
-        """Only what the app is given: never the server's own environment."""
-        home = release_dir / "home"
-        home.mkdir(parents=True, exist_ok=True)
+        """Only what the app is given: never the server's own environment. In a sandbox its
+        HOME is its private /tmp; without one, a directory of the release."""
+        if self.sandboxing.isolation is Isolation.BUBBLEWRAP:
+            home = Path(SANDBOX_HOME)
+        else:
+            home = release_dir / "home"
+            home.mkdir(parents=True, exist_ok=True)
         config_name = plan.environment.config_name
         return {
             "LANG": "C.UTF-8",  # the app's own LANG, when it sets one, wins
             **environment_variables(plan.environment, os.environ),
             **plan.variables,  # the app's own variables win over its environment's
             **process_environment(runtime_bin.parent, home, config_name, plan.app),
+            "USER": f"conveyor-{plan.app}",
+            "LOGNAME": f"conveyor-{plan.app}",
             "CONVEYOR_RELEASE": str(plan.release_id),
             "CONVEYOR_DATA": data_settings(plan.environment, plan.app, self.home, os.environ),
         }
@@ -308,11 +473,18 @@ class LocalRuntime:
     def _tests(self, started: _Started, base: str, log: Log) -> CheckResult:
         command = started.spec.checks.tests or ""
         log(f"tests: {command} (CONVEYOR_APP_URL={base})")
+        env = {**started.env, "CONVEYOR_APP_URL": base}
+        # The app's files are read-only to it: no bytecode or pytest cache is written there.
+        env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+        env.setdefault("PYTEST_ADDOPTS", "-p no:cacheprovider")
         result = run_tests_command(
             command,
-            cwd=self.home / "releases" / str(started.instance.release_id) / "app",
-            env={**started.env, "CONVEYOR_APP_URL": base},
+            cwd=started.app_dir,
+            env=env,
             timeout=self.tests_timeout,
+            confine=lambda argv: confined(
+                self.sandboxing, started.confinement, argv, started.app_dir
+            ),
         )
         # Passing tests: their summary line. Failing ones: enough to see why, right here.
         shown = 2 if result.passed else 40
@@ -324,6 +496,15 @@ class LocalRuntime:
         _, text = self.supervisor.read_log(release_id)
         tail = text.strip().splitlines()[-lines:]
         return "  " + "\n  ".join(tail) if tail else "  (the app printed nothing)"
+
+
+def _own(path: Path, uid: int, *, recursive: bool = False) -> None:
+    """Give ``path`` to the app's user (a root server's sandbox)."""
+    os.chown(path, uid, uid)
+    if recursive:
+        for directory, subdirectories, files in os.walk(path):
+            for name in [*subdirectories, *files]:
+                os.lchown(os.path.join(directory, name), uid, uid)
 
 
 def _free_port() -> int:

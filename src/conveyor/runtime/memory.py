@@ -31,6 +31,8 @@ class MemoryRuntime:
     degraded_releases: dict[int, str] = field(default_factory=dict)
     #: release id -> what its (imagined) processes printed
     output: dict[int, str] = field(default_factory=dict)
+    #: release id -> when and why its files were restored from its bundle
+    repairs: dict[int, str] = field(default_factory=dict)
     _next_port: int = 20000
 
     def start(self, plan: ReleasePlan, log: Log) -> Instance:
@@ -82,6 +84,12 @@ class MemoryRuntime:
 
     def degraded(self, release_id: int) -> str | None:
         return self.degraded_releases.get(release_id)
+
+    def isolation(self, release_id: int | None = None) -> str:
+        return "none: the in-memory runtime runs nothing"
+
+    def repaired(self, release_id: int) -> str | None:
+        return self.repairs.get(release_id)
 
     def read_log(self, release_id: int, after: int = 0) -> tuple[int, str]:
         text = self.output.get(release_id, "")

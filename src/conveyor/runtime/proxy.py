@@ -17,8 +17,10 @@ WebSockets are relayed frame by frame (see ``proxy_forward``).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import ssl
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -26,7 +28,7 @@ from aiohttp import web
 
 from conveyor.domain.apps import APP_NAME
 from conveyor.errors import Conflict, InvalidInput, RuntimeFailure
-from conveyor.runtime.proxy_forward import EnvironmentHandler
+from conveyor.runtime.proxy_forward import DEFAULT_WEBSOCKET_LIMIT, EnvironmentHandler
 from conveyor.runtime.proxy_routes import AppRoute, Release
 
 T = TypeVar("T")
@@ -45,9 +47,24 @@ _GOING_AWAY = 1001
 
 
 class Proxy:
-    """The reverse proxy in front of every environment's apps; synchronous and thread-safe."""
+    """The reverse proxy in front of every environment's apps; synchronous and thread-safe.
 
-    def __init__(self) -> None:
+    ``trusted_proxies``: the addresses (networks) of proxies in front of Conveyor whose
+    ``X-Forwarded-*`` headers are kept; from anyone else they are replaced. ``websocket_limit``:
+    the largest WebSocket message accepted from a client, in bytes."""
+
+    def __init__(
+        self,
+        *,
+        trusted_proxies: Sequence[str] = (),
+        websocket_limit: int = DEFAULT_WEBSOCKET_LIMIT,
+    ) -> None:
+        try:
+            self.trusted = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
+        except ValueError as exc:
+            raise InvalidInput(f"a trusted proxy is an address or network: {exc}") from None
+        self.websocket_limit = websocket_limit
+        self._handlers: dict[str, EnvironmentHandler] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -129,18 +146,50 @@ class Proxy:
 
     # --- listeners and routes --------------------------------------------------------------
 
-    def add_listener(self, environment: str, host: str = "127.0.0.1", port: int = 0) -> int:
+    def add_listener(
+        self,
+        environment: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        domain: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> int:
         """Listen for ``environment``'s apps on ``host:port`` (0: any free port); returns the
-        bound port. One listener per environment, kept for the proxy's whole life."""
-        return self._call(self._add_listener, environment, host, port)
+        bound port. One listener per environment, kept for the proxy's whole life. With
+        ``domain``, every app also answers at ``<app>.<domain>``, and only there (its own
+        origin); ``ssl_context`` serves it over HTTPS."""
+        return self._call(self._add_listener, environment, host, port, domain, ssl_context)
 
-    async def _add_listener(self, environment: str, host: str, port: int) -> int:
+    def set_domain(self, environment: str, domain: str | None) -> None:
+        """Change the domain of an environment's host-based routing (None: ports only)."""
+        handler = self._handlers.get(environment)
+        if handler is not None:
+            handler.domain = domain
+
+    async def _add_listener(
+        self,
+        environment: str,
+        host: str,
+        port: int,
+        domain: str | None,
+        ssl_context: ssl.SSLContext | None,
+    ) -> int:
         if environment in self._listeners:
             raise Conflict(f"environment {environment} already has a listener")
         assert self._session is not None
         routes = self._routes.setdefault(environment, {})
+        handler = EnvironmentHandler(
+            environment,
+            routes,
+            self._session,
+            trusted=self.trusted,
+            domain=domain,
+            websocket_limit=self.websocket_limit,
+        )
+        self._handlers[environment] = handler
         server = web.Server(
-            EnvironmentHandler(environment, routes, self._session),
+            handler,
             # A client that goes away cancels its request, and with it the upstream one.
             handler_cancellation=True,
             access_log=None,
@@ -151,7 +200,7 @@ class Proxy:
         runner = web.ServerRunner(server, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         except OSError as error:
             await runner.cleanup()
             raise RuntimeFailure(

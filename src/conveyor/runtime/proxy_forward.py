@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import html
+import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -34,9 +35,18 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-#: Set by the proxy itself, so a client cannot pass its own values through.
+#: Set by the proxy itself (from a trusted proxy's values, or from the connection), so a
+#: client cannot pass its own through: an app taking X-Forwarded-For for the client's address
+#: would believe anything.
 _FORWARDED = frozenset(
-    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-prefix"}
+    {
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-prefix",
+        "forwarded",
+        "x-real-ip",
+    }
 )
 #: The proxy answers Expect itself; aiohttp negotiates the WebSocket handshake on each hop.
 _NOT_FORWARDED = HOP_BY_HOP | _FORWARDED | {"expect"}
@@ -61,9 +71,10 @@ _RESERVED_CLOSE_CODES = {0: 1000, 1005: 1000, 1006: 1011, 1015: 1011}
 _ABNORMAL_CLOSURE = 1006
 _GOING_AWAY = 1001
 
-#: The largest WebSocket message accepted from a client; apps such as Streamlit accept up to
-#: 200 MB themselves, so the proxy must not be the tighter limit.
-_CLIENT_MESSAGE_LIMIT = 256 * 1024 * 1024
+#: The largest WebSocket message accepted from a client unless the server says otherwise:
+#: what apps exchange over WebSockets (Shiny inputs, Streamlit's messages) is far smaller,
+#: and a bigger cap lets one client make the proxy hold that much in memory.
+DEFAULT_WEBSOCKET_LIMIT = 8 * 1024 * 1024
 _UPSTREAM_WEBSOCKET_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0)
 
 
@@ -78,17 +89,34 @@ class EnvironmentHandler:
     """Handles every request that reaches one environment's listener."""
 
     def __init__(
-        self, environment: str, routes: Mapping[str, AppRoute], session: aiohttp.ClientSession
+        self,
+        environment: str,
+        routes: Mapping[str, AppRoute],
+        session: aiohttp.ClientSession,
+        *,
+        trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+        domain: str | None = None,
+        websocket_limit: int = DEFAULT_WEBSOCKET_LIMIT,
     ) -> None:
         self.environment = environment
         self.routes = routes
         self.session = session
+        self.trusted = tuple(trusted)
+        self.domain = domain
+        self.websocket_limit = websocket_limit
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         raw_path = request.raw_path
         path, _, query = raw_path.partition("?")
         slash = path.find("/", 1)
         app = path[1:slash] if slash > 0 else path[1:]
+        own = self._host_app(request)
+        if own is not None and app != own:
+            # <app>.<domain> is that app's own origin: nothing else is served there.
+            if path in ("", "/"):
+                return web.Response(status=308, headers={"Location": f"/{own}/"})
+            message = f"This address serves {own} only: every app has its own address here."
+            return _page(request, 404, "not_found", "Not found", message, apps=[own])
         route = self.routes.get(app) if path.startswith("/") else None
         if route is None:
             return self._outside_apps(request, app)
@@ -115,6 +143,27 @@ class EnvironmentHandler:
 
     # --- HTTP ----------------------------------------------------------------------------
 
+    def _host_app(self, request: web.BaseRequest) -> str | None:
+        """The app whose own host the request is for (``<app>.<domain>``), or None."""
+        if self.domain is None:
+            return None
+        host = (request.host or "").rsplit(":", 1)[0].lower().rstrip(".")
+        suffix = "." + self.domain
+        if not host.endswith(suffix):
+            return None
+        name = host[: -len(suffix)]
+        return name if APP_NAME.match(name) else None
+
+    def _trusted(self, request: web.BaseRequest) -> bool:
+        """Whether the request comes from a proxy whose X-Forwarded-* headers are kept."""
+        if not self.trusted or not request.remote:
+            return False
+        try:
+            address = ipaddress.ip_address(request.remote)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted)
+
     async def _http(
         self,
         request: web.BaseRequest,
@@ -124,7 +173,9 @@ class EnvironmentHandler:
         new_affinity: bool,
         upstream_path: str,
     ) -> web.StreamResponse:
-        headers = _upstream_headers(request, route.prefix, _NOT_FORWARDED)
+        headers = _upstream_headers(
+            request, route.prefix, _NOT_FORWARDED, trusted=self._trusted(request)
+        )
         if request.version >= aiohttp.HttpVersion11 and (
             request.headers.get("Expect", "").lower() == "100-continue"
         ):
@@ -208,7 +259,12 @@ class EnvironmentHandler:
         release.request_started()
         handshaking = True
         try:
-            headers = _upstream_headers(request, route.prefix, _NOT_FORWARDED_TO_WEBSOCKET)
+            headers = _upstream_headers(
+                request,
+                route.prefix,
+                _NOT_FORWARDED_TO_WEBSOCKET,
+                trusted=self._trusted(request),
+            )
             url = URL("ws" + release.upstreams[index][4:] + upstream_path, encoded=True)
             try:
                 upstream = await self.session.ws_connect(
@@ -228,7 +284,7 @@ class EnvironmentHandler:
             try:
                 client = web.WebSocketResponse(
                     protocols=(upstream.protocol,) if upstream.protocol else (),
-                    max_msg_size=_CLIENT_MESSAGE_LIMIT,
+                    max_msg_size=self.websocket_limit,
                 )
                 await client.prepare(request)
                 session = _Relay(client, upstream, release.websockets)
@@ -363,19 +419,23 @@ def _without_hop_by_hop(headers: CIMultiDictProxy[str], skip: frozenset[str]) ->
 
 
 def _upstream_headers(
-    request: web.BaseRequest, prefix: str, skip: frozenset[str]
+    request: web.BaseRequest, prefix: str, skip: frozenset[str], *, trusted: bool = False
 ) -> CIMultiDict[str]:
-    """The request's headers as the app gets them: end-to-end ones, plus X-Forwarded-*."""
+    """The request's headers as the app gets them: end-to-end ones, plus X-Forwarded-*. The
+    client's own forwarding headers are kept only from a ``trusted`` proxy in front; from
+    anyone else they are replaced by what the connection says."""
     incoming = request.headers
     headers = _without_hop_by_hop(incoming, skip)
-    forwarded_for = ", ".join(incoming.getall("X-Forwarded-For", ()))
+    forwarded_for = ", ".join(incoming.getall("X-Forwarded-For", ())) if trusted else ""
     remote = request.remote
     if remote:
         forwarded_for = f"{forwarded_for}, {remote}" if forwarded_for else remote
     if forwarded_for:
         headers["X-Forwarded-For"] = forwarded_for
-    headers["X-Forwarded-Proto"] = request.scheme
-    headers["X-Forwarded-Host"] = request.host
+    proto = incoming.get("X-Forwarded-Proto") if trusted else None
+    host = incoming.get("X-Forwarded-Host") if trusted else None
+    headers["X-Forwarded-Proto"] = proto or request.scheme
+    headers["X-Forwarded-Host"] = host or request.host
     headers["X-Forwarded-Prefix"] = prefix
     return headers
 

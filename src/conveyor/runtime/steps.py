@@ -88,13 +88,19 @@ class CommandResult:
 
 
 def run_tests_command(
-    command: str, *, cwd: Path, env: Mapping[str, str], timeout: float
+    command: str,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    confine: Callable[[list[str]], list[str]] = lambda argv: argv,
 ) -> CommandResult:
-    """A bundle's `checks.tests` command, run by /bin/sh with exactly ``env``; its output is
-    captured (the server's release checks and `conveyor check` both run tests this way)."""
+    """A bundle's `checks.tests` command, run by /bin/sh with exactly ``env`` (in the
+    release's sandbox, through ``confine``); its output is captured (the server's release
+    checks and `conveyor check` both run tests this way)."""
     try:
         result = subprocess.run(
-            ["/bin/sh", "-c", command],
+            confine(["/bin/sh", "-c", command]),
             cwd=cwd,
             env=dict(env),
             capture_output=True,

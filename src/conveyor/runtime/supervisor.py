@@ -41,6 +41,9 @@ from conveyor.runtime.process_records import (
 )
 
 DegradedCallback = Callable[[int, str], None]
+#: Called with a release id before one of its workers is restarted; raising RuntimeFailure
+#: keeps the worker stopped (the release degrades with that reason).
+RestartCallback = Callable[[int], None]
 
 # How long to wait for processes that were sent SIGKILL: only a process stuck in the kernel
 # (uninterruptible I/O) outlives this.
@@ -71,6 +74,9 @@ class WorkerSpec:
     env: dict[str, str]
     cwd: Path
     port: int
+    #: Given the last lines the worker printed, why it exited when that was one of its
+    #: resource limits (e.g. "reached its memory limit (512 MiB)"); None otherwise.
+    explain_exit: Callable[[str], str | None] | None = None
 
 
 class _ReleaseLog:
@@ -132,6 +138,12 @@ class _ReleaseLog:
                     continue
             return end, b"".join(chunks).decode("utf-8", errors="replace")
 
+    def tail(self, size: int = 8192) -> str:
+        """About the last ``size`` bytes written."""
+        with self._lock:
+            end = self._start + self._size
+        return self.read(max(0, end - size))[1]
+
     def close(self) -> None:
         with self._lock:
             if self._handle is not None:
@@ -172,6 +184,8 @@ class _Worker:
     process: subprocess.Popen[bytes] | None = None
     crashes: deque[float] = field(default_factory=deque)
     given_up: bool = False
+    #: Which resource limit the last exit reached, if any.
+    limit: str | None = None
     monitor: threading.Thread | None = None
     pumps: list[threading.Thread] = field(default_factory=list)
 
@@ -208,6 +222,7 @@ class Supervisor:
         state_dir: Path,
         *,
         on_degraded: DegradedCallback | None = None,
+        before_restart: RestartCallback | None = None,
         max_restarts: int = 5,
         restart_window: float = 60.0,
         log_max_bytes: int = 10 * 2**20,
@@ -226,6 +241,7 @@ class Supervisor:
             )
         self.state_dir = state_dir
         self.on_degraded = on_degraded
+        self.before_restart = before_restart
         self.max_restarts = max_restarts
         self.restart_window = restart_window
         self.log_max_bytes = log_max_bytes
@@ -359,7 +375,13 @@ class Supervisor:
                 _signal_group(process.pid, signal.SIGKILL)
                 returncode = process.wait()
             now = time.monotonic()
-            release.last_exit = f"worker {worker.index} {_describe_exit(returncode)}"
+            exit_text = _describe_exit(returncode)
+            worker.limit = None
+            if worker.spec.explain_exit is not None:
+                worker.limit = worker.spec.explain_exit(release.log.tail())
+                if worker.limit is not None:
+                    exit_text = f"{worker.limit} and {exit_text}"
+            release.last_exit = f"worker {worker.index} {exit_text}"
             worker.crashes.append(now)
             while worker.crashes and worker.crashes[0] < now - self.restart_window:
                 worker.crashes.popleft()
@@ -369,12 +391,18 @@ class Supervisor:
             delay = min(self.max_restart_delay, self.restart_delay * 2 ** (len(worker.crashes) - 1))
             release.log.write(
                 _notice(
-                    f"worker {worker.index} (pid {process.pid}) {_describe_exit(returncode)}; "
+                    f"worker {worker.index} (pid {process.pid}) {exit_text}; "
                     f"restarting in {delay:g} s"
                 )
             )
             if release.stopping.wait(delay):
                 return
+            if self.before_restart is not None:
+                try:
+                    self.before_restart(release.release_id)
+                except RuntimeFailure as exc:
+                    self._give_up(release, worker, None, reason=f"{exc}")
+                    return
             with self._lock:
                 if release.stopping.is_set():
                     return
@@ -397,9 +425,12 @@ class Supervisor:
         reason: str | None = None,
     ) -> None:
         if reason is None:
+            last = _describe_exit(returncode, short=True)
             reason = (
                 f"worker {worker.index} exited {len(worker.crashes)} times in "
-                f"{self.restart_window:g} s (last {_describe_exit(returncode, short=True)})"
+                f"{self.restart_window:g} s (last {last}"
+                + (f"; it {worker.limit}" if worker.limit else "")
+                + ")"
             )
         with self._lock:
             if release.stopping.is_set():
@@ -561,6 +592,12 @@ class Supervisor:
                 and worker.process.returncode is None
                 and is_alive(worker.process.pid)
             ]
+
+    def note(self, release_id: int, message: str) -> None:
+        """Write a ``[conveyor]`` line into the release's log."""
+        with self._lock:
+            log = self._log_for(release_id)
+        log.write(_notice(message))
 
     def log_path(self, release_id: int) -> Path:
         """The release's current log file (older output is in ``.1``, ``.2``, ...)."""

@@ -58,8 +58,10 @@ _FIELDS = {
     "variables",
     "secrets",
     "default_roles",
+    "isolation",
+    "domain",
 }
-_CONNECTION_FIELDS = {"url", "mode", "role"}
+_CONNECTION_FIELDS = {"url", "mode", "role", "verified"}
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
@@ -110,6 +112,8 @@ def read_environments(path: Path) -> list[Environment]:
                 variables=_variables(settings.get("variables"), where),
                 secrets=_secrets(settings.get("secrets"), where),
                 default_roles=_roles(settings.get("default_roles"), where),
+                isolation=_isolation(settings.get("isolation"), where),
+                domain=_domain(settings.get("domain"), where),
             )
         )
     for environment in found:
@@ -139,7 +143,10 @@ def _connections(declared: Any, where: str) -> tuple[DataConnection, ...]:
         role = spec.get("role")
         if role is not None and not isinstance(role, str):
             raise InvalidInput(f"{at}: `role` is the name of a database role")
-        found.append(DataConnection(str(name), spec["url"], mode, role))
+        verified = spec.get("verified", True)
+        if not isinstance(verified, bool):
+            raise InvalidInput(f"{at}: `verified` is true or false")
+        found.append(DataConnection(str(name), spec["url"], mode, role, verified))
     return tuple(found)
 
 
@@ -171,6 +178,22 @@ def _secrets(declared: Any, where: str) -> tuple[tuple[str, str], ...]:
             )
         found.append((str(name), reference))
     return tuple(sorted(found))
+
+
+def _isolation(declared: Any, where: str) -> str:
+    if declared is None:
+        return "preferred"
+    if not isinstance(declared, str):
+        raise InvalidInput(f"{where}: `isolation` is required or preferred")
+    return declared
+
+
+def _domain(declared: Any, where: str) -> str | None:
+    if declared is None:
+        return None
+    if not isinstance(declared, str):
+        raise InvalidInput(f"{where}: `domain` is a DNS name such as test.example.com")
+    return declared.lower()
 
 
 def _roles(declared: Any, where: str) -> tuple[Role, ...] | None:

@@ -20,7 +20,7 @@ from conveyor.domain.variables import name_problem
 from conveyor.errors import ConveyorError
 from conveyor.runtime.interface import Instance, ReleasePlan
 from conveyor.services.context import Services
-from conveyor.storage import audit, operations, releases, variables
+from conveyor.storage import app_users, audit, operations, releases, variables
 
 #: Called with the operation id once a release operation has started.
 Started = Callable[[int], None]
@@ -205,6 +205,7 @@ def plan_for(
     its name was refused is left out, and the operation log says so."""
     with services.store.transaction() as connection:
         given = variables.variables_of(connection, release.app, environment.name, reveal=True)
+        uid = app_users.uid_of(connection, release.app, environment.name)
     kept = {}
     for variable in given:
         problem = name_problem(variable.name)
@@ -212,6 +213,12 @@ def plan_for(
             kept[variable.name] = variable.value or ""
         elif log is not None:
             log(f"variable {variable.name} is left out: {problem}")
+    for data in environment.data:
+        if data.read_only and not data.verified and log is not None:
+            log(
+                f"data connection {data.name!r} is used without proof that its login cannot "
+                "write (the environments file says `verified: false`)"
+            )
     for name in [*dict(environment.variables), *dict(environment.secrets)]:
         problem = name_problem(name)
         if problem is not None and log is not None:
@@ -224,6 +231,7 @@ def plan_for(
         manifest=bundle["manifest"],
         archive=services.store.blobs.verified_path(bundle["blob"]),
         variables=kept,
+        uid=uid,
     )
 
 
@@ -252,3 +260,17 @@ def _fail(services: Services, release_id: int, reason: str, log: Any) -> None:
     with services.store.transaction() as connection:
         releases.transition(connection, release_id, ReleaseState.FAILED, reason)
     log(f"release {release_id} failed: {reason}; the live release keeps serving")
+
+
+def record_repair(services: Services, release_id: int, what: str) -> None:
+    """A running release's files were found changed and restored from its bundle (the runtime
+    did it before a restart): an audit event says so."""
+    with services.store.transaction() as connection:
+        release = releases.get_release(connection, release_id)
+        audit.record(
+            connection,
+            "server",
+            "release.repaired",
+            f"{release.app}/{release.environment}",
+            {"release": release_id, "changes": what},
+        )

@@ -38,6 +38,10 @@ class Cell:
     verified: bool
     approved_by: tuple[str, ...]
     degraded: str | None = None
+    #: How its processes are isolated, e.g. "bubblewrap, as user 3000002".
+    isolation: str | None = None
+    #: When its files were last found changed and restored from its bundle, and what changed.
+    repaired: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,22 @@ def status(services: Services, app: str | None = None) -> Status:
                             sorted(a.by for a in approvals if a.environment == environment.name)
                         ),
                         degraded=services.runtime.degraded(live.id),
+                        isolation=services.runtime.isolation(live.id),
+                        repaired=services.runtime.repaired(live.id),
                     )
                 )
     return Status(
-        [{"name": e.name, "port": e.port, "position": e.position} for e in environments],
+        [
+            {
+                "name": e.name,
+                "port": e.port,
+                "position": e.position,
+                "isolation": e.isolation,
+                # Read-only connections used without proof that they cannot write.
+                "unverified": [c.name for c in e.data if c.read_only and not c.verified],
+            }
+            for e in environments
+        ],
         apps,
         cells,
     )

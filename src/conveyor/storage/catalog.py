@@ -34,6 +34,8 @@ def save_environments(connection: Connection, environments: Iterable[Environment
             "variables": json.dumps([list(v) for v in environment.variables]),
             "secrets": json.dumps([list(v) for v in environment.secrets]),
             "default_roles": json.dumps([str(r) for r in environment.roles_for_new_users]),
+            "isolation": environment.isolation,
+            "domain": environment.domain,
         }
         exists = connection.execute(
             select(table.c.name).where(table.c.name == environment.name)
@@ -80,6 +82,8 @@ def _environment(row: Any) -> Environment:
         variables=tuple((str(n), str(v)) for n, v in json.loads(row["variables"] or "[]")),
         secrets=tuple((str(n), str(v)) for n, v in json.loads(row["secrets"] or "[]")),
         default_roles=tuple(Role(r) for r in json.loads(row["default_roles"] or "[]")),
+        isolation=row["isolation"] or "preferred",
+        domain=row["domain"],
     )
 
 

@@ -129,6 +129,20 @@ def _users_from_tokens(connection: Connection) -> None:
         admin_made = True
 
 
+def _sandbox(connection: Connection) -> None:
+    columns = {c["name"] for c in inspect(connection).get_columns("environments")}
+    if "isolation" not in columns:
+        connection.execute(
+            text(
+                "ALTER TABLE environments ADD COLUMN isolation VARCHAR(16) NOT NULL "
+                "DEFAULT 'preferred'"
+            )
+        )
+    if "domain" not in columns:
+        connection.execute(text("ALTER TABLE environments ADD COLUMN domain VARCHAR(253)"))
+    schema.metadata.create_all(connection, tables=[schema.app_users])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
@@ -143,6 +157,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         5, "users, roles per environment, tokens that expire and can be revoked", _users_and_roles
     ),
+    Migration(6, "sandbox: an app's own user per environment, isolation, host routing", _sandbox),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -47,6 +47,10 @@ environments = Table(
     Column("variables", Text, nullable=False, server_default="[]"),  # JSON: [[name, value]]
     Column("secrets", Text, nullable=False, server_default="[]"),  # JSON: [[name, reference]]
     Column("default_roles", Text, nullable=False, server_default="[]"),  # JSON: role names
+    # "required": no release starts unsandboxed; "preferred": sandboxed where the machine can.
+    Column("isolation", String(16), nullable=False, server_default="preferred"),
+    # Host-based routing: apps answer at <app>.<domain> too (their own origin).
+    Column("domain", String(253), nullable=True),
 )
 
 # Server-wide settings, e.g. which file manages the environments.
@@ -198,6 +202,15 @@ variables = Table(
     Column("secret", Boolean, nullable=False),
     Column("updated_by", NAME, nullable=False),
     Column("updated_at", STAMP, nullable=False),
+)
+
+# The unprivileged user each app runs as in each environment (a root server's sandbox).
+app_users = Table(
+    "app_users",
+    metadata,
+    Column("app", NAME, ForeignKey("apps.name"), primary_key=True),
+    Column("environment", NAME, ForeignKey("environments.name"), primary_key=True),
+    Column("uid", Integer, nullable=False, unique=True),
 )
 
 # People and CI jobs. Disabled users keep their history; their tokens stop working.

@@ -3,10 +3,27 @@ produce their output."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+
+class Confine(Protocol):
+    """Wraps a command line so it runs in the release's sandbox. ``writable_app`` lets a build
+    step write into the app's directory; ``visible`` shows more paths read-only (a tool's
+    installation, for instance)."""
+
+    def __call__(
+        self, argv: list[str], *, writable_app: bool = False, visible: Sequence[Path] = ()
+    ) -> list[str]: ...
+
+
+def unconfined(
+    argv: list[str], *, writable_app: bool = False, visible: Sequence[Path] = ()
+) -> list[str]:
+    """Runs the command as it is (no sandbox)."""
+    return argv
 
 
 @dataclass(frozen=True)
@@ -21,6 +38,8 @@ class LaunchContext:
     health: str  # the app's declared health path, e.g. "/health"
     output_dir: Path  # where rendered types put their HTML
     build: str | None = None  # static sites: the command that produces the directory
+    #: How render and build steps are sandboxed (workers are sandboxed by the runtime).
+    confine: Confine = unconfined
 
     @property
     def prefix(self) -> str:

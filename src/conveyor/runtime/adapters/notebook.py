@@ -10,20 +10,22 @@ from conveyor.runtime.steps import run_step
 
 def _render(context: LaunchContext, env: Mapping[str, str], log: Callable[[str], None]) -> None:
     run_step(
-        [
-            context.python,
-            "-m",
-            "nbconvert",
-            "--to",
-            "html",
-            "--execute",
-            "--ExecutePreprocessor.timeout=600",
-            "--output-dir",
-            str(context.output_dir),
-            "--output",
-            "index",
-            context.entrypoint,
-        ],
+        context.confine(
+            [
+                context.python,
+                "-m",
+                "nbconvert",
+                "--to",
+                "html",
+                "--execute",
+                "--ExecutePreprocessor.timeout=600",
+                "--output-dir",
+                str(context.output_dir),
+                "--output",
+                "index",
+                context.entrypoint,
+            ]
+        ),
         cwd=context.app_dir,
         env=env,
         log=log,

@@ -2,6 +2,7 @@
 
 import shutil
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from conveyor.errors import RuntimeFailure
 from conveyor.runtime.adapters.base import LaunchContext, RenderedAdapter
@@ -17,8 +18,12 @@ def _render(context: LaunchContext, env: Mapping[str, str], log: Callable[[str],
             "install Quarto on the server (see quarto.org, Get Started) and put it on the PATH "
             "of `conveyor serve`, or publish the report as type `notebook`"
         )
+    installation = Path(quarto).resolve().parents[1]  # .../quarto/bin/quarto
     run_step(
-        [quarto, "render", context.entrypoint, "--output-dir", str(context.output_dir)],
+        context.confine(
+            [quarto, "render", context.entrypoint, "--output-dir", str(context.output_dir)],
+            visible=() if installation.is_relative_to("/usr") else (installation,),
+        ),
         cwd=context.app_dir,
         env=env,
         log=log,

@@ -15,7 +15,13 @@ _NOT_SERVED = ("conveyor.yml", "conveyor.lock", "config.yml", "requirements*.txt
 def _produce(context: LaunchContext, env: Mapping[str, str], log: Callable[[str], None]) -> None:
     build = context.build
     if build:
-        run_step(shlex.split(build), cwd=context.app_dir, env=env, log=log, what="the build")
+        run_step(
+            context.confine(shlex.split(build), writable_app=True),
+            cwd=context.app_dir,
+            env=env,
+            log=log,
+            what="the build",
+        )
     source = (context.app_dir / context.entrypoint).resolve()
     if not source.is_relative_to(context.app_dir.resolve()) or not source.is_dir():
         raise RuntimeFailure(
@@ -29,13 +35,20 @@ def _produce(context: LaunchContext, env: Mapping[str, str], log: Callable[[str]
             + (" after the build" if build else "")
             + "; the page at /<app>/ is its index.html"
         )
+    # A copy, not a link: what is served does not change when the release's own files are
+    # restored from its bundle (which removes what a build added to them). Links are copied as
+    # links, never followed here: they resolve inside the sandbox that serves them.
+    context.output_dir.rmdir()
     if source == context.app_dir.resolve():
-        # The bundle's root is the site: serve a copy without Conveyor's own files.
-        context.output_dir.rmdir()
-        shutil.copytree(source, context.output_dir, ignore=shutil.ignore_patterns(*_NOT_SERVED))
+        # The bundle's root is the site: serve it without Conveyor's own files.
+        shutil.copytree(
+            source,
+            context.output_dir,
+            symlinks=True,
+            ignore=shutil.ignore_patterns(*_NOT_SERVED),
+        )
     else:
-        context.output_dir.rmdir()
-        context.output_dir.symlink_to(source, target_is_directory=True)
+        shutil.copytree(source, context.output_dir, symlinks=True)
 
 
 ADAPTER = RenderedAdapter(_produce)
