@@ -215,6 +215,10 @@ SPOOFED = {
     "X-Forwarded-Host": "evil.example.org",
     "Forwarded": "for=203.0.113.7;proto=https",
     "X-Real-IP": "203.0.113.7",
+    # Read by WSGI servers as X-Forwarded-For and friends (HTTP_X_FORWARDED_FOR).
+    "X_Forwarded_For": "203.0.113.8",
+    "x_forwarded_proto": "https",
+    "X-Forwarded-Port": "443",
 }
 
 
@@ -233,6 +237,8 @@ def test_forwarded_headers_from_a_client_are_replaced_and_the_original_host_kept
         assert header(echo, "X-Forwarded-Host") == ["apps.example.org"]
         assert header(echo, "X-Forwarded-Prefix") == ["/alpha"]
         assert header(echo, "Forwarded") == [] and header(echo, "X-Real-IP") == []
+        assert header(echo, "X_Forwarded_For") == [] and header(echo, "x_forwarded_proto") == []
+        assert header(echo, "X-Forwarded-Port") == []
         assert header(echo, "Host") == ["apps.example.org"]
         assert header(plain, "X-Forwarded-For") == ["127.0.0.1"]
         assert header(plain, "X-Forwarded-Host") == [base.removeprefix("http://")]
@@ -281,6 +287,20 @@ def test_with_a_domain_each_app_is_its_own_origin(proxy):
                     assert (root.status, root.headers["Location"]) == (308, "/sales/")
                 async with client.get(f"{base}/evil/", headers=own) as other:
                     assert other.status == 404
+                # No other name under the domain serves an app: not a name below an app's
+                # own host, not the domain itself (either could set cookies for every app).
+                for host in (
+                    "evil.sales.test.example.com",
+                    "test.example.com",
+                    "a_b.test.example.com",
+                ):
+                    for path in ("/sales/page", "/evil/"):
+                        async with client.get(f"{base}{path}", headers={"Host": host}) as other:
+                            assert other.status == 404, (host, path)
+                spelled = {"Host": "Sales.Test.Example.COM."}
+                assert (await get_json(client, f"{base}/sales/", headers=spelled))[
+                    "upstream"
+                ] == "sales"
                 # Without the app's own host, the environment's address serves every app.
                 assert (await get_json(client, f"{base}/evil/"))["upstream"] == "evil"
 

@@ -3,6 +3,8 @@ a release's files checked against its bundle (the real sandbox runs in tests/e2e
 
 from __future__ import annotations
 
+import pytest
+
 from conveyor.bundles.build import build_bundle
 from conveyor.domain.apps import Resources
 from conveyor.runtime.builds import RuntimeBuilder
@@ -13,6 +15,7 @@ from conveyor.runtime.sandbox import (
     Sandboxing,
     confined,
     limit_reached,
+    readable_by_the_app,
 )
 
 BWRAP = Sandboxing(
@@ -99,3 +102,43 @@ def test_changed_added_and_missing_files_are_found_and_restored(tmp_path):
     restore(app, built.archive, built.id)
     assert changes(app, manifest) == []
     assert (app / "app.py").read_text() == "VERSION = 1\napp = None\n"
+
+
+def test_opening_a_release_to_its_app_never_follows_a_link(tmp_path):
+    """A build's output may hold links the app made: chmod through one would change, as the
+    server, whatever it points at."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    root = tmp_path / "runtime"
+    (root / "lib").mkdir(parents=True)
+    (root / "lib").chmod(0o700)
+    (root / "lib" / "escape").symlink_to(private)
+    readable_by_the_app(root)
+    assert (root / "lib").stat().st_mode & 0o777 == 0o755
+    assert private.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_system_call_filter_is_handed_to_bubblewrap_on_a_descriptor(tmp_path):
+    """The shell opens the compiled filter as descriptor 9 and becomes bubblewrap."""
+    import dataclasses
+
+    from conveyor.runtime.syscall_filter import write_filter
+
+    missing = write_filter(tmp_path / "filter.bpf")
+    if missing is not None:
+        pytest.skip(missing)
+    compiled = (tmp_path / "filter.bpf").read_bytes()
+    assert compiled and len(compiled) % 8 == 0  # whole BPF instructions
+    assert (tmp_path / "filter.bpf").stat().st_mode & 0o077 == 0
+    filtered = dataclasses.replace(BWRAP, syscall_filter=tmp_path / "filter.bpf")
+    argv = confined(filtered, Confinement(), ["python"], tmp_path)
+    assert argv[:6] == [
+        "/bin/sh",
+        "-c",
+        'exec "$@" 9<"$0"',
+        str(tmp_path / "filter.bpf"),
+        "/usr/bin/bwrap",
+        "--seccomp",
+    ]
+    assert argv[6] == "9" and argv[-1] == "python"

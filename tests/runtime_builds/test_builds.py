@@ -226,3 +226,15 @@ def test_unknown_lock_format_and_bad_runtime_id(home, locks):
         builder.ensure(">=3.11", locks["six"], "poetry.lock", Log())
     with pytest.raises(RuntimeFailure, match="not a runtime id"):
         builder.path_of("../etc")
+
+
+def test_a_package_without_a_wheel_is_refused_not_built(home, tmp_path):
+    """Building an sdist runs its setup code as the server: the build refuses, says why and
+    what to do, and leaves nothing behind."""
+    lock = make_lock(tmp_path / "sdist", "sgmllib3k==1.0.0\n")  # published as an sdist only
+    with pytest.raises(RuntimeFailure) as refused:
+        builder_for(home).ensure(">=3.11", lock, "requirements-txt", Log())
+    message = str(refused.value)
+    assert "sgmllib3k" in message and "wheels only" in message
+    assert "publishes a wheel" in message
+    assert entries(home) == []

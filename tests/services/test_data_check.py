@@ -37,7 +37,8 @@ def login(warehouse) -> Iterator:
             connection.execute(text(f"CREATE ROLE \"{name}\" LOGIN PASSWORD 'pw-{name}'"))
             connection.execute(text(f'GRANT USAGE ON SCHEMA public TO "{name}"'))
             for grant in grants:
-                connection.execute(text(grant.format(login=f'"{name}"')))
+                sql = grant.format(login=f'"{name}"', database=f'"{owner_url.database}"')
+                connection.execute(text(sql))
         return owner_url.set(username=name, password=f"pw-{name}").render_as_string(
             hide_password=False
         )
@@ -125,3 +126,69 @@ def test_a_connection_that_cannot_be_reached_is_an_error_not_a_pass(warehouse):
     assert found.verdict == "error" and "could not connect" in found.note
     with pytest.raises(PolicyViolation, match="could not be checked"):
         require_safe(environment, lambda line: None)
+
+
+@pytest.mark.parametrize(
+    ("grants", "privilege", "fix"),
+    [
+        (
+            ["GRANT UPDATE (amount) ON sales TO {login}"],
+            "UPDATE on columns amount of public.sales",
+            'REVOKE UPDATE ("amount") ON "public"."sales" FROM "{login}", PUBLIC;',
+        ),
+        (
+            ["CREATE SEQUENCE counter", "GRANT USAGE ON SEQUENCE counter TO {login}"],
+            "USAGE or UPDATE on sequence public.counter",
+            'REVOKE USAGE, UPDATE ON SEQUENCE "public"."counter" FROM "{login}", PUBLIC;',
+        ),
+        (
+            ["GRANT pg_write_server_files TO {login}"],
+            "member of pg_write_server_files (through role pg_write_server_files, "
+            "which {login} can use)",
+            'REVOKE "pg_write_server_files" FROM "{login}";',
+        ),
+        (["ALTER ROLE {login} CREATEROLE"], "CREATEROLE", 'ALTER ROLE "{login}" NOCREATEROLE;'),
+        (
+            ["CREATE TABLE handed_over (x int)", "ALTER TABLE handed_over OWNER TO {login}"],
+            "owns relation public.handed_over",
+            'ALTER TABLE "public"."handed_over" OWNER TO <an owner that is not {login}>;',
+        ),
+        (
+            ["GRANT CREATE ON DATABASE {database} TO {login}"],
+            "CREATE on database {database}",
+            'REVOKE CREATE ON DATABASE "{database}" FROM "{login}", PUBLIC;',
+        ),
+        (
+            ["ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT INSERT ON TABLES TO {login}"],
+            "INSERT on tables postgres creates later (default privileges)",
+            'ALTER DEFAULT PRIVILEGES FOR ROLE "postgres" IN SCHEMA "public" REVOKE INSERT '
+            'ON TABLES FROM "{login}", PUBLIC;',
+        ),
+    ],
+    ids=["column", "sequence", "server-files", "createrole", "owner", "db-create", "defaults"],
+)
+def test_each_other_way_to_write_is_found_with_its_fix(login, grants, privilege, fix):
+    """Beyond table grants: a login that could write some other way is unsafe too."""
+    url = login(*grants)
+    name = make_url(url).database
+    environment, data = environment_with(url)
+    found = check_connection(environment, data)
+    assert found.verdict == "unsafe", found
+    expected = (
+        privilege.format(login=found.login, database=name),
+        fix.format(login=found.login, database=name),
+    )
+    assert expected in [(p.privilege, p.fix) for p in found.problems], found.problems
+
+
+def test_sqlite_is_safe_only_inside_the_sandbox(tmp_path):
+    environment = Environment(
+        "test",
+        1,
+        8702,
+        data=(DataConnection("local", f"sqlite:///{tmp_path / 'a.db'}", "read-only"),),
+    )
+    [data] = environment.data
+    assert check_connection(environment, data, sandboxed=True).verdict == "safe"
+    unsandboxed = check_connection(environment, data, sandboxed=False)
+    assert unsandboxed.verdict == "unsafe" and "install bubblewrap" in unsandboxed.note

@@ -109,6 +109,11 @@ def serve(
     proxy = Proxy(
         trusted_proxies=settings.trusted_proxies, websocket_limit=settings.websocket_limit
     )
+    if any(ipaddress.ip_address("127.0.0.1") in network for network in proxy.trusted):
+        say(
+            "warning: --trusted-proxy covers 127.0.0.1, which every app on this machine shares: "
+            "an app could send other apps requests with X-Forwarded-* headers of its choosing"
+        )
     builder = RuntimeBuilder(settings.home, cache_dir=settings.uv_cache)
     runtime = LocalRuntime(settings.home, proxy, builder=builder)
     services = Services(store, runtime)

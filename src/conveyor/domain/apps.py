@@ -51,6 +51,16 @@ BASE_PACKAGES: tuple[str, ...] = ("pyyaml",)
 
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
+#: The first user id an app is given to run as (one per app and environment, by a root
+#: server): above the ids of people, system accounts and systemd's dynamic users, above the
+#: ranges handed to containers (systemd's container range ends at 1879048191; subordinate ids
+#: in /etc/subuid start at 100000, 65536 per user), and below 2^31 (for programs that keep ids
+#: signed).
+FIRST_APP_UID = 1_900_000_000
+#: The user a runtime's own Python runs as while the runtime is checked (its packages are the
+#: lock's code, not the server's).
+BUILDER_UID = FIRST_APP_UID - 1
+
 
 @dataclass(frozen=True)
 class SmokeCheck:

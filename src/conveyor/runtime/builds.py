@@ -115,6 +115,10 @@ class RuntimeBuilder:
         self.root = home.absolute() / "runtimes"
         self.cache_dir = (cache_dir or home / "cache" / "uv").absolute()
         self.build_timeout = build_timeout
+        #: Wraps a command that runs a runtime's own Python (which executes the packages' .pth
+        #: files) so it runs sandboxed, unprivileged: the runtime (``root``) is the lock's
+        #: code, never to be run as the server. Set by the local runtime; none by default.
+        self.confine: Callable[[list[str], Path], list[str]] = lambda argv, root: argv
         self._interpreters: list[Interpreter] | None = None
         self._discovery = threading.Lock()
 
@@ -180,16 +184,30 @@ class RuntimeBuilder:
             python = building / "bin" / "python"
             self._install(python, building, lock_file, lock_format, log)
             _add_library(building)
+            # Bytecode for everything installed, so an app's first start is not slowed by it;
+            # -S: no site processing, so no package's .pth file runs here, as the server.
             self._run(
-                [str(python), "-I", "-m", "compileall", "-q", str(building / LIBRARY_DIR)],
+                [
+                    str(python),
+                    "-I",
+                    "-S",
+                    "-m",
+                    "compileall",
+                    "-q",
+                    "-j",
+                    "0",
+                    str(building / "lib"),
+                    str(building / LIBRARY_DIR),
+                ],
                 cwd=building,
                 env=self._environment(),
                 log=log,
-                step="compiling Conveyor's library",
+                step="compiling bytecode",
             )
-            self._verify(python, building, log)
             _write_marker(building, identity, interpreter, lock_format, lock_bytes)
+            # Read-only (and readable by the builder user) before its own Python runs.
             _make_read_only(building)
+            self._verify(python, building, log)
             # Atomic: readers see no runtime or a complete one, never a partial one.
             os.rename(building, final)
         except OSError as exc:
@@ -208,33 +226,44 @@ class RuntimeBuilder:
         lock_format: str,
         log: Callable[[str], None],
     ) -> None:
-        """Sync the venv to exactly what the lock lists, compiling bytecode so the first start
-        of an app is not slowed by it."""
+        """Sync the venv to exactly what the lock lists, from wheels only: building a source
+        distribution (or a local directory) would run the bundle's own build code, here, as
+        the server. A package without a wheel fails with uv's message and what to do."""
         if lock_format == "uv.lock":
+            arguments = ["sync", "--frozen", "--no-install-project", "--no-build"]
+            arguments += ["--python", str(python), "--project", str(lock_file.parent)]
+            extra_env: dict[str, str] | None = {"UV_PROJECT_ENVIRONMENT": str(venv)}
+        else:
+            arguments = ["pip", "sync", str(lock_file), "--require-hashes", "--no-build"]
+            arguments += ["--python", str(python)]
+            if lock_format == "pylock.toml":
+                arguments += ["--preview-features", "pylock"]
+            extra_env = None
+        try:
             self._uv(
-                ["sync", "--frozen", "--no-install-project", "--compile-bytecode"]
-                + ["--python", str(python), "--project", str(lock_file.parent)],
+                arguments,
                 cwd=lock_file.parent,
                 log=log,
                 step=f"installing {lock_file.name}",
-                extra_env={"UV_PROJECT_ENVIRONMENT": str(venv)},
+                extra_env=extra_env,
             )
-            return
-        preview = ["--preview-features", "pylock"] if lock_format == "pylock.toml" else []
-        self._uv(
-            ["pip", "sync", str(lock_file), "--require-hashes", "--compile-bytecode"]
-            + ["--python", str(python), *preview],
-            cwd=lock_file.parent,
-            log=log,
-            step=f"installing {lock_file.name}",
-        )
+        except RuntimeFailure as exc:
+            if "--no-build" not in str(exc):
+                raise
+            raise RuntimeFailure(
+                f"{exc}\nConveyor installs packages from wheels only: building a source "
+                "distribution would run its build code on the server. Pin a version that "
+                "publishes a wheel for this platform, or build the wheel yourself and serve it "
+                "from your package index (UV_INDEX_URL / UV_FIND_LINKS on the server)."
+            ) from None
 
     def _verify(self, python: Path, venv: Path, log: Callable[[str], None]) -> None:
         """The runtime's Python starts and imports the config library (from this runtime's
         copy, not some other package called ``conveyor`` that the lock installed) and PyYAML."""
         script = "import conveyor, conveyor.config, yaml; print(conveyor.__file__)"
+        # Importing runs the installed packages' .pth files: in the sandbox, unprivileged.
         lines = self._run(
-            [str(python), "-I", "-c", script],
+            self.confine([str(python), "-I", "-c", script], venv),
             cwd=venv,
             env=self._environment(),
             log=log,

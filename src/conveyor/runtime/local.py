@@ -27,7 +27,7 @@ from pathlib import Path
 
 from conveyor.bundles.app_file import read_app_file
 from conveyor.bundles.archive import extract
-from conveyor.domain.apps import AppSpec
+from conveyor.domain.apps import BUILDER_UID, AppSpec
 from conveyor.domain.releases import CheckKind, CheckResult
 from conveyor.errors import ConveyorError, NotFound, RuntimeFailure
 from conveyor.runtime.adapters import Launch, LaunchContext, adapter_for
@@ -103,7 +103,8 @@ class LocalRuntime:
         self.builder = builder or RuntimeBuilder(home)
         self.supervisor = supervisor or Supervisor(home / "run")
         self.supervisor.before_restart = self._verify_files
-        self.sandboxing = sandboxing or detect()
+        self.sandboxing = sandboxing or detect(home / "syscall-filter.bpf")
+        self.builder.confine = self._confine_build
         self.on_repaired = on_repaired
         self._repairs: dict[int, str] = {}
         self.health_timeout = health_timeout
@@ -357,6 +358,17 @@ class LocalRuntime:
         if self.on_repaired is not None:
             self.on_repaired(release_id, shown)
 
+    def _confine_build(self, argv: list[str], runtime: Path) -> list[str]:
+        """A runtime's own Python, run while it is built or checked: sandboxed, read-only, as
+        the builder user (its packages are the lock's code, not the server's)."""
+        prefix = interpreter_prefix(runtime)
+        confinement = Confinement(
+            read_only=(runtime, *((prefix,) if prefix is not None else ())),
+            uid=BUILDER_UID if self.sandboxing.own_users else None,
+            gid=BUILDER_UID if self.sandboxing.own_users else None,
+        )
+        return confined(self.sandboxing, confinement, argv, runtime)
+
     def _confinement(
         self,
         plan: ReleasePlan,
@@ -375,6 +387,9 @@ class LocalRuntime:
             _own(output, uid)
         prefix = interpreter_prefix(runtime)
         sqlite = sqlite_files(plan.environment)
+        for path, writable in sqlite:
+            if writable:
+                self._refuse_shared_directory(plan, path)
         return Confinement(
             read_only=(
                 app_dir,
@@ -388,6 +403,19 @@ class LocalRuntime:
             gid=uid,
             limits=spec.resources,
         )
+
+    def _refuse_shared_directory(self, plan: ReleasePlan, directory: Path) -> None:
+        """A writable SQLite file's directory is shown to the app read-write: refuse one that
+        holds the server's own files (or is the whole file system)."""
+        resolved = directory.resolve()
+        home = self.home.resolve()
+        if resolved == Path("/") or home == resolved or home.is_relative_to(resolved):
+            raise RuntimeFailure(
+                f"{plan.environment.name}: a writable SQLite database in {directory} would "
+                f"let {plan.app} write that whole directory, which holds Conveyor's home "
+                f"{self.home}; give the database a directory of its own "
+                "(for example /srv/conveyor-data/<app>/app.db)"
+            )
 
     def _describe(self, confinement: Confinement) -> str:
         if self.sandboxing.isolation is Isolation.NONE:
@@ -499,8 +527,8 @@ class LocalRuntime:
 
 
 def _own(path: Path, uid: int, *, recursive: bool = False) -> None:
-    """Give ``path`` to the app's user (a root server's sandbox)."""
-    os.chown(path, uid, uid)
+    """Give ``path`` to the app's user (a root server's sandbox); links are not followed."""
+    os.lchown(path, uid, uid)
     if recursive:
         for directory, subdirectories, files in os.walk(path):
             for name in [*subdirectories, *files]:

@@ -144,15 +144,19 @@ class EnvironmentHandler:
     # --- HTTP ----------------------------------------------------------------------------
 
     def _host_app(self, request: web.BaseRequest) -> str | None:
-        """The app whose own host the request is for (``<app>.<domain>``), or None."""
+        """The app whose own host the request is for (``<app>.<domain>``), or None for a
+        host outside the domain. Any other host under the domain (``x.app.<domain>``) is an
+        app that does not exist (``-``): nothing is served there."""
         if self.domain is None:
             return None
         host = (request.host or "").rsplit(":", 1)[0].lower().rstrip(".")
         suffix = "." + self.domain
+        if host == self.domain:
+            return "-"
         if not host.endswith(suffix):
             return None
         name = host[: -len(suffix)]
-        return name if APP_NAME.match(name) else None
+        return name if APP_NAME.match(name) else "-"
 
     def _trusted(self, request: web.BaseRequest) -> bool:
         """Whether the request comes from a proxy whose X-Forwarded-* headers are kept."""
@@ -426,6 +430,11 @@ def _upstream_headers(
     anyone else they are replaced by what the connection says."""
     incoming = request.headers
     headers = _without_hop_by_hop(incoming, skip)
+    for name in list(headers):
+        # Servers read X_Forwarded_For as X-Forwarded-For (WSGI's HTTP_X_FORWARDED_FOR):
+        # every spelling of a forwarding header is the proxy's to set.
+        if _forwarding(name):
+            headers.popall(name, None)
     forwarded_for = ", ".join(incoming.getall("X-Forwarded-For", ())) if trusted else ""
     remote = request.remote
     if remote:
@@ -438,6 +447,13 @@ def _upstream_headers(
     headers["X-Forwarded-Host"] = host or request.host
     headers["X-Forwarded-Prefix"] = prefix
     return headers
+
+
+def _forwarding(name: str) -> bool:
+    """Whether a header name, read the way servers read it (``_`` as ``-``), is one of the
+    headers that say who the client is."""
+    normal = name.lower().replace("_", "-")
+    return normal in _FORWARDED or normal.startswith("x-forwarded-")
 
 
 def _requested_protocols(request: web.BaseRequest) -> list[str]:

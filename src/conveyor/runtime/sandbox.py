@@ -6,7 +6,9 @@ machine's system files read-only (``/usr``, and from ``/etc`` only what programs
 and reach the network), the paths it is given (its release and runtime read-only, its output
 location read-write), a private ``/tmp`` (its ``HOME``), its own ``/proc`` in a new PID
 namespace (no other process is visible, the server's included) and a minimal ``/dev``. It
-shares the network: apps must reach their databases.
+shares the network: apps must reach their databases. Where libseccomp is available, a system
+call filter (runtime/syscall_filter.py) refuses namespaces, mounts, the keyring, bpf and the
+other calls no app needs.
 
 A server running as root runs each app as its own unprivileged user (``Confinement.uid``):
 bubblewrap builds the sandbox as root, then ``setpriv`` switches to that user, drops every
@@ -33,6 +35,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from conveyor.domain.apps import Resources, show_size
+from conveyor.runtime.syscall_filter import write_filter
 
 #: What programs need from /etc to run and reach the network; nothing else of it is visible.
 ETC_FILES = (
@@ -61,6 +64,8 @@ ETC_FILES = (
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 #: The home an app gets inside the sandbox: its private /tmp.
 SANDBOX_HOME = "/tmp"
+#: The size of an app's /tmp (memory) when its resources set no memory limit.
+DEFAULT_TMP_SIZE = 512 * 2**20
 
 
 class Isolation(StrEnum):
@@ -100,6 +105,8 @@ class Sandboxing:
     bwrap: str | None = None
     setpriv: str | None = None
     prlimit: str | None = None
+    #: The compiled seccomp filter bubblewrap installs (runtime/syscall_filter.py), if any.
+    syscall_filter: Path | None = None
 
     @property
     def own_users(self) -> bool:
@@ -111,9 +118,9 @@ class Sandboxing:
         return cls(Isolation.NONE, detail, prlimit=shutil.which("prlimit"))
 
 
-def detect() -> Sandboxing:
+def detect(syscall_filter: Path | None = None) -> Sandboxing:
     """Whether bubblewrap is here and works (a sandbox is tried once), and whether apps can
-    run as their own users."""
+    run as their own users; the system call filter is written to ``syscall_filter``."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return Sandboxing.none(
@@ -144,12 +151,21 @@ def detect() -> Sandboxing:
         else "apps as the server's user"
         + (" (setpriv is missing: install util-linux)" if os.geteuid() == 0 else "")
     )
+    filtered: Path | None = None
+    if syscall_filter is not None:
+        missing = write_filter(syscall_filter)
+        if missing is None:
+            filtered = syscall_filter
+            who += ", system calls filtered"
+        else:
+            who += f"; {missing}"
     return Sandboxing(
         Isolation.BUBBLEWRAP,
         f"{version or 'bubblewrap'}: {who}",
         bwrap=bwrap,
         setpriv=setpriv,
         prlimit=shutil.which("prlimit"),
+        syscall_filter=filtered,
     )
 
 
@@ -174,6 +190,19 @@ def confined(
                 *command,
             ]
         command = [sandboxing.bwrap, *bwrap_arguments(confinement, cwd), "--", *command]
+        if sandboxing.syscall_filter is not None:
+            # bubblewrap reads the filter from a descriptor: the shell opens it as 9 and
+            # becomes bubblewrap, so every caller starts one command line as before.
+            command = [
+                "/bin/sh",
+                "-c",
+                'exec "$@" 9<"$0"',
+                str(sandboxing.syscall_filter),
+                command[0],
+                "--seccomp",
+                "9",
+                *command[1:],
+            ]
     return _with_limits(sandboxing, confinement, command)
 
 
@@ -192,6 +221,8 @@ def bwrap_arguments(confinement: Confinement, cwd: Path) -> list[str]:
         "/dev",
         "--perms",
         "1777",
+        "--size",
+        str(confinement.limits.memory or DEFAULT_TMP_SIZE),
         "--tmpfs",
         "/tmp",
         *_system_binds(),
@@ -231,6 +262,9 @@ def _system_binds() -> list[str]:
             arguments += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             arguments += ["--ro-bind", str(path), str(path)]
+    # /etc itself is made here, readable by everyone: bubblewrap would copy the mode of a
+    # private parent, and an app running as its own user could then resolve no name.
+    arguments += ["--perms", "0755", "--dir", "/etc"]
     for name in ETC_FILES:
         path = Path("/etc") / name
         if path.exists() or path.is_symlink():
@@ -282,8 +316,22 @@ def interpreter_prefix(runtime: Path) -> Path | None:
 
 def readable_by_the_app(root: Path) -> None:
     """Let a sandboxed app (another user) read ``root``: directories 0755, files keep their
-    0644/0755. The server's home stays 0700, so nobody else reaches them."""
-    os.chmod(root, 0o755)
+    0644/0755. The server's home stays 0700, so nobody else reaches them. Links are never
+    followed: an app may have made them (a build's output), and a chmod through one would
+    change, as the server, whatever it points at."""
+    _open_to_all(str(root))
     for directory, subdirectories, _ in os.walk(root):
         for name in subdirectories:
-            os.chmod(os.path.join(directory, name), 0o755)
+            _open_to_all(os.path.join(directory, name))
+
+
+def _open_to_all(path: str) -> None:
+    """chmod 0755 a directory, through a descriptor opened without following a link."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return  # a link (or gone): left alone
+    try:
+        os.fchmod(descriptor, 0o755)
+    finally:
+        os.close(descriptor)

@@ -98,18 +98,30 @@ def run_tests_command(
     """A bundle's `checks.tests` command, run by /bin/sh with exactly ``env`` (in the
     release's sandbox, through ``confine``); its output is captured (the server's release
     checks and `conveyor check` both run tests this way)."""
+    # Its own session: no controlling terminal (so no keystrokes pushed into the server's
+    # terminal), and one process group to stop, sandbox and all, when it takes too long.
+    process = subprocess.Popen(
+        confine(["/bin/sh", "-c", command]),
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
     try:
-        result = subprocess.run(
-            confine(["/bin/sh", "-c", command]),
-            cwd=cwd,
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        # A process that left the group may still hold the pipes: wait a little, not forever.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.communicate(timeout=5)
         return CommandResult(False, f"{command} took longer than {timeout:.0f} s and was stopped")
-    output = (result.stdout + result.stderr)[-_OUTPUT_LIMIT:]
-    return CommandResult(result.returncode == 0, output)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # what it left running in its group
+    output = (stdout + stderr)[-_OUTPUT_LIMIT:]
+    return CommandResult(process.returncode == 0, output)

@@ -10,7 +10,7 @@ from conveyor.domain.policy import Action, BundleFacts, authorize, bundle_alias,
 from conveyor.domain.releases import ReleaseKind, ReleaseState
 from conveyor.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from conveyor.services.context import Services
-from conveyor.services.data_check import require_safe
+from conveyor.services.data_check import require_safe, sandboxed
 from conveyor.services.releasing import Outcome, Started, run_release
 from conveyor.storage import audit, catalog, releases, users
 
@@ -200,7 +200,8 @@ def _prepare(
         bundle = catalog.get_bundle(connection, app, bundle_ref)
         facts = facts_about(connection, app, bundle["id"], actor)
     authorize(action, target, facts)
-    require_safe(target, lambda line: None)  # read-only data connections that cannot write
+    # Read-only data connections must be shown unable to write, now.
+    require_safe(target, lambda line: None, sandboxed=sandboxed(services))
     return target, bundle, facts
 
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, and_, func, insert, select
 
+from conveyor.domain.apps import FIRST_APP_UID as FIRST_UID
 from conveyor.storage import schema
 
 _T = schema.app_users
-#: The first user id handed out: far above the ids of people and of system accounts, and of
-#: the ranges Debian's adduser gives out for subordinate ids (100000 onwards, 65536 each).
-FIRST_UID = 3_000_000
 
 
 def uid_of(connection: Connection, app: str, environment: str) -> int:
