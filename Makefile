@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-quick lint typecheck docs bench clean
+.PHONY: demo test test-quick lint typecheck docs screenshots bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Conveyor needs Python 3.11 or newer; found " + sys.version.split()[0] + ". Run: make PYTHON=python3.11 ...")'
@@ -36,6 +36,10 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python docs/cli_reference.py > docs/cli.md
 	$(BIN)/python docs/security_reference.py
+
+## screenshots: regenerate the console's screenshots in docs/ (runs the demo; needs chromium)
+screenshots: $(STAMP)
+	$(BIN)/python docs/console_screenshots.py
 
 ## bench: run the benchmarks (ratios measured side by side)
 bench: $(STAMP)

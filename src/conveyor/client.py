@@ -278,6 +278,30 @@ class Client:
         result: dict[str, Any] = self.request("DELETE", f"/tokens/{token_id}")
         return result
 
+    def set_password(self, name: str, password: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "PUT", f"/users/{_q(name)}/password", body={"password": password}
+        )
+        return result
+
+    def set_groups(self, name: str, groups: list[str]) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "PUT", f"/users/{_q(name)}/groups", body={"groups": groups}
+        )
+        return result
+
+    def set_access(self, app: str, environment: str, access: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "PUT",
+            f"/apps/{_q(app)}/environments/{_q(environment)}/access",
+            body={"access": access},
+        )
+        return result
+
+    def access(self, app: str) -> dict[str, str]:
+        result: dict[str, str] = self.request("GET", f"/apps/{_q(app)}/access")
+        return result
+
     def rotate_secrets_key(self) -> dict[str, Any]:
         result: dict[str, Any] = self.request("POST", "/secrets/rotate-key")
         return result

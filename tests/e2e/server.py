@@ -13,7 +13,7 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from conveyor.cli.local_server import LocalServer, environments_file
@@ -57,13 +57,13 @@ class Server:
     def app_url(self, environment: str, app: str, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.ports[environment]}/{app}{path}"
 
-    def start(self, *, with_file: bool = True) -> None:
+    def start(self, *, with_file: bool = True, arguments: Sequence[str] = ()) -> None:
         """Start `conveyor serve`; ``with_file=False`` leaves out ``--environments`` (then the
         environments a first start wrote stay, and `conveyor apply` may change them)."""
         self.starts += 1
         log = self.root / f"server-{self.starts}.log"
         file = self.environments_file if with_file else None
-        self.process = LocalServer(self.home, self.api_port, file, self.env, log)
+        self.process = LocalServer(self.home, self.api_port, file, self.env, log, arguments)
         self.process.start()
 
     def log(self) -> str:
@@ -141,6 +141,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         body = (VERSION + " " + os.environ.get("GREETING", "")).strip().encode()
         self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

@@ -15,7 +15,14 @@ pytestmark = pytest.mark.e2e
 
 def test_users_roles_and_tokens_from_the_cli(server, tmp_path):
     added = server.cli_json("users", "add", "bob", "--role", "test:deployer", "--json")
-    assert added == {"name": "bob", "admin": False, "disabled": False, "roles": ["test:deployer"]}
+    assert added == {
+        "name": "bob",
+        "admin": False,
+        "disabled": False,
+        "roles": ["test:deployer"],
+        "groups": [],
+        "password": False,  # no console password until one is set
+    }
     defaults = server.cli_json("users", "add", "carol", "--json")
     assert defaults["roles"] == ["dev:developer", "prod:viewer", "test:viewer"]
     assert server.cli("users", "grant", "bob", "prod:approver").code == 0

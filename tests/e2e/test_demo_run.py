@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -61,4 +62,7 @@ def test_the_demo_goes_dev_test_prod_and_prod_refuses_the_failing_change(tmp_pat
     rows = {line.split()[0]: line for line in status.splitlines()[2:5]}
     for app in ("forecast-api", "sales-dashboard", "quarterly-report"):
         assert rows[app].count("✓") == 3, rows  # live and verified in dev, test and prod
+    assert f"http://127.0.0.1:{base}/" in out[out.index("== The console") :]
+    assert re.search(r"sign in as ana \(deploys, promotes\), password \S{8,}", out)
+    assert re.search(r"or as bob \(approves for prod\), password \S{8,}", out)
     assert "demo server stopped" in result.stderr

@@ -907,3 +907,154 @@ def test_a_stopped_proxy_refuses_calls_and_stops_twice_quietly():
     proxy.stop()
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", port))
+
+
+class MemoryGate:
+    """An honest in-memory gate: who may view which app, and the page views it was told."""
+
+    def __init__(self, allowed: dict[str, set[str | None]]) -> None:
+        self.allowed = allowed  # app -> users (None: anonymous) who may view it
+        self.views: list[tuple[str, str, str, str]] = []
+
+    async def decide(self, environment, app, cookie, url):
+        from conveyor.runtime.proxy_gate import Decision
+
+        user = {"good-session": "ana", "other-session": "eve"}.get(cookie or "")
+        if user in self.allowed.get(app, {None}):
+            return Decision(True, user, private=app in self.allowed)
+        if user is None:
+            return Decision(False, sign_in=f"http://console.example/signin?next={url}")
+        return Decision(False, user, reason=f"{user} may not view {app}")
+
+    def viewed(self, environment, app, viewer, session):
+        self.views.append((environment, app, viewer, session))
+
+
+def test_the_gate_sends_anonymous_visitors_to_sign_in_and_refuses_others():
+    from conveyor.runtime.proxy_gate import Gate
+
+    memory = MemoryGate({"private": {"ana"}})
+    gated = Proxy(gate=Gate(memory.decide, memory.viewed))
+    gated.start()
+    try:
+        base = f"http://127.0.0.1:{gated.add_listener('prod')}"
+
+        async def scenario() -> None:
+            async with serve(echo_app("private")) as private:
+                await in_thread(gated.set_route, "prod", "private", 1, [private])
+                async with aiohttp.ClientSession() as client:
+                    async with client.get(f"{base}/private/page", allow_redirects=False) as anon:
+                        assert anon.status == 303
+                        assert anon.headers["Location"] == (
+                            f"http://console.example/signin?next={base}/private/page"
+                        )
+                    eve = {"Cookie": "conveyor_session=other-session"}
+                    async with client.get(f"{base}/private/", headers=eve) as refused:
+                        assert refused.status == 403
+                        assert "eve may not view private" in await refused.text()
+                    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+                        await client.ws_connect(f"{base}/private/ws", headers=eve)
+                    assert caught.value.status == 403
+                    ana = {
+                        "Cookie": "theme=dark; conveyor_session=good-session; other=1",
+                        "Accept": "text/html",
+                    }
+                    async with client.get(f"{base}/private/", headers=ana) as allowed:
+                        assert allowed.status == 200
+                        echo = await allowed.json()
+                        cookies = allowed.headers.getall("Set-Cookie")
+            # The console's session never reaches the app; the app's own cookies do.
+            assert header(echo, "Cookie") == ["theme=dark; other=1"]
+            assert any(c.startswith("conveyor_visitor=") for c in cookies)
+            assert memory.views and memory.views[0][:3] == ("prod", "private", "ana")
+
+        asyncio.run(scenario())
+    finally:
+        gated.stop()
+
+
+def test_conveyors_cookies_are_removed_even_without_a_gate(proxy, base):
+    async def scenario() -> None:
+        async with serve(echo_app("alpha")) as alpha:
+            await in_thread(proxy.set_route, "dev", "alpha", 1, [alpha])
+            async with aiohttp.ClientSession() as client:
+                only_ours = {"Cookie": "conveyor_session=abc; conveyor_visitor=x"}
+                echo = await get_json(client, f"{base}/alpha/", headers=only_ours)
+        assert header(echo, "Cookie") == []
+
+    asyncio.run(scenario())
+
+
+def test_a_private_app_takes_sockets_and_changes_only_from_its_own_origin():
+    """A page of another app on this host (another port: same site) gets the browser to send
+    the viewer's session along; a socket it opens, or a form it posts, is refused."""
+    from conveyor.runtime.proxy_gate import Gate
+
+    memory = MemoryGate({"private": {"ana"}})
+    gated = Proxy(gate=Gate(memory.decide, memory.viewed))
+    gated.start()
+    try:
+        base = f"http://127.0.0.1:{gated.add_listener('prod')}"
+        # An odd cookie some app set does not hide the session (nor end up in a loop).
+        ana = {"Cookie": 'prefs=dark mode; x="a\\b"; conveyor_session=good-session'}
+        elsewhere = {**ana, "Origin": "http://127.0.0.1:1"}
+        own = {**ana, "Origin": base}
+
+        async def scenario() -> None:
+            async with serve(echo_app("private")) as private:
+                await in_thread(gated.set_route, "prod", "private", 1, [private])
+                async with aiohttp.ClientSession() as client:
+                    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+                        await client.ws_connect(f"{base}/private/ws", headers=elsewhere)
+                    assert caught.value.status == 403
+                    async with client.ws_connect(f"{base}/private/ws", headers=own) as ws:
+                        await ws.send_str("hi")
+                        assert (await ws.receive()).data == "private:hi"
+                    async with client.post(f"{base}/private/x", headers=elsewhere) as posted:
+                        assert posted.status == 403
+                        assert "only from its own pages" in await posted.text()
+                    async with client.post(f"{base}/private/x", headers=own) as posted:
+                        assert posted.status == 200
+                    async with client.get(f"{base}/private/", headers=elsewhere) as read:
+                        assert read.status == 200  # a link from elsewhere still opens it
+                        assert read.headers["Cache-Control"] == "private, no-cache"
+                        assert "Cookie" in read.headers["Vary"]
+
+        asyncio.run(scenario())
+    finally:
+        gated.stop()
+
+
+def cookie_setter() -> web.Application:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response = web.Response(text="ok")
+        for cookie in (
+            "conveyor_session=mallorys-session; Path=/",
+            "Conveyor_Session=shouting; Path=/",
+            " conveyor_visitor=tossed",
+            "__Host-conveyor_session=prefixed; Path=/; Secure",
+            "theme=dark; Path=/",
+        ):
+            response.headers.add("Set-Cookie", cookie)
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+def test_an_app_cannot_set_conveyors_cookies(proxy, base):
+    """Cookies ignore ports: an app that set conveyor_session would replace the console's
+    session of whoever visits it with one of its choosing."""
+
+    async def scenario() -> None:
+        async with serve(cookie_setter()) as setter:
+            await in_thread(proxy.set_route, "dev", "setter", 1, [setter])
+            async with aiohttp.ClientSession() as client:
+                async with client.get(f"{base}/setter/") as answer:
+                    cookies = answer.headers.getall("Set-Cookie")
+        names = [c.split("=", 1)[0].strip() for c in cookies]
+        assert "theme" in names
+        assert not [n for n in names if "conveyor_" in n.lower()], cookies
+
+    asyncio.run(scenario())

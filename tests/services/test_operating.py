@@ -114,6 +114,9 @@ def test_status_history_and_diff(services, runtime, upload):
     assert not differences["bundle"].same
     assert differences["type"].same and differences["python"].same
     assert differences["runtime"].same  # two bundles with one lock run on one runtime
+    assert (differences["files"].same, differences["file app.py"].same) == (False, False)
+    assert differences["files"].right.endswith("(1 differ)")
+    assert "file conveyor.yml" not in differences  # the same in both
     token = differences["variable TOKEN"]
     assert (token.left, token.right, token.same) == (MASK, MASK, None)  # not compared
     as_admin = {d.aspect: d for d in diff(services, "hello", "test", "prod", compare_secrets=True)}

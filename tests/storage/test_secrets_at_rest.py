@@ -163,6 +163,8 @@ def old_database(database_url: str) -> None:
     try:
         migrate(engine)
         with engine.begin() as connection:
+            for table in ("sessions", "sign_in_failures", "app_access", "usage", "usage_seen"):
+                connection.execute(text(f"DROP TABLE {table}"))  # version 7's
             connection.execute(text("DROP TABLE grants"))
             connection.execute(text("DROP TABLE users"))
             connection.execute(

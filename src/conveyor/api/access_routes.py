@@ -16,7 +16,7 @@ from conveyor.api.permissions import AuthorizedRoute, CurrentToken, CurrentUser,
 from conveyor.api.shapes import token_json, user_json
 from conveyor.domain.access import Grant, Permission, parse_grant
 from conveyor.domain.audit import AuditEvent
-from conveyor.services import secrets, tokens, users
+from conveyor.services import secrets, sign_in, tokens, users
 from conveyor.storage import audit
 
 router = APIRouter(route_class=AuthorizedRoute)
@@ -77,6 +77,33 @@ def revoke_role(context: Context, user: CurrentUser, name: str, role: str) -> di
 @router.post("/users/{name}/disable", tags=["users"], openapi_extra=needs(Permission.ADMIN))
 def disable_user(context: Context, user: CurrentUser, name: str) -> dict[str, Any]:
     return user_json(users.disable(context.services, name, actor=user.name))
+
+
+class PasswordBody(BaseModel):
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class GroupsBody(BaseModel):
+    groups: list[str]
+
+
+@router.put(
+    "/users/{name}/password",
+    tags=["users"],
+    openapi_extra=needs(Permission.SELF_OR_ADMIN, "user:name"),
+)
+def set_password(
+    context: Context, user: CurrentUser, name: str, body: PasswordBody
+) -> dict[str, Any]:
+    """Set a console password (one's own; an admin anyone's); the user's sessions end."""
+    sign_in.set_password(context.services, user, name, body.password)
+    return {"name": name, "password": "set"}
+
+
+@router.put("/users/{name}/groups", tags=["users"], openapi_extra=needs(Permission.ADMIN))
+def set_groups(context: Context, user: CurrentUser, name: str, body: GroupsBody) -> dict[str, Any]:
+    """The groups a user is in (viewer access may name groups)."""
+    return user_json(users.set_groups(context.services, name, body.groups, actor=user.name))
 
 
 def _role(text: str) -> tuple[Grant | None, bool]:

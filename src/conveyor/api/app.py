@@ -11,6 +11,9 @@ from conveyor.api import access_routes, app_routes, environment_routes, release_
 from conveyor.api.context import ApiContext
 from conveyor.api.errors import install_error_handlers
 from conveyor.api.permissions import AuthorizedRoute, needs
+from conveyor.console import admin as console_admin
+from conveyor.console import oidc as console_oidc
+from conveyor.console import pages as console_pages
 from conveyor.domain.access import Permission
 
 __all__ = ["ApiContext", "create_app"]
@@ -31,6 +34,9 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(_public(), prefix="/api/v1")
     for module in (environment_routes, app_routes, release_routes, access_routes):
         app.include_router(module.router, prefix="/api/v1")
+    # The console beside the API, at the control address's root.
+    for console in (console_pages, console_admin, console_oidc):
+        app.include_router(console.router)
     return app
 
 

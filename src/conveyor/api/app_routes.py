@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from conveyor.api.context import Context
 from conveyor.api.permissions import AuthorizedRoute, CurrentUser, needs, visible
 from conveyor.api.shapes import release_json
 from conveyor.domain.access import Permission
+from conveyor.domain.viewers import parse_access
 from conveyor.errors import InvalidInput, NotFound
-from conveyor.services import status, variables
+from conveyor.services import status, variables, viewers
 from conveyor.services.bundles import register_bundle
 from conveyor.storage import catalog, releases
 
@@ -237,6 +238,51 @@ def unset_var(
 ) -> dict[str, Any]:
     variables.unset_variable(context.services, app, environment, name, user.name)
     return {"name": name, "removed": True}
+
+
+class AccessBody(BaseModel):
+    access: str = Field(description="public, signed-in, or users and groups: ana,sales-team")
+
+
+@router.put(
+    "/apps/{app}/environments/{environment}/access",
+    tags=["viewers"],
+    openapi_extra=needs(Permission.SET_ACCESS, "path:environment"),
+)
+def set_access(
+    context: Context, user: CurrentUser, app: str, environment: str, body: AccessBody
+) -> dict[str, Any]:
+    """Who may view the app there; the proxy enforces it from the next request on."""
+    access = parse_access(body.access)
+    viewers.set_access(context.services, app, environment, access, user.name)
+    return {"app": app, "environment": environment, "access": access.describe()}
+
+
+@router.get(
+    "/apps/{app}/access",
+    tags=["viewers"],
+    openapi_extra=needs(Permission.SIGNED_IN, note=_SEEN),
+)
+def show_access(context: Context, user: CurrentUser, app: str) -> dict[str, str]:
+    with context.services.store.transaction() as connection:
+        if not catalog.app_exists(connection, app):
+            raise NotFound(f"there is no app {app!r}")
+        names = [e.name for e in catalog.list_environments(connection)]
+    return viewers.access_table(context.services, app, visible(user, names))
+
+
+@router.get(
+    "/apps/{app}/usage",
+    tags=["viewers"],
+    openapi_extra=needs(Permission.SIGNED_IN, note=_SEEN),
+)
+def show_usage(context: Context, user: CurrentUser, app: str) -> list[dict[str, Any]]:
+    """Page views, distinct viewers and sessions per environment, counted by the proxy."""
+    with context.services.store.transaction() as connection:
+        names = [e.name for e in catalog.list_environments(connection)]
+    return [
+        dataclasses.asdict(u) for u in viewers.usage_of(context.services, app, visible(user, names))
+    ]
 
 
 def _provenance(header: str | None) -> dict[str, Any]:

@@ -11,8 +11,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from conveyor.api.background import Background
+from conveyor.console.settings import ConsoleSettings
 from conveyor.domain.environments import Environment
 from conveyor.services.context import Services
+from conveyor.services.drift import RecentDrift
 from conveyor.services.git_driven import Watch
 
 
@@ -30,6 +32,15 @@ class ApiContext:
     #: The environments file the server was started with: while it is in charge, the API
     #: changes nothing it manages.
     environments_file: str | None = None
+    #: How the console signs people in (sessions, OIDC).
+    console: ConsoleSettings = dataclasses.field(default_factory=ConsoleSettings)
+    #: The console's public address when given (`--console-url`), else None.
+    console_url: str | None = None
+    #: Whether a URL is an app's address on one of this server's listeners (where the console
+    #: may send someone back to after signing in).
+    is_app_address: Callable[[str], bool] = lambda url: False
+    #: Which live releases' runtimes drifted, checked now and then for the board.
+    drift: RecentDrift = dataclasses.field(default_factory=RecentDrift)
 
 
 def context_of(request: Request) -> ApiContext:

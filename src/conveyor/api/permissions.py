@@ -68,7 +68,7 @@ class Need:
             "promotion": "the target environment",
         }
         if self.permission is Permission.PUBLIC:
-            text = "none (no token)"
+            text = "none"
         elif self.permission is Permission.SELF_OR_ADMIN:
             text = "the user named, or admin"
         elif self.permission.per_environment:
@@ -111,11 +111,18 @@ def declared_need(operation: dict[str, Any]) -> Need:
 
 
 class AuthorizedRoute(APIRoute):
-    """An APIRoute whose handler checks the declared permission before anything else."""
+    """An APIRoute whose handler checks the declared permission before anything else. The
+    API's routes authenticate with a bearer token; the console's (console/routes.py) with a
+    session cookie, by overriding ``authenticate``."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
         self.need = need_of(self)
+
+    def authenticate(self, request: Request) -> tuple[User, object]:
+        """Who the request comes from, and the credential that says so; Unauthorized."""
+        services: Services = request.app.state.context.services
+        return tokens.authenticate(services, _bearer(request))
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -123,13 +130,17 @@ class AuthorizedRoute(APIRoute):
 
         async def authorized(request: Request) -> Response:
             if need.permission is not Permission.PUBLIC:
-                user, token, environments = await run_in_threadpool(_check, request, need)
+                user, credential, environments = await run_in_threadpool(self._check, request, need)
                 request.state.user = user
-                request.state.token = token
+                request.state.token = credential
                 request.state.checked_environments = environments
             return await handler(request)
 
         return authorized
+
+    def _check(self, request: Request, need: Need) -> tuple[User, object, list[str]]:
+        user, credential = self.authenticate(request)
+        return user, credential, authorize(request, need, user)
 
 
 def current_user(request: Request) -> User:
@@ -164,23 +175,24 @@ def visible(user: User, environments: Iterable[str]) -> list[str]:
     return user.environments_with(Permission.VIEW, environments)
 
 
-def _check(request: Request, need: Need) -> tuple[User, Token, list[str]]:
+def authorize(request: Request, need: Need, user: User) -> list[str]:
+    """Whether ``user`` may make ``request``: Forbidden naming the role otherwise. Returns the
+    environments the permission was checked in."""
     services: Services = request.app.state.context.services
-    user, token = tokens.authenticate(services, _bearer(request))
     if need.permission is Permission.SELF_OR_ADMIN:
         subject = _subject(request, need)
         if user.name != subject and not user.admin:
             raise Forbidden(refusal(user, need.permission))
-        return user, token, []
+        return []
     if not need.permission.per_environment:
         if not user.can(need.permission):
             raise Forbidden(refusal(user, need.permission))
-        return user, token, []
+        return []
     environments = _environments(request, need, services)
     for environment in environments:
         if not user.can(need.permission, environment):
             raise Forbidden(refusal(user, need.permission, environment))
-    return user, token, environments
+    return environments
 
 
 def _bearer(request: Request) -> str:

@@ -18,6 +18,7 @@ import signal
 import socket
 import ssl
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ import uvicorn
 
 from conveyor.api.app import ApiContext, create_app
 from conveyor.api.background import Background
+from conveyor.api.viewer_gate import ViewerGate
+from conveyor.console.settings import ConsoleSettings
 from conveyor.credentials import save_token
 from conveyor.domain.environments import DEFAULT_ENVIRONMENTS, Environment
 from conveyor.errors import ConveyorError, InvalidInput, RuntimeFailure
@@ -66,6 +69,9 @@ class ServerSettings:
     trusted_proxies: list[str] = field(default_factory=list)
     #: The largest WebSocket message the proxy accepts from a client, in bytes.
     websocket_limit: int = DEFAULT_WEBSOCKET_LIMIT
+    #: The console's public address (behind a proxy); default the control address.
+    console_url: str | None = None
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
 
 def check_exposure(settings: ServerSettings) -> None:
@@ -106,6 +112,8 @@ def serve(
     for line in secure_home(settings.home):
         say(line)
     store = Store.open(settings.home, settings.database_url)
+    scheme = "https" if settings.tls_cert else "http"
+    console_url = settings.console_url or f"{scheme}://{_display(settings.host)}:{settings.port}"
     proxy = Proxy(
         trusted_proxies=settings.trusted_proxies, websocket_limit=settings.websocket_limit
     )
@@ -117,11 +125,14 @@ def serve(
     builder = RuntimeBuilder(settings.home, cache_dir=settings.uv_cache)
     runtime = LocalRuntime(settings.home, proxy, builder=builder)
     services = Services(store, runtime)
+    # Without --console-url, sign-in redirects from an app go to the console's port on the
+    # host the visitor used for the app (a server on 0.0.0.0 is reached by some name).
+    gate = ViewerGate(services, settings.console_url, scheme=scheme, port=settings.port)
+    proxy.gate = gate.gate()
     runtime.on_repaired = lambda release_id, what: record_repair(services, release_id, what)
     say(f"isolation: {runtime.sandboxing.detail}")
     background = Background()
     watcher: GitWatcher | None = None
-    scheme = "https" if settings.tls_cert else "http"
     # App listeners follow the API's rules: loopback, TLS, or a TLS proxy in front.
     tls = _tls_context(settings)
     try:
@@ -194,6 +205,9 @@ def serve(
                 environments_file=str(settings.environments_file)
                 if settings.environments_file
                 else None,
+                console=settings.console,
+                console_url=settings.console_url,
+                is_app_address=lambda url: _is_app_address(url, urls, running),
             )
         )
         config = uvicorn.Config(
@@ -204,9 +218,15 @@ def serve(
             ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
             ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
             timeout_graceful_shutdown=5,
+            # A client's address and scheme (sign-in limits, the cookie's Secure flag) come
+            # from X-Forwarded-* only when a --trusted-proxy sent them; every app on this
+            # machine connects from 127.0.0.1 and could claim any address otherwise.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=list(settings.trusted_proxies) or None,
         )
         server = _Server(config)
-        say(f"Conveyor API on {scheme}://{_display(settings.host)}:{settings.port}/api/v1")
+        gate.start()
+        say(f"Conveyor console on {console_url}/ (API under /api/v1)")
         for name, url in urls.items():
             say(f"  {name:<6} {url}/<app>/")
         say("Ctrl-C or SIGTERM stops the server (apps stop with it and start again next time)")
@@ -223,8 +243,22 @@ def serve(
             )
         runtime.supervisor.stop_all()
         proxy.stop()
+        gate.stop()
         store.close()
         say("stopped")
+
+
+def _is_app_address(url: str, urls: dict[str, str], running: list[Environment]) -> bool:
+    """Whether ``url`` is on one of this server's listeners: a listener's own address, or a
+    host of an environment's domain."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    base = f"{parts.scheme}://{parts.netloc}"
+    if base in urls.values():
+        return True
+    host = (parts.hostname or "").lower()
+    return any(e.domain and host.endswith("." + e.domain) for e in running)
 
 
 def _tls_context(settings: ServerSettings) -> ssl.SSLContext | None:

@@ -61,6 +61,8 @@ def user_json(user: User) -> dict[str, Any]:
         "admin": user.admin,
         "disabled": user.disabled,
         "roles": [str(g) for g in sorted(user.grants)],
+        "groups": sorted(user.groups),
+        "password": user.has_password,
     }
 
 

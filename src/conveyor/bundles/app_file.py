@@ -3,6 +3,7 @@ the fix."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -61,7 +62,36 @@ def read_app_file(directory: Path) -> AppSpec:
     return parse_app_spec(data, path, directory)
 
 
+#: Characters no field may hold: control characters other than tab and newline (a carriage
+#: return would end a line wherever the text is shown: logs, the console's live streams).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+
+
+def _control_characters(value: Any, where: str = "") -> str | None:
+    """The first field (dotted path) whose text holds a control character, or None."""
+    if isinstance(value, str):
+        return where or "a field" if _CONTROL.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{where}.{key}" if where else str(key)
+            found = _control_characters(str(key), inner) or _control_characters(item, inner)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _control_characters(item, f"{where}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def parse_app_spec(data: dict[str, Any], path: Path, directory: Path) -> AppSpec:
+    holding = _control_characters(data)
+    if holding:
+        raise ManifestError(
+            f"{path}: `{holding}` holds a control character (a carriage return, NUL, escape "
+            "...); only tabs and newlines may appear in a field"
+        )
     reader = _Fields(data, path)
     unknown = sorted(set(data) - _FIELDS)
     if unknown:

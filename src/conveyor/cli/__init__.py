@@ -29,6 +29,7 @@ from conveyor.cli.status import diff_command, history_command, open_command, sta
 from conveyor.cli.tokens import token_group
 from conveyor.cli.users import users_group, whoami_command
 from conveyor.cli.variables import vars_group
+from conveyor.cli.viewers import access_group
 from conveyor.errors import ConveyorError
 
 
@@ -69,6 +70,7 @@ for command in (
     diff_command,
     logs_command,
     vars_group,
+    access_group,
     open_command,
     audit_group,
     demo_command,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -84,8 +85,26 @@ def demo_command(home: Path | None, port: int, no_wait: bool) -> int:
 
         _say("1. Two people: ana deploys and promotes; bob approves what goes to prod")
         roles = ("dev:developer", "test:developer", "test:deployer", "prod:deployer")
-        admin("users", "add", "ana", *(arg for role in roles for arg in ("--role", role)))
-        admin("users", "add", "bob", "--role", "prod:approver")
+        passwords = {name: secrets.token_urlsafe(9) for name in ("ana", "bob")}
+        admin(
+            "users",
+            "add",
+            "ana",
+            *(arg for role in roles for arg in ("--role", role)),
+            "--password-stdin",
+            stdin=passwords["ana"],
+        )
+        admin(
+            "users",
+            "add",
+            "bob",
+            "--role",
+            "test:viewer",
+            "--role",
+            "prod:approver",
+            "--password-stdin",
+            stdin=passwords["bob"],
+        )
         ana = _Runner({**env, "CONVEYOR_TOKEN": admin.token_for("ana")}, "ana")
         bob = _Runner({**env, "CONVEYOR_TOKEN": admin.token_for("bob")}, "bob")
         run = ana
@@ -130,6 +149,10 @@ def demo_command(home: Path | None, port: int, no_wait: bool) -> int:
                     for i, n in enumerate(("dev", "test", "prod"))
                 )
             )
+        _say("The console: the same pipeline in a browser")
+        click.echo(f"  http://127.0.0.1:{port}/")
+        click.echo(f"  sign in as ana (deploys, promotes), password {passwords['ana']}")
+        click.echo(f"  or as bob (approves for prod), password {passwords['bob']}")
         if no_wait:
             return 0
         credentials = scratch / "credentials.json"
@@ -156,10 +179,15 @@ class _Runner:
         self.env = env
         self.who = who
 
-    def __call__(self, *args: str, expect: int = 0) -> None:
-        click.echo(click.style(f"{self.who}$ conveyor " + shlex.join(args), bold=True))
+    def __call__(self, *args: str, expect: int = 0, stdin: str | None = None) -> None:
+        shown = shlex.join(args) + (" <<< '...'" if stdin is not None else "")
+        click.echo(click.style(f"{self.who}$ conveyor " + shown, bold=True))
         result = subprocess.run(
-            [sys.executable, "-m", "conveyor", *args], env=self.env, check=False
+            [sys.executable, "-m", "conveyor", *args],
+            env=self.env,
+            check=False,
+            input=stdin + "\n" if stdin is not None else None,
+            text=True,
         )
         if result.returncode != expect:
             raise RuntimeFailure(

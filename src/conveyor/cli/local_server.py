@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from conveyor.errors import RuntimeFailure
@@ -44,9 +44,12 @@ class LocalServer:
         environments: Path | None,
         env: Mapping[str, str],
         log: Path,
+        arguments: Sequence[str] = (),
     ) -> None:
         self.home, self.port, self.environments = home, port, environments
         self.env, self.log = dict(env), log
+        #: More options for `conveyor serve` (e.g. --oidc-issuer).
+        self.arguments = list(arguments)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,6 +62,7 @@ class LocalServer:
         command += ["--port", str(self.port)]
         if self.environments is not None:
             command += ["--environments", str(self.environments)]
+        command += self.arguments
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
                 command,

@@ -11,6 +11,7 @@ import click
 from conveyor.cli import output
 from conveyor.cli.connection import client_of
 from conveyor.client import Client
+from conveyor.console.settings import ConsoleSettings, OidcSettings
 from conveyor.credentials import save_token
 from conveyor.domain.apps import parse_size
 from conveyor.domain.environments import DEFAULT_ENVIRONMENTS
@@ -63,6 +64,29 @@ from conveyor.storage.store import default_home
     metavar="SIZE",
     help="The largest WebSocket message the proxy accepts from a client.",
 )
+@click.option(
+    "--console-url",
+    metavar="URL",
+    help="The console's public address, when a proxy serves it (sign-in redirects go there). "
+    "Default: the control address.",
+)
+@click.option(
+    "--cookie-domain",
+    metavar="DOMAIN",
+    help="Set the console's session cookie for DOMAIN (e.g. example.com), so signing in once "
+    "works for apps on its subdomains (host routing).",
+)
+@click.option("--oidc-issuer", metavar="URL", help="Sign in with this OpenID Connect provider.")
+@click.option("--oidc-client-id", metavar="ID", help="The console's client id at the provider.")
+@click.option(
+    "--oidc-username-claim",
+    default="preferred_username",
+    show_default=True,
+    help="The ID token claim that names the Conveyor user.",
+)
+@click.option(
+    "--oidc-label", default="single sign-on", show_default=True, help="The sign-in button's name."
+)
 def serve_command(
     home: Path | None,
     environments_file: Path | None,
@@ -74,6 +98,12 @@ def serve_command(
     tls_key: Path | None,
     trusted_proxies: tuple[str, ...],
     websocket_max_message: str,
+    console_url: str | None,
+    cookie_domain: str | None,
+    oidc_issuer: str | None,
+    oidc_client_id: str | None,
+    oidc_username_claim: str,
+    oidc_label: str,
 ) -> None:
     """Run the Conveyor server: the control API and one listener per environment.
 
@@ -105,8 +135,24 @@ def serve_command(
         git_sources=git_sources,
         trusted_proxies=list(trusted_proxies),
         websocket_limit=parse_size(websocket_max_message, "--websocket-max-message"),
+        console_url=console_url,
+        console=ConsoleSettings(
+            cookie_domain=cookie_domain,
+            oidc=_oidc(oidc_issuer, oidc_client_id, oidc_username_claim, oidc_label),
+        ),
     )
     serve(settings, lambda line: click.echo(line, err=True), _show_token)
+
+
+def _oidc(issuer: str | None, client_id: str | None, claim: str, label: str) -> OidcSettings | None:
+    """The provider, when --oidc-issuer is given; its client secret comes from the server's
+    environment ($CONVEYOR_OIDC_CLIENT_SECRET), never from the command line."""
+    if issuer is None:
+        return None
+    if not client_id:
+        raise click.UsageError("--oidc-issuer needs --oidc-client-id")
+    secret = os.environ.get("CONVEYOR_OIDC_CLIENT_SECRET", "")
+    return OidcSettings(issuer, client_id, secret, claim, label)
 
 
 def _show_token(user: str, token: str) -> None:

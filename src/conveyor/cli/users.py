@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -33,14 +34,60 @@ def users_group() -> None:
     "for new users (dev:developer, test:viewer, prod:viewer unless the environments say else).",
 )
 @click.option("--admin", is_flag=True, help="Make the user an admin.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read a console password for the user from standard input (one line).",
+)
 @JSON
 @click.pass_context
 def add_command(
-    ctx: click.Context, name: str, roles: tuple[str, ...], admin: bool, as_json: bool
+    ctx: click.Context,
+    name: str,
+    roles: tuple[str, ...],
+    admin: bool,
+    password_stdin: bool,
+    as_json: bool,
 ) -> None:
-    """Add the user NAME. They sign in with a token: `conveyor token create --user NAME`."""
-    user = client_of(ctx).add_user(name, list(roles) or None, admin)
+    """Add the user NAME. They use the CLI with a token (`conveyor token create --user NAME`)
+    and the console with a password (--password-stdin, or later `conveyor users passwd`)."""
+    password = _read_password(name) if password_stdin else None
+    client = client_of(ctx)
+    user = client.add_user(name, list(roles) or None, admin)
+    if password is not None:
+        client.set_password(name, password)
+        user["password"] = True
     _show(user, as_json, f"added {name}")
+
+
+@users_group.command("passwd")
+@click.argument("name")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input (one line)."
+)
+@click.pass_context
+def passwd_command(ctx: click.Context, name: str, password_stdin: bool) -> None:
+    """Set NAME's console password (your own; an admin anyone's). Asked for twice without
+    echo, unless --password-stdin. The user's console sessions end."""
+    if password_stdin:
+        password = _read_password(name)
+    else:
+        password = click.prompt(
+            f"new password for {name}", hide_input=True, confirmation_prompt=True
+        )
+    client_of(ctx).set_password(name, password)
+    output.info(f"password of {name} set; their console sessions were ended")
+
+
+@users_group.command("groups")
+@click.argument("name")
+@click.argument("groups", metavar="GROUP[,GROUP...]", default="")
+@JSON
+@click.pass_context
+def groups_command(ctx: click.Context, name: str, groups: str, as_json: bool) -> None:
+    """Put NAME in exactly these groups (none: leave all). Viewer access may name groups."""
+    chosen = [g.strip() for g in groups.split(",") if g.strip()]
+    _show(client_of(ctx).set_groups(name, chosen), as_json, f"groups of {name} set")
 
 
 @users_group.command("list")
@@ -104,6 +151,13 @@ def whoami_command(ctx: click.Context, as_json: bool) -> None:
     """Who the server takes you for, and your roles."""
     client = client_of(ctx)
     _show(client.me(), as_json, f"{client.server}:")
+
+
+def _read_password(name: str) -> str:
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise click.UsageError(f"--password-stdin: no password for {name} on standard input")
+    return line
 
 
 def _show(user: dict[str, Any], as_json: bool, headline: str) -> None:

@@ -32,6 +32,8 @@ class Permission(StrEnum):
     PROMOTE = "promote"
     ROLL_BACK = "roll-back"
     APPROVE = "approve"
+    #: Say who may view an app there (public, signed-in, named users and groups).
+    SET_ACCESS = "set-access"
     #: Upload a bundle: a developer somewhere (uploads are what developers deploy).
     UPLOAD = "upload"
     #: Any active user, whatever their roles.
@@ -55,6 +57,7 @@ _PER_ENVIRONMENT = frozenset(
         Permission.PROMOTE,
         Permission.ROLL_BACK,
         Permission.APPROVE,
+        Permission.SET_ACCESS,
     }
 )
 
@@ -62,9 +65,17 @@ _PER_ENVIRONMENT = frozenset(
 #: environment: nobody promotes into or approves for what they cannot look at.
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.VIEW}),
-    Role.DEVELOPER: frozenset({Permission.VIEW, Permission.DEPLOY, Permission.SET_VARIABLES}),
+    Role.DEVELOPER: frozenset(
+        {Permission.VIEW, Permission.DEPLOY, Permission.SET_VARIABLES, Permission.SET_ACCESS}
+    ),
     Role.DEPLOYER: frozenset(
-        {Permission.VIEW, Permission.PROMOTE, Permission.ROLL_BACK, Permission.SET_VARIABLES}
+        {
+            Permission.VIEW,
+            Permission.PROMOTE,
+            Permission.ROLL_BACK,
+            Permission.SET_VARIABLES,
+            Permission.SET_ACCESS,
+        }
     ),
     Role.APPROVER: frozenset({Permission.VIEW, Permission.APPROVE}),
 }
@@ -77,6 +88,7 @@ _DOING = {
     Permission.PROMOTE: "promote into {}",
     Permission.ROLL_BACK: "roll back in {}",
     Permission.APPROVE: "approve bundles for {}",
+    Permission.SET_ACCESS: "say who may view apps in {}",
 }
 
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -127,6 +139,10 @@ class User:
     admin: bool = False
     disabled: bool = False
     grants: frozenset[Grant] = field(default_factory=frozenset)
+    #: Groups the user belongs to (viewer access may name them).
+    groups: frozenset[str] = field(default_factory=frozenset)
+    #: Whether the user can sign in to the console with a password.
+    has_password: bool = False
 
     def roles_in(self, environment: str) -> frozenset[Role]:
         return frozenset(g.role for g in self.grants if g.environment == environment)

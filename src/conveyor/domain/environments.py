@@ -11,6 +11,7 @@ from typing import Any
 
 from conveyor.domain.access import Role
 from conveyor.domain.variables import name_problem
+from conveyor.domain.viewers import ViewerAccess, access_from_json
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class Environment:
     isolation: str = "preferred"
     #: Host-based routing: every app also answers at ``<app>.<domain>``, its own origin.
     domain: str | None = None
+    #: Who may view the environment's apps unless an app says otherwise.
+    access: ViewerAccess = field(default_factory=ViewerAccess)
 
     def __post_init__(self) -> None:
         if not self.config_name:
@@ -195,6 +198,7 @@ def environment_to_dict(environment: Environment) -> dict[str, Any]:
         "default_roles": [str(r) for r in environment.roles_for_new_users],
         "isolation": environment.isolation,
         "domain": environment.domain,
+        "access": json.loads(environment.access.to_json()),
     }
 
 
@@ -214,6 +218,7 @@ def environment_from_dict(data: Mapping[str, Any]) -> Environment:
         ),
         isolation=str(data.get("isolation") or "preferred"),
         domain=data.get("domain"),
+        access=access_from_json(json.dumps(data["access"])) if "access" in data else ViewerAccess(),
     )
 
 

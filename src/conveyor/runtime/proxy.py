@@ -29,6 +29,7 @@ from aiohttp import web
 from conveyor.domain.apps import APP_NAME
 from conveyor.errors import Conflict, InvalidInput, RuntimeFailure
 from conveyor.runtime.proxy_forward import DEFAULT_WEBSOCKET_LIMIT, EnvironmentHandler
+from conveyor.runtime.proxy_gate import Gate
 from conveyor.runtime.proxy_routes import AppRoute, Release
 
 T = TypeVar("T")
@@ -58,12 +59,14 @@ class Proxy:
         *,
         trusted_proxies: Sequence[str] = (),
         websocket_limit: int = DEFAULT_WEBSOCKET_LIMIT,
+        gate: Gate | None = None,
     ) -> None:
         try:
             self.trusted = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
         except ValueError as exc:
             raise InvalidInput(f"a trusted proxy is an address or network: {exc}") from None
         self.websocket_limit = websocket_limit
+        self.gate = gate
         self._handlers: dict[str, EnvironmentHandler] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -186,6 +189,7 @@ class Proxy:
             trusted=self.trusted,
             domain=domain,
             websocket_limit=self.websocket_limit,
+            gate=self.gate,
         )
         self._handlers[environment] = handler
         server = web.Server(

@@ -10,6 +10,7 @@ import asyncio
 import html
 import ipaddress
 import json
+import urllib.parse
 from collections.abc import Mapping, Sequence
 
 import aiohttp
@@ -18,6 +19,16 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from conveyor.domain.apps import APP_NAME
+from conveyor.runtime.proxy_gate import (
+    SESSION_COOKIE,
+    VISIT_COOKIE,
+    VISITOR_COOKIE,
+    Gate,
+    cookies_of,
+    is_private_cookie,
+    new_visitor,
+    without_private_cookies,
+)
 from conveyor.runtime.proxy_routes import AppRoute, Release, WebSocketSession, affinity_cookie
 
 #: Headers that describe one connection, not the message (RFC 9110 7.6.1), never forwarded.
@@ -50,6 +61,9 @@ _FORWARDED = frozenset(
 )
 #: The proxy answers Expect itself; aiohttp negotiates the WebSocket handshake on each hop.
 _NOT_FORWARDED = HOP_BY_HOP | _FORWARDED | {"expect"}
+#: Methods that change nothing (by HTTP's rules): only these may come from another origin to
+#: an app that needs signing in.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _WEBSOCKET_HANDSHAKE = frozenset(
     {
         "sec-websocket-key",
@@ -97,6 +111,7 @@ class EnvironmentHandler:
         trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
         domain: str | None = None,
         websocket_limit: int = DEFAULT_WEBSOCKET_LIMIT,
+        gate: Gate | None = None,
     ) -> None:
         self.environment = environment
         self.routes = routes
@@ -104,6 +119,8 @@ class EnvironmentHandler:
         self.trusted = tuple(trusted)
         self.domain = domain
         self.websocket_limit = websocket_limit
+        #: Who may view which app, and page views counted (None: everyone, nothing counted).
+        self.gate = gate
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         raw_path = request.raw_path
@@ -133,13 +150,76 @@ class EnvironmentHandler:
             upstream_path = f"{path[slash:]}?{query}" if query else path[slash:]
         else:
             upstream_path = raw_path
-        if request.headers.get("Upgrade", "").lower() == "websocket":
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        visitor_cookies: list[str] = []
+        private = False
+        if self.gate is not None:
+            refused, visitor_cookies, private = await self._gate(request, app, raw_path, websocket)
+            if refused is not None:
+                return refused
+        if websocket:
             return await self._websocket(request, route, release, index, upstream_path)
         release.request_started()
         try:
-            return await self._http(request, route, release, index, new_affinity, upstream_path)
+            return await self._http(
+                request,
+                route,
+                release,
+                index,
+                new_affinity,
+                upstream_path,
+                visitor_cookies,
+                private=private,
+            )
         finally:
             release.request_finished()
+
+    async def _gate(
+        self, request: web.BaseRequest, app: str, raw_path: str, websocket: bool
+    ) -> tuple[web.StreamResponse | None, list[str], bool]:
+        """Ask whether the visitor may view ``app``: a refusal to answer with (a sign-in
+        redirect, or a 403 page), else None, the visitor cookies to set, and whether the app
+        is private to signed-in viewers; a page view is counted."""
+        assert self.gate is not None
+        cookies = cookies_of(request.headers.get("Cookie", ""))
+        url = f"{request.scheme}://{request.host}{raw_path}"
+        decision = await self.gate.decide(self.environment, app, cookies.get(SESSION_COOKIE), url)
+        if not decision.allowed:
+            if decision.sign_in and not websocket and request.method in ("GET", "HEAD"):
+                return web.Response(status=303, headers={"Location": decision.sign_in}), [], True
+            message = decision.reason or f"You may not view {app} in {self.environment}."
+            return _page(request, 403, "forbidden", "Not allowed", message), [], True
+        if decision.private and (websocket or request.method not in _SAFE_METHODS):
+            # The browser sends the session with requests from any page of this host (any
+            # port: another app's page too): what changes things, or opens a socket, must come
+            # from the app's own origin.
+            origin = request.headers.get("Origin")
+            if origin is not None and urllib.parse.urlsplit(origin).netloc != request.host:
+                message = f"{app} accepts this only from its own pages, not from {origin}."
+                return _page(request, 403, "forbidden", "Not allowed", message), [], True
+        set_cookies: list[str] = []
+        page_view = (
+            request.method == "GET"
+            and not websocket
+            and "text/html" in request.headers.get("Accept", "")
+        )
+        if page_view:
+            # A browser without the visitor cookies yet (or one that never keeps them) is
+            # counted by its address, so a client that drops cookies adds no row per request.
+            address = f"address:{request.remote}"
+            visitor, visit = cookies.get(VISITOR_COOKIE), cookies.get(VISIT_COOKIE)
+            if not visitor:
+                set_cookies.append(
+                    f"{VISITOR_COOKIE}={new_visitor()}; Path=/; Max-Age=31536000; HttpOnly; "
+                    "SameSite=Lax"
+                )
+            if not visit:
+                set_cookies.append(
+                    f"{VISIT_COOKIE}={new_visitor()}; Path=/; HttpOnly; SameSite=Lax"
+                )
+            viewer = decision.user or (f"visitor:{visitor}" if visitor else address)
+            self.gate.viewed(self.environment, app, viewer, visit or address)
+        return None, set_cookies, decision.private
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -176,6 +256,9 @@ class EnvironmentHandler:
         index: int,
         new_affinity: bool,
         upstream_path: str,
+        set_cookies: Sequence[str] = (),
+        *,
+        private: bool = False,
     ) -> web.StreamResponse:
         headers = _upstream_headers(
             request, route.prefix, _NOT_FORWARDED, trusted=self._trusted(request)
@@ -196,8 +279,13 @@ class EnvironmentHandler:
             reason=upstream.reason,
             headers=_without_hop_by_hop(upstream.headers, HOP_BY_HOP),
         )
+        _without_conveyor_cookies(response.headers)
+        if private:
+            _private_to_the_viewer(response.headers)
         if new_affinity:
             response.headers.add("Set-Cookie", route.set_cookie(release, index))
+        for cookie in set_cookies:
+            response.headers.add("Set-Cookie", cookie)
         try:
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
@@ -435,6 +523,11 @@ def _upstream_headers(
         # every spelling of a forwarding header is the proxy's to set.
         if _forwarding(name):
             headers.popall(name, None)
+    if "Cookie" in headers:
+        # The console's session and the proxy's own cookies never reach an app.
+        kept = without_private_cookies("; ".join(headers.popall("Cookie")))
+        if kept:
+            headers["Cookie"] = kept
     forwarded_for = ", ".join(incoming.getall("X-Forwarded-For", ())) if trusted else ""
     remote = request.remote
     if remote:
@@ -447,6 +540,25 @@ def _upstream_headers(
     headers["X-Forwarded-Host"] = host or request.host
     headers["X-Forwarded-Prefix"] = prefix
     return headers
+
+
+def _without_conveyor_cookies(headers: CIMultiDict[str]) -> None:
+    """Drop an app's ``Set-Cookie`` headers for Conveyor's own cookie names."""
+    kept = [value for value in headers.getall("Set-Cookie", ()) if not is_private_cookie(value)]
+    headers.popall("Set-Cookie", None)
+    for value in kept:
+        headers.add("Set-Cookie", value)
+
+
+def _private_to_the_viewer(headers: CIMultiDict[str]) -> None:
+    """An app that needs signing in answers each viewer their own pages: no shared cache
+    may keep one for the next visitor."""
+    kept = headers.get("Cache-Control", "")
+    if "no-store" not in kept.lower():
+        headers["Cache-Control"] = "private, no-cache"
+    vary = headers.get("Vary", "")
+    if "cookie" not in vary.lower():
+        headers["Vary"] = f"{vary}, Cookie" if vary else "Cookie"
 
 
 def _forwarding(name: str) -> bool:

@@ -4,6 +4,8 @@ its releases onto it with a normal blue-green switch (a release of kind `repair`
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 
 from conveyor.domain.releases import Release, ReleaseKind
@@ -58,3 +60,29 @@ def repair(services: Services, environment: str | None, actor: str, log: Log) ->
             log(f"{release.app} in {release.environment}: {outcome.message}")
             outcomes.append(outcome)
     return outcomes
+
+
+class RecentDrift:
+    """Which live releases run on a drifted runtime, for the board: checked at most every
+    ``every`` seconds (a check hashes every file of each runtime), in whichever request asks
+    first; the others use the last answer."""
+
+    def __init__(self, every: float = 300.0) -> None:
+        self.every = every
+        self._checked_at: float | None = None
+        self._problems: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def problems(self, services: Services) -> dict[int, str]:
+        """release id -> what drifted in its runtime, for live releases whose runtime did."""
+        with self._lock:
+            now = time.monotonic()
+            if self._checked_at is None or now - self._checked_at >= self.every:
+                self._problems = {
+                    release.id: "; ".join(found.state.problems)
+                    for found in drift(services)
+                    if found.drifted
+                    for release in found.releases
+                }
+                self._checked_at = now
+            return dict(self._problems)

@@ -43,6 +43,7 @@ from conveyor.domain.environments import (
     definition_problem,
     order_problem,
 )
+from conveyor.domain.viewers import ViewerAccess, parse_access
 from conveyor.errors import InvalidInput
 from conveyor.services.git_driven import GitSource
 
@@ -60,6 +61,7 @@ _FIELDS = {
     "default_roles",
     "isolation",
     "domain",
+    "access",
 }
 _CONNECTION_FIELDS = {"url", "mode", "role", "verified"}
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
@@ -114,6 +116,7 @@ def read_environments(path: Path) -> list[Environment]:
                 default_roles=_roles(settings.get("default_roles"), where),
                 isolation=_isolation(settings.get("isolation"), where),
                 domain=_domain(settings.get("domain"), where),
+                access=_access(settings.get("access"), where),
             )
         )
     for environment in found:
@@ -186,6 +189,17 @@ def _isolation(declared: Any, where: str) -> str:
     if not isinstance(declared, str):
         raise InvalidInput(f"{where}: `isolation` is required or preferred")
     return declared
+
+
+def _access(declared: Any, where: str) -> ViewerAccess:
+    """`access: public`, `signed-in`, or a list of users and groups."""
+    if declared is None:
+        return ViewerAccess()
+    text = ",".join(map(str, declared)) if isinstance(declared, list) else str(declared)
+    try:
+        return parse_access(text)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: `access`: {exc}") from None
 
 
 def _domain(declared: Any, where: str) -> str | None:

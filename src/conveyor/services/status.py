@@ -169,6 +169,7 @@ def diff(
     differences.append(
         _compare("lock", *(_lock_summary(b["manifest"]) if b else None for _, b, _ in sides))
     )
+    differences += _file_differences(*(b["manifest"] if b else None for _, b, _ in sides))
     differences.append(
         _compare(
             "runtime",
@@ -213,6 +214,36 @@ def diff(
             same = shown[0] == shown[1]
         differences.append(Difference(f"variable {name}", shown[0], shown[1], same=same))
     return differences
+
+
+#: How many changed files a diff names one by one (the count covers them all).
+FILES_SHOWN = 50
+
+
+def _file_differences(
+    left: dict[str, Any] | None, right: dict[str, Any] | None
+) -> list[Difference]:
+    """A line for the bundles' files, then one per file added, removed or changed (its
+    sha256's first 12 characters on each side; a missing side is None)."""
+    if left is None or right is None:
+        counts = [f"{len(m.get('files', []))} files" if m else None for m in (left, right)]
+        return [Difference("files", counts[0], counts[1], same=None)]
+    a = {f["path"]: str(f["sha256"]) for f in left.get("files", [])}
+    b = {f["path"]: str(f["sha256"]) for f in right.get("files", [])}
+    changed = sorted(path for path in a.keys() | b.keys() if a.get(path) != b.get(path))
+    right_count = f"{len(b)} files" + (f" ({len(changed)} differ)" if changed else "")
+    found = [Difference("files", f"{len(a)} files", right_count, same=not changed)]
+    for path in changed[:FILES_SHOWN]:
+        before, after = a.get(path), b.get(path)
+        found.append(
+            Difference(
+                f"file {path}",
+                before[:12] if before else None,
+                after[:12] if after else None,
+                same=False,
+            )
+        )
+    return found
 
 
 def _compare(aspect: str, left: str | None, right: str | None) -> Difference:

@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 from conveyor.domain.access import Grant, User, check_user_name
 from conveyor.errors import Conflict, InvalidInput, NotFound
 from conveyor.services.context import Services
-from conveyor.storage import audit, catalog
+from conveyor.storage import audit, catalog, sessions
 from conveyor.storage import users as stored
 
 
@@ -98,7 +98,20 @@ def disable(services: Services, name: str, *, actor: str) -> User:
             raise Conflict(f"{name} is disabled already")
         _keep_an_admin(connection, user, "be disabled")
         stored.set_disabled(connection, name, True)
-        audit.record(connection, actor, "user.disable", name, {})
+        ended = sessions.end_all(connection, name)
+        audit.record(connection, actor, "user.disable", name, {"sessions_ended": ended})
+        return _require(connection, name)
+
+
+def set_groups(services: Services, name: str, groups: Iterable[str], *, actor: str) -> User:
+    """Put ``name`` in exactly these groups (viewer access may name groups)."""
+    chosen = sorted(set(groups))
+    for group in chosen:
+        check_user_name(group)
+    with services.store.transaction() as connection:
+        _require(connection, name)
+        stored.set_groups(connection, name, chosen)
+        audit.record(connection, actor, "user.groups", name, {"groups": chosen})
         return _require(connection, name)
 
 

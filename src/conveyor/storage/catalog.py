@@ -12,6 +12,7 @@ from sqlalchemy import Connection, and_, delete, insert, select, update
 from conveyor.domain.access import Role
 from conveyor.domain.environments import DataConnection, Environment, Policy
 from conveyor.domain.policy import Approval
+from conveyor.domain.viewers import access_from_json
 from conveyor.errors import Conflict, InvalidInput, NotFound
 from conveyor.storage import schema
 from conveyor.storage.store import now
@@ -36,6 +37,7 @@ def save_environments(connection: Connection, environments: Iterable[Environment
             "default_roles": json.dumps([str(r) for r in environment.roles_for_new_users]),
             "isolation": environment.isolation,
             "domain": environment.domain,
+            "access": environment.access.to_json(),
         }
         exists = connection.execute(
             select(table.c.name).where(table.c.name == environment.name)
@@ -84,6 +86,7 @@ def _environment(row: Any) -> Environment:
         default_roles=tuple(Role(r) for r in json.loads(row["default_roles"] or "[]")),
         isolation=row["isolation"] or "preferred",
         domain=row["domain"],
+        access=access_from_json(row["access"]),
     )
 
 
@@ -171,6 +174,29 @@ def get_bundle(connection: Connection, app: str, ref: str) -> dict[str, Any]:
     row["manifest"] = json.loads(row["manifest"])
     row["provenance"] = json.loads(row["provenance"])
     return row
+
+
+def bundles_of(connection: Connection, app: str) -> list[dict[str, Any]]:
+    """The app's bundles, newest first: id, when, and the git branch and commit they came
+    from when known."""
+    table = schema.bundles
+    rows = connection.execute(
+        select(table.c.id, table.c.created_at, table.c.provenance)
+        .where(table.c.app == app)
+        .order_by(table.c.created_at.desc())
+    ).all()
+    found = []
+    for bundle_id, created_at, provenance in rows:
+        git = (json.loads(provenance) or {}).get("git") or {}
+        found.append(
+            {
+                "id": bundle_id,
+                "created_at": created_at,
+                "branch": git.get("branch"),
+                "commit": (git.get("commit") or "")[:10] or None,
+            }
+        )
+    return found
 
 
 def add_approval(

@@ -143,6 +143,33 @@ def _sandbox(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.app_users])
 
 
+def _console(connection: Connection) -> None:
+    columns = {c["name"] for c in inspect(connection).get_columns("users")}
+    if "password_hash" not in columns:
+        connection.execute(text("ALTER TABLE users ADD COLUMN password_hash TEXT"))
+    if "groups" not in columns:
+        connection.execute(text("ALTER TABLE users ADD COLUMN groups TEXT NOT NULL DEFAULT '[]'"))
+    if "oidc_subject" not in columns:
+        connection.execute(text("ALTER TABLE users ADD COLUMN oidc_subject TEXT"))
+    if "credentials_mac" not in columns:
+        connection.execute(text("ALTER TABLE users ADD COLUMN credentials_mac VARCHAR(64)"))
+    columns = {c["name"] for c in inspect(connection).get_columns("environments")}
+    if "access" not in columns:
+        connection.execute(
+            text("""ALTER TABLE environments ADD COLUMN access TEXT NOT NULL DEFAULT '"public"'""")
+        )
+    schema.metadata.create_all(
+        connection,
+        tables=[
+            schema.sessions,
+            schema.sign_in_failures,
+            schema.app_access,
+            schema.usage,
+            schema.usage_seen,
+        ],
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
@@ -158,6 +185,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         5, "users, roles per environment, tokens that expire and can be revoked", _users_and_roles
     ),
     Migration(6, "sandbox: an app's own user per environment, isolation, host routing", _sandbox),
+    Migration(7, "console: passwords, sessions, viewer access, usage", _console),
 )
 LATEST = MIGRATIONS[-1].version
 

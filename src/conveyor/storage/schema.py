@@ -51,6 +51,8 @@ environments = Table(
     Column("isolation", String(16), nullable=False, server_default="preferred"),
     # Host-based routing: apps answer at <app>.<domain> too (their own origin).
     Column("domain", String(253), nullable=True),
+    # Who may view the environment's apps unless an app says otherwise (JSON, see access.py).
+    Column("access", Text, nullable=False, server_default='"public"'),
 )
 
 # Server-wide settings, e.g. which file manages the environments.
@@ -222,6 +224,15 @@ users = Table(
     Column("disabled", Boolean, nullable=False, server_default=text("false")),
     Column("created_by", NAME, nullable=False),
     Column("created_at", STAMP, nullable=False),
+    # argon2 hash for signing in to the console; None: no password (tokens or OIDC only).
+    Column("password_hash", Text, nullable=True),
+    Column("groups", Text, nullable=False, server_default="[]"),  # JSON: group names
+    # "<issuer> <subject>" of the provider account this user signs in with (linked at its
+    # first single sign-on), or None.
+    Column("oidc_subject", Text, nullable=True),
+    # HMAC over name, password hash and provider account under the keys file's token key: a
+    # hash or account written into the database by hand does not sign anyone in.
+    Column("credentials_mac", ID, nullable=True),
 )
 
 # Roles per environment: (bob, prod, approver).
@@ -249,4 +260,59 @@ api_tokens = Table(
     Column("revoked_at", STAMP, nullable=True),
     # HMAC over digest, owner, expiry and revocation under the keys file's token key.
     Column("mac", ID, nullable=True),
+)
+
+# Console sessions: only an HMAC of the cookie's value is kept, as for tokens.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest", ID, nullable=False, unique=True),
+    Column("user", NAME, ForeignKey("users.name"), nullable=False),
+    Column("csrf", ID, nullable=False),
+    Column("created_at", STAMP, nullable=False),
+    Column("expires_at", STAMP, nullable=False),
+    Column("via", String(16), nullable=False),  # password or oidc
+    # HMAC over digest, user, CSRF token and expiry: a row changed by hand stops matching.
+    Column("mac", ID, nullable=False),
+)
+
+# Failed sign-ins per username and per address, for rate limiting.
+sign_in_failures = Table(
+    "sign_in_failures",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("since", STAMP, nullable=False),
+)
+
+# Who may view an app in an environment: public, signed-in, or named users and groups.
+app_access = Table(
+    "app_access",
+    metadata,
+    Column("app", NAME, ForeignKey("apps.name"), primary_key=True),
+    Column("environment", NAME, ForeignKey("environments.name"), primary_key=True),
+    Column("access", Text, nullable=False),  # JSON, see domain/viewers.py
+    Column("updated_by", NAME, nullable=False),
+    Column("updated_at", STAMP, nullable=False),
+)
+
+# Usage counted by the proxy: page views per hour, and the distinct viewers and sessions seen.
+usage = Table(
+    "usage",
+    metadata,
+    Column("app", NAME, primary_key=True),
+    Column("environment", NAME, primary_key=True),
+    Column("hour", STAMP, primary_key=True),
+    Column("visits", Integer, nullable=False),
+)
+
+usage_seen = Table(
+    "usage_seen",
+    metadata,
+    Column("app", NAME, primary_key=True),
+    Column("environment", NAME, primary_key=True),
+    Column("hour", STAMP, primary_key=True),
+    Column("kind", String(8), primary_key=True),  # viewer or session
+    Column("key", ID, primary_key=True),  # an HMAC: no user name or cookie is kept as such
 )
