@@ -302,6 +302,54 @@ class Client:
         result: dict[str, str] = self.request("GET", f"/apps/{_q(app)}/access")
         return result
 
+    def schedules(self, app: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", f"/apps/{_q(app)}/schedules")
+        return result
+
+    def set_schedule(self, app: str, environment: str, cron: str, timezone: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "PUT",
+            f"/apps/{_q(app)}/environments/{_q(environment)}/schedule",
+            body={"cron": cron, "timezone": timezone},
+        )
+        return result
+
+    def unset_schedule(self, app: str, environment: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "DELETE", f"/apps/{_q(app)}/environments/{_q(environment)}/schedule"
+        )
+        return result
+
+    def start_run(self, app: str, environment: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", f"/apps/{_q(app)}/environments/{_q(environment)}/runs"
+        )
+        return result
+
+    def runs(self, app: str, environment: str, limit: int = 50) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request(
+            "GET",
+            f"/apps/{_q(app)}/environments/{_q(environment)}/runs",
+            query={"limit": limit},
+        )
+        return result
+
+    def follow_run(
+        self, app: str, environment: str, run_id: int, on_line: Callable[[str], None]
+    ) -> dict[str, Any]:
+        """Pass each log line of the run to ``on_line``; return the run once it has ended."""
+        after = 0
+        path = f"/apps/{_q(app)}/environments/{_q(environment)}/runs/{run_id}"
+        while True:
+            page: dict[str, Any] = self.request("GET", path, query={"after": after})
+            for line in page["log"]:
+                on_line(line["line"])
+                after = line["id"]
+            if page["state"] != "running" and not page["log"]:
+                return page
+            if not page["log"]:
+                time.sleep(0.3)
+
     def rotate_secrets_key(self) -> dict[str, Any]:
         result: dict[str, Any] = self.request("POST", "/secrets/rotate-key")
         return result

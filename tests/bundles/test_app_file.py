@@ -67,6 +67,14 @@ def test_full_file(make_app):
         ("name: a\ntype: fastapi\nchecks: {smoke: [{status: 200}]}\n", "smoke[0].path`: is"),
         ("name: a\ntype: fastapi\nport: 80\n", "unknown field port; known fields:"),
         ("name: a\ntype: command\n", "field `entrypoint`: a command app needs the command"),
+        ("name: a\ntype: job\n", "field `entrypoint`: a job needs the command to run"),
+        ("name: a\ntype: fastapi\nschedule: '@daily'\n", "a fastapi app does not run on a"),
+        ("name: a\ntype: job\nentrypoint: x\nschedule: daily\n", "not a cron schedule"),
+        (
+            "name: a\ntype: notebook\nschedule: {cron: '@daily', timezone: Mars}\n",
+            "'Mars' is not a time zone",
+        ),
+        ("name: a\ntype: job\nentrypoint: x\ntimeout: soon\n", "`timeout`: 'soon' is not a"),
         ("- a\n", "expected a mapping of fields"),
         ("name: [a\n", "line 2, column 1: not valid YAML"),
     ],
@@ -77,6 +85,16 @@ def test_errors_name_the_file_the_field_and_the_fix(make_app, app_file, expected
         read_app_file(root)
     assert str(root / "conveyor.yml") in str(caught.value)
     assert expected in str(caught.value)
+
+
+def test_a_job_with_a_schedule_and_a_timeout(make_app):
+    root = make_app(
+        app_file="name: nightly\ntype: job\nentrypoint: python refresh.py\n"
+        "schedule: {cron: '30 2 * * *', timezone: Europe/Berlin}\ntimeout: 20m\n"
+    )
+    spec = read_app_file(root)
+    assert spec.type is AppType.JOB and spec.timeout == 1200
+    assert spec.schedule is not None and spec.schedule.describe() == "30 2 * * * (Europe/Berlin)"
 
 
 def test_missing_file(tmp_path):

@@ -7,7 +7,13 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from conveyor import __version__
-from conveyor.api import access_routes, app_routes, environment_routes, release_routes
+from conveyor.api import (
+    access_routes,
+    app_routes,
+    environment_routes,
+    release_routes,
+    run_routes,
+)
 from conveyor.api.context import ApiContext
 from conveyor.api.errors import install_error_handlers
 from conveyor.api.permissions import AuthorizedRoute, needs
@@ -32,7 +38,7 @@ def create_app(context: ApiContext) -> FastAPI:
     install_error_handlers(app)
     app.state.context = context
     app.include_router(_public(), prefix="/api/v1")
-    for module in (environment_routes, app_routes, release_routes, access_routes):
+    for module in (environment_routes, app_routes, release_routes, run_routes, access_routes):
         app.include_router(module.router, prefix="/api/v1")
     # The console beside the API, at the control address's root.
     for console in (console_pages, console_admin, console_oidc):

@@ -41,6 +41,7 @@ from conveyor.services.environments import apply as apply_environments
 from conveyor.services.git_driven import GitSource, GitWatcher
 from conveyor.services.reconcile import reconcile
 from conveyor.services.releasing import record_repair
+from conveyor.services.scheduler import Scheduler
 from conveyor.storage import audit, catalog, tokens, users
 from conveyor.storage.home import secure_home
 from conveyor.storage.store import Store
@@ -133,6 +134,7 @@ def serve(
     say(f"isolation: {runtime.sandboxing.detail}")
     background = Background()
     watcher: GitWatcher | None = None
+    scheduler: Scheduler | None = None
     # App listeners follow the API's rules: loopback, TLS, or a TLS proxy in front.
     tls = _tls_context(settings)
     try:
@@ -193,6 +195,8 @@ def serve(
         )
         watcher = GitWatcher(services, settings.git_sources, settings.home, say)
         watcher.start()
+        scheduler = Scheduler(services, background.submit, say=say)
+        scheduler.start()
         for source in settings.git_sources:
             say(f"watching {source.repository} (every {source.poll:g} s)")
         app = create_app(
@@ -233,6 +237,8 @@ def serve(
         server.run()
     finally:
         say("stopping: no new operations; waiting for running ones")
+        if scheduler is not None:
+            scheduler.stop()
         if watcher is not None:
             watcher.stop(settings.stop_grace)
         unfinished = background.close(settings.stop_grace)

@@ -13,6 +13,7 @@ from conveyor.domain.apps import (
     APP_NAME,
     DEFAULT_BRANCHES,
     DEFAULT_ENTRYPOINTS,
+    RUNNABLE_TYPES,
     AppSpec,
     AppType,
     Checks,
@@ -20,6 +21,7 @@ from conveyor.domain.apps import (
     SmokeCheck,
     parse_size,
 )
+from conveyor.domain.schedules import DEFAULT_TIMEOUT, Schedule, parse_duration, parse_schedule
 from conveyor.errors import InvalidInput, ManifestError
 
 APP_FILE = "conveyor.yml"
@@ -38,6 +40,8 @@ _FIELDS = {
     "build",
     "limits",
     "resources",
+    "schedule",
+    "timeout",
 }
 
 
@@ -116,6 +120,12 @@ def parse_app_spec(data: dict[str, Any], path: Path, directory: Path) -> AppSpec
     entrypoint = reader.text("entrypoint") or DEFAULT_ENTRYPOINTS[app_type]
     if app_type is AppType.COMMAND and not entrypoint:
         reader.fail("entrypoint", "a command app needs the command to run, serving on $PORT")
+    if app_type is AppType.JOB and not entrypoint:
+        reader.fail(
+            "entrypoint",
+            "a job needs the command to run, e.g. `python refresh.py` (it writes its files "
+            "into $CONVEYOR_RUN_OUTPUT)",
+        )
     requirements = reader.text("requirements") or _found_requirements(directory)
     if requirements is not None and not (directory / requirements).is_file():
         reader.fail("requirements", f"{requirements} does not exist in {directory}")
@@ -150,7 +160,44 @@ def parse_app_spec(data: dict[str, Any], path: Path, directory: Path) -> AppSpec
         max_total_mb=_Fields(limits, path, "limits.").integer("total_mb", 500, minimum=1),
         max_files=_Fields(limits, path, "limits.").integer("files", 20_000, minimum=1),
         resources=_resources(reader),
+        schedule=_schedule(reader, app_type),
+        timeout=_timeout(reader),
     )
+
+
+def _schedule(reader: _Fields, app_type: AppType) -> Schedule | None:
+    """`schedule: "0 6 * * 1-5"` or `schedule: {cron: "0 6 * * 1-5", timezone: Europe/Berlin}`."""
+    declared = reader.data.get("schedule")
+    if declared is None:
+        return None
+    if app_type not in RUNNABLE_TYPES:
+        reader.fail(
+            "schedule",
+            f"a {app_type} app does not run on a schedule; only "
+            f"{', '.join(sorted(RUNNABLE_TYPES))} apps do",
+        )
+    if isinstance(declared, str):
+        declared = {"cron": declared}
+    if not isinstance(declared, dict):
+        reader.fail("schedule", "must be a cron expression or {cron: ..., timezone: ...}")
+    sub = _Fields(declared, reader.path, "schedule.")
+    unknown = sorted(set(declared) - {"cron", "timezone"})
+    if unknown:
+        sub.fail(unknown[0], "unknown field; a schedule has `cron` and `timezone`")
+    try:
+        return parse_schedule(sub.text("cron", required=True), sub.text("timezone"))
+    except InvalidInput as exc:
+        reader.fail("schedule", str(exc))
+
+
+def _timeout(reader: _Fields) -> int:
+    declared = reader.data.get("timeout")
+    if declared is None:
+        return DEFAULT_TIMEOUT
+    try:
+        return parse_duration(declared, "timeout")
+    except InvalidInput:
+        reader.fail("timeout", f"{declared!r} is not a duration; write e.g. 90s, 30m or 2h")
 
 
 def _resources(reader: _Fields) -> Resources:

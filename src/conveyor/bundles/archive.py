@@ -29,7 +29,8 @@ from typing import IO, Any, BinaryIO, NoReturn, Self
 from conveyor.bundles.lock import LOCK_FORMATS
 from conveyor.domain.apps import APP_NAME, AppType
 from conveyor.domain.releases import CheckKind
-from conveyor.errors import BundleError, UnsafeArchive
+from conveyor.domain.schedules import parse_schedule
+from conveyor.errors import BundleError, InvalidInput, UnsafeArchive
 
 MANIFEST = "manifest.json"
 APP_PREFIX = "app/"
@@ -405,7 +406,24 @@ def _checked_manifest(archive: Path, manifest: Any) -> dict[str, Any]:
             f"`lock.sha256` must be the sha256 of {lock_path} as listed in `files`, "
             f"found {_shown(lock.get('sha256'))}"
         )
+    _check_run(manifest.get("run", {}), fail)
     return manifest
+
+
+def _check_run(run: Any, fail: Callable[[str], NoReturn]) -> None:
+    """`run`: a runnable app's default schedule ({cron, timezone}) and timeout (seconds)."""
+    if not isinstance(run, dict) or set(run) - {"schedule", "timeout"}:
+        fail(f"`run` must be an object with schedule and timeout, found {_shown(run)}")
+    schedule = run.get("schedule")
+    if schedule is not None:
+        if not isinstance(schedule, dict) or set(schedule) != {"cron", "timezone"}:
+            fail(f"`run.schedule` must be {{cron, timezone}}, found {_shown(schedule)}")
+        try:
+            parse_schedule(str(schedule["cron"]), str(schedule["timezone"]))
+        except InvalidInput as exc:
+            fail(f"`run.schedule`: {exc}")
+    if "timeout" in run and not _is_count(run["timeout"]):
+        fail(f"`run.timeout` must be a whole number of seconds, found {_shown(run['timeout'])}")
 
 
 def _checked_files(files: Any, fail: Callable[[str], NoReturn]) -> dict[str, str]:

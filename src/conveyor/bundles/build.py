@@ -15,6 +15,7 @@ from conveyor.bundles.provenance import provenance
 from conveyor.bundles.selection import select_files
 from conveyor.domain.apps import AppSpec
 from conveyor.domain.policy import bundle_alias
+from conveyor.domain.schedules import DEFAULT_TIMEOUT
 from conveyor.errors import BundleError
 from conveyor.storage.atomic_files import write_atomically
 
@@ -111,7 +112,7 @@ def make_manifest(spec: AppSpec, lock: Lock, files: list[dict[str, Any]]) -> dic
             f"git exclude rule, or it is outside the app directory. Bundle it (for a git ignore "
             f"rule: `git add -f {lock.path}`), or point `requirements:` at a file inside the app"
         )
-    return {
+    manifest = {
         "format": FORMAT,
         "app": spec.name,
         "type": spec.type.value,
@@ -126,6 +127,21 @@ def make_manifest(spec: AppSpec, lock: Lock, files: list[dict[str, Any]]) -> dic
         "checks": list(spec.required_checks()),
         "files": files,
     }
+    run = run_settings(spec)
+    if run:
+        manifest["run"] = run
+    return manifest
+
+
+def run_settings(spec: AppSpec) -> dict[str, Any]:
+    """A runnable app's default schedule and timeout, as the manifest keeps them (only what
+    conveyor.yml declares, so other bundles' ids do not change)."""
+    run: dict[str, Any] = {}
+    if spec.schedule is not None:
+        run["schedule"] = {"cron": spec.schedule.cron, "timezone": spec.schedule.timezone}
+    if spec.timeout != DEFAULT_TIMEOUT:
+        run["timeout"] = spec.timeout
+    return run
 
 
 def _check_entrypoint(spec: AppSpec, paths: set[str]) -> None:

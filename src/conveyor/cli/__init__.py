@@ -24,6 +24,7 @@ from conveyor.cli.keys import secrets_group
 from conveyor.cli.lint import lint_command
 from conveyor.cli.logs import logs_command
 from conveyor.cli.releases import approve_command, deploy_command, promote_command, rollback_command
+from conveyor.cli.runs import run_command, runs_command, schedule_group
 from conveyor.cli.server import login_command, serve_command
 from conveyor.cli.status import diff_command, history_command, open_command, status_command
 from conveyor.cli.tokens import token_group
@@ -71,6 +72,9 @@ for command in (
     logs_command,
     vars_group,
     access_group,
+    schedule_group,
+    run_command,
+    runs_command,
     open_command,
     audit_group,
     demo_command,

@@ -55,6 +55,12 @@ def status_command(ctx: click.Context, app: str | None, as_json: bool) -> None:
     for cell in found["cells"]:
         if cell.get("repaired"):
             output.info(f"  {cell['app']} in {cell['environment']}: {cell['repaired']}")
+        if cell.get("run_failed"):
+            output.warn(
+                f"{cell['app']} in {cell['environment']}: {cell['run_failed']} (the previous "
+                f"output is still served; `conveyor runs {cell['app']} --env "
+                f"{cell['environment']}`)"
+            )
         isolation = cell.get("isolation") or ""
         if isolation.startswith("none") or "limits" in isolation:
             output.info(f"  {cell['app']} in {cell['environment']}: {isolation}")
@@ -77,6 +83,8 @@ def _cell(cell: dict[str, Any]) -> str:
         text += " DEGRADED"
     if cell.get("repaired"):
         text += " REPAIRED"
+    if cell.get("run_failed"):
+        text += " RUN-FAILED"
     if cell["verified"]:
         text += " ✓"
     approved = cell.get("approved_by") or ()

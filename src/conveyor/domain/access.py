@@ -34,6 +34,8 @@ class Permission(StrEnum):
     APPROVE = "approve"
     #: Say who may view an app there (public, signed-in, named users and groups).
     SET_ACCESS = "set-access"
+    #: Run a report or job now, set or unset its schedule there.
+    RUN = "run"
     #: Upload a bundle: a developer somewhere (uploads are what developers deploy).
     UPLOAD = "upload"
     #: Any active user, whatever their roles.
@@ -58,6 +60,7 @@ _PER_ENVIRONMENT = frozenset(
         Permission.ROLL_BACK,
         Permission.APPROVE,
         Permission.SET_ACCESS,
+        Permission.RUN,
     }
 )
 
@@ -66,7 +69,13 @@ _PER_ENVIRONMENT = frozenset(
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.VIEW}),
     Role.DEVELOPER: frozenset(
-        {Permission.VIEW, Permission.DEPLOY, Permission.SET_VARIABLES, Permission.SET_ACCESS}
+        {
+            Permission.VIEW,
+            Permission.DEPLOY,
+            Permission.SET_VARIABLES,
+            Permission.SET_ACCESS,
+            Permission.RUN,
+        }
     ),
     Role.DEPLOYER: frozenset(
         {
@@ -75,6 +84,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
             Permission.ROLL_BACK,
             Permission.SET_VARIABLES,
             Permission.SET_ACCESS,
+            Permission.RUN,
         }
     ),
     Role.APPROVER: frozenset({Permission.VIEW, Permission.APPROVE}),
@@ -88,12 +98,13 @@ _DOING = {
     Permission.PROMOTE: "promote into {}",
     Permission.ROLL_BACK: "roll back in {}",
     Permission.APPROVE: "approve bundles for {}",
+    Permission.RUN: "run reports and jobs or set their schedules in {}",
     Permission.SET_ACCESS: "say who may view apps in {}",
 }
 
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 #: Names the server itself acts under in the audit log: no user may be called so.
-SERVER_ACTORS = frozenset({"server", "upgrade"})
+SERVER_ACTORS = frozenset({"server", "upgrade", "schedule"})
 
 
 @dataclass(frozen=True, order=True)

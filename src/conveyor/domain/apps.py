@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from conveyor.domain.schedules import DEFAULT_TIMEOUT, Schedule
 from conveyor.errors import InvalidInput
 
 
@@ -19,6 +20,14 @@ class AppType(StrEnum):
     QUARTO = "quarto"
     STATIC = "static"
     COMMAND = "command"
+    #: A batch command with no HTTP port: it runs on a schedule or on demand, writing files
+    #: into $CONVEYOR_RUN_OUTPUT (served at /<app>/) and its environment's output location.
+    JOB = "job"
+
+
+#: Types whose releases can be run again (`conveyor run`, schedules): reports re-render, a job
+#: runs its command.
+RUNNABLE_TYPES = frozenset({AppType.NOTEBOOK, AppType.QUARTO, AppType.JOB})
 
 
 #: The entrypoint a type uses when `conveyor.yml` names none.
@@ -32,6 +41,7 @@ DEFAULT_ENTRYPOINTS: dict[AppType, str] = {
     AppType.QUARTO: "report.qmd",
     AppType.STATIC: ".",
     AppType.COMMAND: "",
+    AppType.JOB: "",
 }
 
 #: Packages an app of each type needs to be served, added to its requirements before locking
@@ -46,6 +56,7 @@ SERVER_PACKAGES: dict[AppType, tuple[str, ...]] = {
     AppType.QUARTO: ("nbclient", "ipykernel"),
     AppType.STATIC: (),
     AppType.COMMAND: (),
+    AppType.JOB: (),
 }
 BASE_PACKAGES: tuple[str, ...] = ("pyyaml",)
 
@@ -140,6 +151,9 @@ class AppSpec:
     max_total_mb: int = 500
     max_files: int = 20_000
     resources: Resources = field(default_factory=Resources)
+    #: Runnable types: when to run again (`schedule:`), and how long a run may take.
+    schedule: Schedule | None = None
+    timeout: int = DEFAULT_TIMEOUT
 
     def required_checks(self) -> tuple[str, ...]:
         """The checks a release must pass to be verified: health always, smoke and tests when

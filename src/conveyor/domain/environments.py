@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from conveyor.domain.access import Role
+from conveyor.domain.schedules import SCHEDULE_STATES, default_schedules_for
 from conveyor.domain.variables import name_problem
 from conveyor.domain.viewers import ViewerAccess, access_from_json
 
@@ -78,10 +79,15 @@ class Environment:
     domain: str | None = None
     #: Who may view the environment's apps unless an app says otherwise.
     access: ViewerAccess = field(default_factory=ViewerAccess)
+    #: "active": reports and jobs run on their schedules; "paused": only when run by hand.
+    #: By default paused in dev, active elsewhere.
+    schedules: str = ""
 
     def __post_init__(self) -> None:
         if not self.config_name:
             object.__setattr__(self, "config_name", self.name)
+        if not self.schedules:
+            object.__setattr__(self, "schedules", default_schedules_for(self.name))
         if self.default_roles is None:
             object.__setattr__(self, "default_roles", default_roles_for(self.name))
 
@@ -175,6 +181,11 @@ def definition_problem(environment: Environment) -> str | None:
             "`isolation` is required (releases never start unsandboxed) or preferred "
             f"(sandboxed where the server can), not {environment.isolation!r}"
         )
+    if environment.schedules not in SCHEDULE_STATES:
+        return (
+            "`schedules` is active (reports and jobs run on their schedules) or paused (they "
+            f"run only by hand), not {environment.schedules!r}"
+        )
     if environment.domain is not None and not _DOMAIN.match(environment.domain):
         return (
             "`domain` is a DNS name such as test.example.com: each app then also answers at "
@@ -199,6 +210,7 @@ def environment_to_dict(environment: Environment) -> dict[str, Any]:
         "isolation": environment.isolation,
         "domain": environment.domain,
         "access": json.loads(environment.access.to_json()),
+        "schedules": environment.schedules,
     }
 
 
@@ -219,6 +231,7 @@ def environment_from_dict(data: Mapping[str, Any]) -> Environment:
         isolation=str(data.get("isolation") or "preferred"),
         domain=data.get("domain"),
         access=access_from_json(json.dumps(data["access"])) if "access" in data else ViewerAccess(),
+        schedules=str(data.get("schedules") or ""),
     )
 
 

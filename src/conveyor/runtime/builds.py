@@ -41,8 +41,8 @@ MARKER = ".conveyor-runtime.json"
 LIBRARY_DIR = "conveyor-lib"
 LOCK_FORMATS = ("requirements-txt", "uv.lock", "pylock.toml")
 #: What of Conveyor an app's runtime gets: the package root, its errors, the config and data
-#: libraries.
-LIBRARY_FILES = ("__init__.py", "errors.py", "py.typed", "config", "data")
+#: libraries, and the server of reports' and jobs' outputs.
+LIBRARY_FILES = ("__init__.py", "errors.py", "py.typed", "config", "data", "outputs_server.py")
 _PTH_FILE = "_conveyor_lib.pth"
 _RUNTIME_ID = re.compile(r"^[0-9a-f]{64}$")
 #: A runtime replaced by ``rebuild``: ``.retired-<id>-<UTC time>-<random>``.

@@ -67,6 +67,11 @@ class Runtime(Protocol):
         """Drain and stop a release's instance; stopping one not running is a no-op."""
         ...
 
+    def run(self, release_id: int, run_id: int, log: Log) -> None:
+        """Run a running report or job release again (its output served from the next
+        request when it succeeds); RuntimeFailure says why a run failed."""
+        ...
+
     def drift(self, release_ids: Sequence[int]) -> list[RuntimeState]:
         """The runtimes these running releases use, each checked against its lock."""
         ...

@@ -31,6 +31,7 @@ from conveyor.domain.apps import BUILDER_UID, AppSpec
 from conveyor.domain.releases import CheckKind, CheckResult
 from conveyor.errors import ConveyorError, NotFound, RuntimeFailure
 from conveyor.runtime.adapters import Launch, LaunchContext, adapter_for
+from conveyor.runtime.adapters.base import Confine
 from conveyor.runtime.app_data import (
     data_settings,
     environment_variables,
@@ -57,6 +58,7 @@ from conveyor.runtime.sandbox import (
 )
 from conveyor.runtime.steps import run_tests_command
 from conveyor.runtime.supervisor import Supervisor, WorkerSpec
+from conveyor.storage.atomic_files import write_atomically
 
 #: Called with a release id and what changed when its files were restored from its bundle.
 Repaired = Callable[[int, str], None]
@@ -79,6 +81,8 @@ class _Started:
     app_dir: Path
     confinement: Confinement
     isolation: str  # for people
+    context: LaunchContext  # the first worker's: what a run of a report or job starts from
+    uid: int | None
 
 
 class LocalRuntime:
@@ -147,32 +151,15 @@ class LocalRuntime:
         env = self._environment(plan, runtime.path / "bin", release_dir)
         uid = plan.uid if self.sandboxing.own_users else None
         rendered = release_dir / "output"
-        serving = self._confinement(plan, app_dir, runtime.path, rendered, uid, spec)
+        runs_dir = (
+            self.runs_dir(plan.environment.name, plan.app) if adapter.kind == "rendered" else None
+        )
+        serving = self._confinement(plan, app_dir, runtime.path, rendered, uid, spec, runs_dir)
         isolation = self._describe(serving)
         log(f"isolation: {isolation}")
         if not sandboxed:
             log(f"warning: {self.sandboxing.detail}")
-
-        def confine(
-            argv: list[str], *, writable_app: bool = False, visible: Sequence[Path] = ()
-        ) -> list[str]:
-            """A render or build step: it may write the rendered output (and the app's
-            files, for a build)."""
-            if uid is not None:
-                _own(rendered, uid)
-                if writable_app:
-                    _own(app_dir, uid, recursive=True)
-            step = replace(
-                serving,
-                read_only=(*serving.read_only, *visible),
-                writable=(
-                    *serving.writable,
-                    rendered,
-                    *((app_dir,) if writable_app else ()),
-                ),
-            )
-            return confined(self.sandboxing, step, argv, app_dir)
-
+        confine = self._step_confine(serving, rendered, uid, app_dir)
         contexts = [
             LaunchContext(
                 app=plan.app,
@@ -184,14 +171,17 @@ class LocalRuntime:
                 output_dir=rendered,
                 build=spec.build,
                 confine=confine,
+                timeout=spec.timeout,
+                runs_dir=runs_dir,
+                pointer=runs_dir / f".serving-{plan.release_id}" if runs_dir else None,
             )
             for _ in range(spec.workers)
         ]
         rendered.mkdir(parents=True, exist_ok=True)
-        if adapter.kind == "rendered":
+        if adapter.kind == "rendered" and getattr(adapter, "at_release", True):
             log(f"rendering {plan.manifest['entrypoint']}")
             adapter.render(contexts[0], env, log)
-            readable_by_the_app(rendered)
+        readable_by_the_app(rendered)
         launches = [adapter.launch(context) for context in contexts]
         workers = [
             WorkerSpec(
@@ -228,8 +218,35 @@ class LocalRuntime:
                 app_dir,
                 serving,
                 isolation,
+                contexts[0],
+                uid,
             )
         return instance
+
+    def run(self, release_id: int, run_id: int, log: Log) -> None:
+        """Run a started report or job again: its output goes to a new directory of the runs
+        directory, served at `/<app>/` from the next request when the run succeeds (the
+        previous output stays served when it fails). RuntimeFailure says why it failed."""
+        started = self._started.get(release_id)
+        if started is None or started.context.runs_dir is None:
+            raise RuntimeFailure(f"release {release_id} is not a running report or job here")
+        self._verify_files(release_id)
+        output = started.context.runs_dir / str(run_id)
+        output.mkdir()
+        confine = self._step_confine(started.confinement, output, started.uid, started.app_dir)
+        context = replace(started.context, output_dir=output, confine=confine)
+        adapter = adapter_for(started.spec.type)
+        adapter.render(context, {**started.env, "CONVEYOR_RUN": str(run_id)}, log)
+        readable_by_the_app(output)
+        assert context.pointer is not None
+        write_atomically(context.pointer, f"{run_id}\n".encode(), mode=0o644)
+
+    def runs_dir(self, environment: str, app: str) -> Path:
+        """Where the outputs of an app's runs in an environment are kept, one directory each."""
+        directory = self.home / "reports" / environment / app
+        directory.mkdir(parents=True, exist_ok=True)
+        readable_by_the_app(directory)
+        return directory
 
     def check(self, instance: Instance, plan: ReleasePlan, log: Log) -> list[CheckResult]:
         started = self._started[instance.release_id]
@@ -369,6 +386,28 @@ class LocalRuntime:
         )
         return confined(self.sandboxing, confinement, argv, runtime)
 
+    def _step_confine(
+        self, serving: Confinement, output: Path, uid: int | None, app_dir: Path
+    ) -> Confine:
+        """How a render, build or run step is sandboxed: as the app's processes are, and it
+        may also write ``output`` (and the app's files, for a build)."""
+
+        def confine(
+            argv: list[str], *, writable_app: bool = False, visible: Sequence[Path] = ()
+        ) -> list[str]:
+            if uid is not None:
+                _own(output, uid)
+                if writable_app:
+                    _own(app_dir, uid, recursive=True)
+            step = replace(
+                serving,
+                read_only=(*serving.read_only, *visible),
+                writable=(*serving.writable, output, *((app_dir,) if writable_app else ())),
+            )
+            return confined(self.sandboxing, step, argv, app_dir)
+
+        return confine
+
     def _confinement(
         self,
         plan: ReleasePlan,
@@ -377,6 +416,7 @@ class LocalRuntime:
         rendered: Path,
         uid: int | None,
         spec: AppSpec,
+        runs_dir: Path | None,
     ) -> Confinement:
         """What the release's processes see: its files, its runtime and the Python it comes
         from, its rendered output (read-only); its output location and read-write SQLite files
@@ -396,6 +436,7 @@ class LocalRuntime:
                 runtime,
                 *((prefix,) if prefix is not None else ()),
                 rendered,
+                *((runs_dir,) if runs_dir is not None else ()),
                 *(path for path, writable in sqlite if not writable),
             ),
             writable=(output, *(path for path, writable in sqlite if writable)),

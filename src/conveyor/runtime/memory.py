@@ -33,6 +33,10 @@ class MemoryRuntime:
     output: dict[int, str] = field(default_factory=dict)
     #: release id -> when and why its files were restored from its bundle
     repairs: dict[int, str] = field(default_factory=dict)
+    #: bundle ids whose runs fail
+    failing_runs: set[str] = field(default_factory=set)
+    #: release id -> the runs asked of it, in order
+    runs: dict[int, list[int]] = field(default_factory=dict)
     _next_port: int = 20000
 
     def start(self, plan: ReleasePlan, log: Log) -> Instance:
@@ -94,6 +98,15 @@ class MemoryRuntime:
     def read_log(self, release_id: int, after: int = 0) -> tuple[int, str]:
         text = self.output.get(release_id, "")
         return len(text), text[after:]
+
+    def run(self, release_id: int, run_id: int, log: Log) -> None:
+        plan = self.plans.get(release_id)
+        if plan is None or release_id not in self.running:
+            raise RuntimeFailure(f"release {release_id} is not a running report or job here")
+        self.runs.setdefault(release_id, []).append(run_id)
+        log(f"run {run_id} of release {release_id}")
+        if plan.bundle_id in self.failing_runs:
+            raise RuntimeFailure(f"run {run_id} failed (exit code 1)")
 
     def stop(self, release_id: int, log: Log) -> None:
         if self.running.pop(release_id, None) is not None:

@@ -16,6 +16,7 @@ from conveyor.domain.releases import Release, ReleaseState
 from conveyor.errors import PolicyViolation
 from conveyor.services.context import Services
 from conveyor.services.pipeline import facts_about
+from conveyor.services.runs import failure_note
 from conveyor.storage import catalog, releases
 
 
@@ -53,6 +54,8 @@ class BoardCell:
     failed: str | None = None
     degraded: str | None = None
     repaired: str | None = None
+    #: A report's or job's latest run failed (the previous output is still served).
+    run_failed: str | None = None
     offers: tuple[Offer, ...] = ()
     #: For an empty cell: how something gets here.
     how: str = ""
@@ -149,6 +152,7 @@ def _cell(
         failed=failed,
         degraded=services.runtime.degraded(live.id),
         repaired=services.runtime.repaired(live.id),
+        run_failed=failure_note(connection, app, environment.name),
         offers=offers,
         waiting=waiting_alias,
         waiting_approvals=waiting_approvals,

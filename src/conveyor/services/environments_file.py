@@ -62,6 +62,7 @@ _FIELDS = {
     "isolation",
     "domain",
     "access",
+    "schedules",
 }
 _CONNECTION_FIELDS = {"url", "mode", "role", "verified"}
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
@@ -117,6 +118,7 @@ def read_environments(path: Path) -> list[Environment]:
                 isolation=_isolation(settings.get("isolation"), where),
                 domain=_domain(settings.get("domain"), where),
                 access=_access(settings.get("access"), where),
+                schedules=str(settings.get("schedules") or ""),
             )
         )
     for environment in found:

@@ -11,7 +11,7 @@ from conveyor.errors import ConveyorError
 from conveyor.runtime.interface import Log
 from conveyor.services.context import Services
 from conveyor.services.releasing import plan_for
-from conveyor.storage import catalog, operations, releases
+from conveyor.storage import catalog, operations, releases, runs
 
 
 @dataclass
@@ -30,6 +30,8 @@ def reconcile(services: Services, log: Log) -> Reconciled:
             f"operation {operation.id} ({operation.kind} of {operation.app} to "
             f"{operation.environment}) was interrupted by the server stopping"
         )
+    for stopped in runs.interrupt_running(services.store.engine):
+        log(f"run {stopped.id} of {stopped.app} in {stopped.environment} was interrupted")
     with services.store.transaction() as connection:
         for release in releases.unfinished(connection):
             releases.transition(

@@ -16,6 +16,7 @@ from conveyor.domain.environments import DataConnection
 from conveyor.domain.policy import bundle_alias
 from conveyor.domain.releases import Release
 from conveyor.errors import ConfigError, NotFound
+from conveyor.services import runs
 from conveyor.services.context import Services
 from conveyor.services.variables import MASK
 from conveyor.storage import catalog, releases
@@ -42,6 +43,8 @@ class Cell:
     isolation: str | None = None
     #: When its files were last found changed and restored from its bundle, and what changed.
     repaired: str | None = None
+    #: Reports and jobs: how the latest run failed ("run 12 failed at ...: why"), else None.
+    run_failed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def status(services: Services, app: str | None = None) -> Status:
                         degraded=services.runtime.degraded(live.id),
                         isolation=services.runtime.isolation(live.id),
                         repaired=services.runtime.repaired(live.id),
+                        run_failed=runs.failure_note(connection, name, environment.name),
                     )
                 )
     return Status(

@@ -38,6 +38,7 @@ def save_environments(connection: Connection, environments: Iterable[Environment
             "isolation": environment.isolation,
             "domain": environment.domain,
             "access": environment.access.to_json(),
+            "schedules": environment.schedules,
         }
         exists = connection.execute(
             select(table.c.name).where(table.c.name == environment.name)
@@ -87,6 +88,7 @@ def _environment(row: Any) -> Environment:
         isolation=row["isolation"] or "preferred",
         domain=row["domain"],
         access=access_from_json(row["access"]),
+        schedules=row["schedules"] or "",
     )
 
 

@@ -170,6 +170,15 @@ def _console(connection: Connection) -> None:
     )
 
 
+def _schedules(connection: Connection) -> None:
+    columns = {column["name"] for column in inspect(connection).get_columns("environments")}
+    if "schedules" not in columns:
+        connection.execute(
+            text("ALTER TABLE environments ADD COLUMN schedules VARCHAR(8) NOT NULL DEFAULT ''")
+        )
+    schema.metadata.create_all(connection, tables=[schema.schedules, schema.runs, schema.run_log])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
@@ -186,6 +195,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(6, "sandbox: an app's own user per environment, isolation, host routing", _sandbox),
     Migration(7, "console: passwords, sessions, viewer access, usage", _console),
+    Migration(8, "schedules and runs", _schedules),
 )
 LATEST = MIGRATIONS[-1].version
 

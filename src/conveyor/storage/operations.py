@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError as DatabaseIntegrityError
 from conveyor.domain.operations import Operation, OperationKind, OperationState
 from conveyor.errors import NotFound, OperationInProgress
 from conveyor.storage import schema
+from conveyor.storage.log_lines import append_line, lines_after
 from conveyor.storage.store import new_row_id, now
 
 _T = schema.operations
@@ -72,23 +73,13 @@ def finish_operation(engine: Engine, operation_id: int, state: OperationState, r
 
 
 def append_log(engine: Engine, operation_id: int, line: str) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            insert(schema.operation_log).values(operation=operation_id, at=now(), line=line)
-        )
+    append_line(engine, schema.operation_log, "operation", operation_id, line)
 
 
 def log_lines(engine: Engine, operation_id: int, after: int = 0) -> list[tuple[int, str, str]]:
     """(id, at, line) of the operation's log lines after id ``after``: a client follows a
     running operation by asking again with the last id it saw."""
-    table = schema.operation_log
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(table.c.id, table.c.at, table.c.line)
-            .where(and_(table.c.operation == operation_id, table.c.id > after))
-            .order_by(table.c.id)
-        ).all()
-    return [(row.id, row.at, row.line) for row in rows]
+    return lines_after(engine, schema.operation_log, "operation", operation_id, after)
 
 
 def get_operation(engine: Engine, operation_id: int) -> Operation:

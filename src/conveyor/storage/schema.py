@@ -53,6 +53,9 @@ environments = Table(
     Column("domain", String(253), nullable=True),
     # Who may view the environment's apps unless an app says otherwise (JSON, see access.py).
     Column("access", Text, nullable=False, server_default='"public"'),
+    # "active" or "paused": whether reports and jobs run on their schedules here; "" for the
+    # environment's default (paused in dev).
+    Column("schedules", String(8), nullable=False, server_default=""),
 )
 
 # Server-wide settings, e.g. which file manages the environments.
@@ -315,4 +318,55 @@ usage_seen = Table(
     Column("hour", STAMP, primary_key=True),
     Column("kind", String(8), primary_key=True),  # viewer or session
     Column("key", ID, primary_key=True),  # an HMAC: no user name or cookie is kept as such
+)
+
+# A schedule set for an app in an environment (`conveyor schedule set`); it wins over the
+# bundle's `schedule:`. ``last_slot``: the latest due time already handled, so a slot fires once.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("app", NAME, ForeignKey("apps.name"), primary_key=True),
+    Column("environment", NAME, ForeignKey("environments.name"), primary_key=True),
+    Column("cron", String(200), nullable=True),  # NULL: no schedule set here (the bundle's)
+    Column("timezone", String(64), nullable=True),
+    Column("updated_by", NAME, nullable=False),
+    Column("updated_at", STAMP, nullable=False),
+    Column("last_slot", STAMP, nullable=True),
+)
+
+# Each run of a report or job: when, by what, how it ended. Its log is in run_log; its output
+# in the server's home (reports/<environment>/<app>/<id>/).
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("app", NAME, ForeignKey("apps.name"), nullable=False),
+    Column("environment", NAME, ForeignKey("environments.name"), nullable=False),
+    Column("release_id", Integer, ForeignKey("releases.id"), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("actor", NAME, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("started_at", STAMP, nullable=False),
+    Column("ended_at", STAMP, nullable=True),
+    Index("runs_by_app_environment", "app", "environment", "id"),
+    # One running run per (app, environment), enforced by the database: a run still going when
+    # the next is due is not started twice, even by two servers sharing one PostgreSQL.
+    Index(
+        "one_running_run",
+        "app",
+        "environment",
+        unique=True,
+        sqlite_where=text("state = 'running'"),
+        postgresql_where=text("state = 'running'"),
+    ),
+)
+
+run_log = Table(
+    "run_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run", Integer, ForeignKey("runs.id"), nullable=False, index=True),
+    Column("at", STAMP, nullable=False),
+    Column("line", Text, nullable=False),
 )

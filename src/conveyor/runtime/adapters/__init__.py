@@ -9,6 +9,7 @@ from conveyor.runtime.adapters import (
     dash,
     fastapi,
     flask,
+    job,
     notebook,
     quarto,
     shiny,
@@ -27,6 +28,7 @@ REGISTRY: dict[AppType, Adapter] = {
     AppType.QUARTO: quarto.ADAPTER,
     AppType.STATIC: static.ADAPTER,
     AppType.COMMAND: command.ADAPTER,
+    AppType.JOB: job.ADAPTER,
 }
 
 

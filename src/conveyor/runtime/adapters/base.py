@@ -40,6 +40,12 @@ class LaunchContext:
     build: str | None = None  # static sites: the command that produces the directory
     #: How render and build steps are sandboxed (workers are sandboxed by the runtime).
     confine: Confine = unconfined
+    #: How long a render, build or run may take.
+    timeout: float = 900
+    #: Runnable types: where the outputs of runs are kept (one directory per run), and the file
+    #: naming the run whose output is served.
+    runs_dir: Path | None = None
+    pointer: Path | None = None
 
     @property
     def prefix(self) -> str:
@@ -98,13 +104,34 @@ class ServerAdapter:
 
 @dataclass(frozen=True)
 class RenderedAdapter:
-    """An app type rendered to files once per release, then served as static files."""
+    """An app type that produces files, then served: reports render once when a release
+    starts and again on each run; a job produces its files only when it runs."""
 
     produce: Render
     kind: str = "rendered"
+    #: False: nothing is produced when a release starts (a job runs only when asked to).
+    at_release: bool = True
 
     def launch(self, context: LaunchContext) -> Launch:
-        return serve_directory(context, context.output_dir)
+        if context.runs_dir is None or context.pointer is None:
+            return serve_directory(context, context.output_dir)
+        return Launch(
+            argv=[
+                context.python,
+                "-m",
+                "conveyor.outputs_server",
+                "--port",
+                str(context.port),
+                "--runs",
+                str(context.runs_dir),
+                "--release-output",
+                str(context.output_dir),
+                "--pointer",
+                str(context.pointer),
+            ],
+            strip_prefix=True,
+            health_path="/",
+        )
 
     def render(
         self, context: LaunchContext, env: Mapping[str, str], log: Callable[[str], None]

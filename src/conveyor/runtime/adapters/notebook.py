@@ -18,7 +18,7 @@ def _render(context: LaunchContext, env: Mapping[str, str], log: Callable[[str],
                 "--to",
                 "html",
                 "--execute",
-                "--ExecutePreprocessor.timeout=600",
+                f"--ExecutePreprocessor.timeout={int(context.timeout)}",
                 "--output-dir",
                 str(context.output_dir),
                 "--output",
@@ -30,6 +30,7 @@ def _render(context: LaunchContext, env: Mapping[str, str], log: Callable[[str],
         env=env,
         log=log,
         what=f"executing {Path(context.entrypoint).name}",
+        timeout=context.timeout,
     )
 
 

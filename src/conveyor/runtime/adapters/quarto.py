@@ -28,6 +28,7 @@ def _render(context: LaunchContext, env: Mapping[str, str], log: Callable[[str],
         env=env,
         log=log,
         what=f"rendering {context.entrypoint}",
+        timeout=context.timeout,
     )
     index = context.output_dir / "index.html"
     pages = sorted(context.output_dir.glob("*.html"))

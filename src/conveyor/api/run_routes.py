@@ -1,0 +1,142 @@
+"""Routes for reports and jobs: their schedules per environment, runs started by hand, and the
+record and log of each run."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from conveyor.api.context import Context
+from conveyor.api.permissions import AuthorizedRoute, CurrentUser, needs, visible
+from conveyor.domain.access import Permission
+from conveyor.domain.schedules import Run, Trigger, parse_schedule
+from conveyor.errors import NotFound
+from conveyor.services import runs, schedules
+from conveyor.storage import catalog
+from conveyor.storage import runs as run_records
+
+router = APIRouter(route_class=AuthorizedRoute)
+
+_SEEN = "only the environments one has a role in"
+
+
+class ScheduleBody(BaseModel):
+    cron: str = Field(description="five cron fields, e.g. '0 6 * * 1-5', or @daily")
+    timezone: str = Field("UTC", description="an IANA time zone, e.g. Europe/Berlin")
+
+
+@router.get(
+    "/apps/{app}/schedules", tags=["runs"], openapi_extra=needs(Permission.SIGNED_IN, note=_SEEN)
+)
+def show_schedules(context: Context, user: CurrentUser, app: str) -> list[dict[str, Any]]:
+    with context.services.store.transaction() as connection:
+        if not catalog.app_exists(connection, app):
+            raise NotFound(f"there is no app {app!r}")
+        names = [e.name for e in catalog.list_environments(connection)]
+    return [
+        {
+            "environment": state.environment,
+            "cron": state.schedule.cron if state.schedule else None,
+            "timezone": state.schedule.timezone if state.schedule else None,
+            "source": state.source,
+            "active": state.active,
+            "next_run": state.next_run,
+            "last_run": _last(context, app, state.environment),
+        }
+        for state in schedules.schedule_table(context.services, app, visible(user, names))
+    ]
+
+
+@router.put(
+    "/apps/{app}/environments/{environment}/schedule",
+    tags=["runs"],
+    openapi_extra=needs(Permission.RUN, "path:environment"),
+)
+def set_schedule(
+    context: Context, user: CurrentUser, app: str, environment: str, body: ScheduleBody
+) -> dict[str, Any]:
+    schedule = parse_schedule(body.cron, body.timezone)
+    schedules.set_schedule(context.services, app, environment, schedule, user.name)
+    return {"environment": environment, "cron": schedule.cron, "timezone": schedule.timezone}
+
+
+@router.delete(
+    "/apps/{app}/environments/{environment}/schedule",
+    tags=["runs"],
+    openapi_extra=needs(Permission.RUN, "path:environment"),
+)
+def unset_schedule(context: Context, user: CurrentUser, app: str, environment: str) -> JSONResponse:
+    schedules.unset_schedule(context.services, app, environment, user.name)
+    schedule, source = schedules.schedule_of(context.services, app, environment)
+    return JSONResponse(
+        {
+            "environment": environment,
+            "cron": schedule.cron if schedule else None,
+            "source": source,
+        }
+    )
+
+
+@router.post(
+    "/apps/{app}/environments/{environment}/runs",
+    tags=["runs"],
+    status_code=202,
+    openapi_extra=needs(Permission.RUN, "path:environment"),
+)
+def start_run(context: Context, user: CurrentUser, app: str, environment: str) -> JSONResponse:
+    """Run the live report or job now (also where schedules are paused); follow it with
+    GET .../runs/{id}."""
+    begun = context.background.submit(
+        lambda started: runs.run(
+            context.services, app, environment, Trigger.MANUAL, user.name, started
+        )
+    )
+    assert begun.operation_id is not None  # runs.run reports the run before it can end
+    found = run_records.get_run(context.services.store.engine, begun.operation_id)
+    return JSONResponse(run_json(found), status_code=202)
+
+
+@router.get(
+    "/apps/{app}/environments/{environment}/runs",
+    tags=["runs"],
+    openapi_extra=needs(Permission.VIEW, "path:environment"),
+)
+def list_runs(
+    context: Context, app: str, environment: str, limit: int = 50
+) -> list[dict[str, Any]]:
+    return [run_json(r) for r in runs.runs_of(context.services, app, environment, limit)]
+
+
+@router.get(
+    "/apps/{app}/environments/{environment}/runs/{run_id}",
+    tags=["runs"],
+    openapi_extra=needs(Permission.VIEW, "path:environment"),
+)
+def get_run(
+    context: Context, app: str, environment: str, run_id: int, after: int = 0
+) -> dict[str, Any]:
+    """One run and its log lines after line id ``after`` (follow a run by asking again)."""
+    engine = context.services.store.engine
+    found = run_records.get_run(engine, run_id)
+    if (found.app, found.environment) != (app, environment):
+        # Seen through another app or environment's permission: as if it did not exist.
+        raise NotFound(f"{app} has no run {run_id} in {environment}")
+    lines = run_records.log_lines(engine, run_id, after)
+    return {
+        **run_json(found),
+        "log": [{"id": i, "at": at, "line": line} for i, at, line in lines],
+    }
+
+
+def run_json(found: Run) -> dict[str, Any]:
+    return {**dataclasses.asdict(found), "trigger": str(found.trigger), "state": str(found.state)}
+
+
+def _last(context: Context, app: str, environment: str) -> dict[str, Any] | None:
+    with context.services.store.transaction() as connection:
+        latest = run_records.latest_runs(connection, app, environment, 1)
+    return run_json(latest[0]) if latest else None

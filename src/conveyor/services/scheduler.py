@@ -1,0 +1,74 @@
+"""The server's scheduler: a thread that looks for due schedules a few times a minute and
+starts their runs (each in its own thread, handed to ``submit``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.domain.schedules import Trigger
+from conveyor.errors import ConveyorError
+from conveyor.services import runs, schedules
+from conveyor.services.context import Services
+
+log = logging.getLogger("conveyor.scheduler")
+
+#: The name runs started by a schedule are recorded under.
+SCHEDULE_ACTOR = "schedule"
+
+#: submit(work): start ``work(started)`` in a thread; return once it called started(run_id).
+Submit = Callable[[Callable[[Callable[[int], None]], Any]], Any]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        services: Services,
+        submit: Submit,
+        *,
+        interval: float = 10.0,
+        say: Callable[[str], None] = log.info,
+    ) -> None:
+        self.services = services
+        self.submit = submit
+        self.interval = interval
+        self.say = say
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="conveyor-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def tick(self, moment: datetime | None = None) -> list[schedules.Due]:
+        """Start every run due at ``moment`` (now); return what was due."""
+        found = schedules.due(self.services, moment or datetime.now(UTC))
+        for due in found:
+            try:
+                self.submit(self._work(due))
+            except ConveyorError as exc:  # still running from the last slot, or stopping
+                self.say(f"schedule of {due.app} in {due.environment} at {due.slot}: {exc}")
+        return found
+
+    def _work(self, due: schedules.Due) -> Callable[[Callable[[int], None]], Any]:
+        def work(started: Callable[[int], None]) -> Any:
+            return runs.run(
+                self.services, due.app, due.environment, Trigger.SCHEDULE, SCHEDULE_ACTOR, started
+            )
+
+        return work
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:  # the scheduler outlives one bad tick (a database hiccup)
+                log.exception("scheduler tick failed")
