@@ -4,7 +4,6 @@ run's output at /<app>/_runs/<id>/, and who may run what."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import textwrap
 import urllib.request
@@ -164,7 +163,63 @@ def test_who_may_run_and_what_a_run_id_reveals(server, tmp_path):
         assert "Traceback" not in bad.err
     shown = server.cli_json("schedule", "show", "refresh", "--json")
     assert all(s["cron"] is None for s in shown)
-    # A web app has nothing to run.
-    web = server.cli("run", "refresh-missing", "--env", "test")
-    assert web.code != 0 and "Traceback" not in web.err
-    assert json.dumps(shown)
+    # An app that does not exist: a clear error, no traceback.
+    missing = server.cli("run", "refresh-missing", "--env", "test")
+    assert missing.code != 0 and "refresh-missing" in missing.err
+    assert "Traceback" not in missing.err
+
+
+PROBE = """\
+import os, pathlib
+
+found = []
+for path in pathlib.Path("targets.txt").read_text().split():
+    try:
+        target = pathlib.Path(path)
+        if target.is_dir():
+            found.append(f"LIST {path}: {' '.join(sorted(os.listdir(target)))}")
+        else:
+            target.read_bytes()
+            found.append(f"READ {path}")
+    except OSError:
+        found.append(f"refused {path}")
+out = pathlib.Path(os.environ["CONVEYOR_RUN_OUTPUT"])
+(out / "index.html").write_text("\\n".join(found))
+try:  # the pointer to what is served, beside this run's directory
+    (out.parent / ".serving-1").write_text("1")
+    found.append("WROTE the pointer")
+except OSError:
+    pass
+(out / "index.html").write_text("\\n".join(found))
+"""
+
+
+def test_a_dev_job_reaches_no_other_environment_s_runs_nor_the_server(server, tmp_path):
+    job = make_job(tmp_path)
+    assert server.cli("deploy", str(job), "--env", "test").code == 0
+    assert server.cli("run", "refresh", "--env", "test").code == 0
+    [run] = runs_of(server, "refresh", "test")
+    test_reports = server.home / "reports" / "test" / "refresh"
+    assert (test_reports / str(run["id"]) / "index.html").exists()
+
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "conveyor.yml").write_text("name: probe\ntype: job\nentrypoint: python probe.py\n")
+    (probe / "probe.py").write_text(PROBE)
+    targets = [
+        test_reports / str(run["id"]) / "index.html",  # Test's output of another app
+        test_reports,
+        server.home / "reports" / "test",
+        server.home / "conveyor.db",
+    ]
+    (probe / "targets.txt").write_text("\n".join(str(t) for t in [*targets, server.home]))
+    assert server.cli("deploy", str(probe), "--env", "dev").code == 0
+    ran = server.cli("run", "probe", "--env", "dev")
+    assert ran.code == 0, ran
+    seen = page(server.app_url("dev", "probe"))[1]
+    assert seen.count("refused") == len(targets), seen
+    assert "READ" not in seen and "WROTE" not in seen
+    # The home it sees holds only the mount points of its own sandbox, none of the server's
+    # files (the database, keys, credentials, other releases).
+    [home] = [line for line in seen.splitlines() if line.startswith(f"LIST {server.home}:")]
+    assert set(home.split(": ", 1)[1].split()) <= {"releases", "runtimes", "reports", "outputs"}

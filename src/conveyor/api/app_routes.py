@@ -16,7 +16,13 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field
 
 from conveyor.api.context import Context
-from conveyor.api.permissions import AuthorizedRoute, CurrentUser, needs, visible
+from conveyor.api.permissions import (
+    AuthorizedRoute,
+    CurrentUser,
+    needs,
+    seen_environments_of,
+    visible,
+)
 from conveyor.api.shapes import release_json
 from conveyor.domain.access import Permission
 from conveyor.domain.viewers import parse_access
@@ -264,11 +270,8 @@ def set_access(
     openapi_extra=needs(Permission.SIGNED_IN, note=_SEEN),
 )
 def show_access(context: Context, user: CurrentUser, app: str) -> dict[str, str]:
-    with context.services.store.transaction() as connection:
-        if not catalog.app_exists(connection, app):
-            raise NotFound(f"there is no app {app!r}")
-        names = [e.name for e in catalog.list_environments(connection)]
-    return viewers.access_table(context.services, app, visible(user, names))
+    seen = seen_environments_of(context.services, user, app)
+    return viewers.access_table(context.services, app, seen)
 
 
 @router.get(

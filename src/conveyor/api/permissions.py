@@ -39,7 +39,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from conveyor.domain.access import Permission, User, refusal
-from conveyor.errors import Forbidden, InvalidInput, Unauthorized
+from conveyor.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from conveyor.services import pipeline, tokens
 from conveyor.services.context import Services
 from conveyor.storage import catalog, operations, releases
@@ -173,6 +173,15 @@ CheckedEnvironments = Annotated[list[str], Depends(checked_environments)]
 def visible(user: User, environments: Iterable[str]) -> list[str]:
     """Those of ``environments`` the user may see."""
     return user.environments_with(Permission.VIEW, environments)
+
+
+def seen_environments_of(services: Services, user: User, app: str) -> list[str]:
+    """The environments the user may see, for an app that must exist (NotFound otherwise)."""
+    with services.store.transaction() as connection:
+        if not catalog.app_exists(connection, app):
+            raise NotFound(f"there is no app {app!r}")
+        names = [e.name for e in catalog.list_environments(connection)]
+    return visible(user, names)
 
 
 def authorize(request: Request, need: Need, user: User) -> list[str]:

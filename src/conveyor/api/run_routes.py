@@ -11,12 +11,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from conveyor.api.context import Context
-from conveyor.api.permissions import AuthorizedRoute, CurrentUser, needs, visible
+from conveyor.api.permissions import AuthorizedRoute, CurrentUser, needs, seen_environments_of
 from conveyor.domain.access import Permission
 from conveyor.domain.schedules import Run, Trigger, parse_schedule
 from conveyor.errors import NotFound
 from conveyor.services import runs, schedules
-from conveyor.storage import catalog
 from conveyor.storage import runs as run_records
 
 router = APIRouter(route_class=AuthorizedRoute)
@@ -33,10 +32,7 @@ class ScheduleBody(BaseModel):
     "/apps/{app}/schedules", tags=["runs"], openapi_extra=needs(Permission.SIGNED_IN, note=_SEEN)
 )
 def show_schedules(context: Context, user: CurrentUser, app: str) -> list[dict[str, Any]]:
-    with context.services.store.transaction() as connection:
-        if not catalog.app_exists(connection, app):
-            raise NotFound(f"there is no app {app!r}")
-        names = [e.name for e in catalog.list_environments(connection)]
+    seen = seen_environments_of(context.services, user, app)
     return [
         {
             "environment": state.environment,
@@ -47,7 +43,7 @@ def show_schedules(context: Context, user: CurrentUser, app: str) -> list[dict[s
             "next_run": state.next_run,
             "last_run": _last(context, app, state.environment),
         }
-        for state in schedules.schedule_table(context.services, app, visible(user, names))
+        for state in schedules.schedule_table(context.services, app, seen)
     ]
 
 
@@ -95,6 +91,7 @@ def start_run(context: Context, user: CurrentUser, app: str, environment: str) -
             context.services, app, environment, Trigger.MANUAL, user.name, started
         )
     )
+    # Background hands back the id passed to started(): here the run's, not an operation's.
     assert begun.operation_id is not None  # runs.run reports the run before it can end
     found = run_records.get_run(context.services.store.engine, begun.operation_id)
     return JSONResponse(run_json(found), status_code=202)

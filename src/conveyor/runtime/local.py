@@ -178,7 +178,7 @@ class LocalRuntime:
             for _ in range(spec.workers)
         ]
         rendered.mkdir(parents=True, exist_ok=True)
-        if adapter.kind == "rendered" and getattr(adapter, "at_release", True):
+        if adapter.at_release:
             log(f"rendering {plan.manifest['entrypoint']}")
             adapter.render(contexts[0], env, log)
         readable_by_the_app(rendered)

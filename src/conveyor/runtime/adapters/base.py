@@ -79,6 +79,11 @@ class Adapter(Protocol):
         served."""
         ...
 
+    @property
+    def at_release(self) -> bool:
+        """True: ``render`` runs when a release starts (reports), not only on a run (jobs)."""
+        ...
+
     def launch(self, context: LaunchContext) -> Launch: ...
 
     def render(
@@ -92,6 +97,7 @@ class ServerAdapter:
 
     make: Callable[[LaunchContext], Launch]
     kind: str = "process"
+    at_release: bool = False  # nothing to render
 
     def launch(self, context: LaunchContext) -> Launch:
         return self.make(context)
