@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from conveyor.cli.local_server import LocalServer, environments_file
+from conveyor.errors import RuntimeFailure
 from conveyor.runtime.supervisor import Supervisor
 
 CONVEYOR = str(Path(sys.executable).parent / "conveyor")
@@ -32,21 +34,16 @@ class Server:
     def __init__(self, root: Path, environments: str | None = None) -> None:
         self.root = root
         self.home = root / "home"
-        self.api_port = free_port()
-        self.ports = {name: free_port() for name in ("dev", "test", "prod")}
         self.environments_file = root / "environments.yml"
-        if environments:
-            self.environments_file.write_text(environments.format(**self.ports))
-        else:
-            environments_file(self.environments_file, self.ports)
+        self.template = environments
         self.env = {
             **os.environ,
             "CONVEYOR_CREDENTIALS": str(root / "credentials.json"),
-            "CONVEYOR_SERVER": f"http://127.0.0.1:{self.api_port}",
             "CONVEYOR_UV_CACHE": os.environ["UV_CACHE_DIR"],
             "NO_COLOR": "1",
         }
         self.env.pop("CONVEYOR_TOKEN", None)
+        self._choose_ports()
         self.starts = 0
         self.process: LocalServer | None = None
 
@@ -63,8 +60,27 @@ class Server:
         self.starts += 1
         log = self.root / f"server-{self.starts}.log"
         file = self.environments_file if with_file else None
-        self.process = LocalServer(self.home, self.api_port, file, self.env, log, arguments)
-        self.process.start()
+        for attempt in range(3):
+            self.process = LocalServer(self.home, self.api_port, file, self.env, log, arguments)
+            try:
+                self.process.start()
+                return
+            except RuntimeFailure as exc:
+                # A free port found here can be taken by another process before the server
+                # binds it; a first start may pick others (a restart keeps its ports).
+                if "address already in use" not in str(exc) or self.starts > 1 or attempt == 2:
+                    raise
+                shutil.rmtree(self.home, ignore_errors=True)
+                self._choose_ports()
+
+    def _choose_ports(self) -> None:
+        self.api_port = free_port()
+        self.ports = {name: free_port() for name in ("dev", "test", "prod")}
+        if self.template:
+            self.environments_file.write_text(self.template.format(**self.ports))
+        else:
+            environments_file(self.environments_file, self.ports)
+        self.env["CONVEYOR_SERVER"] = f"http://127.0.0.1:{self.api_port}"
 
     def log(self) -> str:
         return (self.root / f"server-{self.starts}.log").read_text(errors="replace")
