@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/runtime_build.py
 	$(BIN)/python bench/promotion_latency.py
 	$(BIN)/python bench/sandbox_cost.py
+	$(BIN)/python bench/sleep_footprint.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -75,6 +75,8 @@ def test_full_file(make_app):
             "'Mars' is not a time zone",
         ),
         ("name: a\ntype: job\nentrypoint: x\ntimeout: soon\n", "`timeout`: 'soon' is not a"),
+        ("name: a\ntype: fastapi\nsleep_after: later\n", "`sleep_after`: write a duration"),
+        ("name: a\ntype: fastapi\nsleep_after: yes\n", "`sleep_after`: write a duration"),
         ("- a\n", "expected a mapping of fields"),
         ("name: [a\n", "line 2, column 1: not valid YAML"),
     ],
@@ -95,6 +97,15 @@ def test_a_job_with_a_schedule_and_a_timeout(make_app):
     spec = read_app_file(root)
     assert spec.type is AppType.JOB and spec.timeout == 1200
     assert spec.schedule is not None and spec.schedule.describe() == "30 2 * * * (Europe/Berlin)"
+
+
+@pytest.mark.parametrize(
+    ("declared", "expected"),
+    [("", None), ("sleep_after: 10m\n", "10m"), ("sleep_after: off\n", "off")],
+)
+def test_sleep_after_is_a_duration_or_off(make_app, declared, expected):
+    root = make_app(app_file=f"name: a\ntype: fastapi\n{declared}")
+    assert read_app_file(root).sleep_after == expected
 
 
 def test_missing_file(tmp_path):

@@ -21,7 +21,8 @@ from yarl import URL
 
 from conveyor.errors import Conflict, InvalidInput
 from conveyor.runtime.proxy import Proxy
-from conveyor.runtime.proxy_forward import prefers_json, wire_close_code
+from conveyor.runtime.proxy_forward import wire_close_code
+from conveyor.runtime.proxy_pages import prefers_json
 
 in_thread = asyncio.to_thread
 

@@ -36,6 +36,7 @@ from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.local import LocalRuntime
 from conveyor.runtime.proxy import Proxy
 from conveyor.runtime.proxy_forward import DEFAULT_WEBSOCKET_LIMIT
+from conveyor.runtime.sleeper import Sleeper
 from conveyor.services.context import Services
 from conveyor.services.environments import apply as apply_environments
 from conveyor.services.git_driven import GitSource, GitWatcher
@@ -135,6 +136,7 @@ def serve(
     background = Background()
     watcher: GitWatcher | None = None
     scheduler: Scheduler | None = None
+    sleeper: Sleeper | None = None
     # App listeners follow the API's rules: loopback, TLS, or a TLS proxy in front.
     tls = _tls_context(settings)
     try:
@@ -197,6 +199,8 @@ def serve(
         watcher.start()
         scheduler = Scheduler(services, background.submit, say=say)
         scheduler.start()
+        sleeper = Sleeper(runtime)
+        sleeper.start()
         for source in settings.git_sources:
             say(f"watching {source.repository} (every {source.poll:g} s)")
         app = create_app(
@@ -239,6 +243,8 @@ def serve(
         say("stopping: no new operations; waiting for running ones")
         if scheduler is not None:
             scheduler.stop()
+        if sleeper is not None:
+            sleeper.stop()
         if watcher is not None:
             watcher.stop(settings.stop_grace)
         unfinished = background.close(settings.stop_grace)

@@ -22,6 +22,7 @@ from conveyor.domain.apps import (
     parse_size,
 )
 from conveyor.domain.schedules import DEFAULT_TIMEOUT, Schedule, parse_duration, parse_schedule
+from conveyor.domain.sleep import parse_sleep_after
 from conveyor.errors import InvalidInput, ManifestError
 
 APP_FILE = "conveyor.yml"
@@ -42,6 +43,7 @@ _FIELDS = {
     "resources",
     "schedule",
     "timeout",
+    "sleep_after",
 }
 
 
@@ -162,6 +164,7 @@ def parse_app_spec(data: dict[str, Any], path: Path, directory: Path) -> AppSpec
         resources=_resources(reader),
         schedule=_schedule(reader, app_type),
         timeout=_timeout(reader),
+        sleep_after=_sleep_after(reader),
     )
 
 
@@ -198,6 +201,15 @@ def _timeout(reader: _Fields) -> int:
         return parse_duration(declared, "timeout")
     except InvalidInput:
         reader.fail("timeout", f"{declared!r} is not a duration; write e.g. 90s, 30m or 2h")
+
+
+def _sleep_after(reader: _Fields) -> str | None:
+    if "sleep_after" not in reader.data:
+        return None
+    try:
+        return parse_sleep_after(reader.data["sleep_after"])
+    except InvalidInput:
+        reader.fail("sleep_after", "write a duration such as 15m or 2h, or off (never sleep)")
 
 
 def _resources(reader: _Fields) -> Resources:

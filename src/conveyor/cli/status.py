@@ -85,6 +85,8 @@ def _cell(cell: dict[str, Any]) -> str:
         text += " REPAIRED"
     if cell.get("run_failed"):
         text += " RUN-FAILED"
+    if cell.get("sleeping"):
+        text += " sleeping"
     if cell["verified"]:
         text += " ✓"
     approved = cell.get("approved_by") or ()

@@ -154,6 +154,9 @@ class AppSpec:
     #: Runnable types: when to run again (`schedule:`), and how long a run may take.
     schedule: Schedule | None = None
     timeout: int = DEFAULT_TIMEOUT
+    #: How long the app may sit idle before it sleeps ("15m", "off"); None: the
+    #: environment's default (see domain/sleep.py).
+    sleep_after: str | None = None
 
     def required_checks(self) -> tuple[str, ...]:
         """The checks a release must pass to be verified: health always, smoke and tests when

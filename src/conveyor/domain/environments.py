@@ -82,6 +82,10 @@ class Environment:
     #: "active": reports and jobs run on their schedules; "paused": only when run by hand.
     #: By default paused in dev, active elsewhere.
     schedules: str = ""
+    #: How long an idle app sleeps after here ("15m", "off"); "" when the environments file
+    #: does not say (the app's conveyor.yml decides, else 15 min in dev and test, never
+    #: elsewhere: see domain/sleep.py).
+    sleep_after: str = ""
 
     def __post_init__(self) -> None:
         if not self.config_name:
@@ -211,6 +215,7 @@ def environment_to_dict(environment: Environment) -> dict[str, Any]:
         "domain": environment.domain,
         "access": json.loads(environment.access.to_json()),
         "schedules": environment.schedules,
+        "sleep_after": environment.sleep_after,
     }
 
 
@@ -232,6 +237,7 @@ def environment_from_dict(data: Mapping[str, Any]) -> Environment:
         domain=data.get("domain"),
         access=access_from_json(json.dumps(data["access"])) if "access" in data else ViewerAccess(),
         schedules=str(data.get("schedules") or ""),
+        sleep_after=str(data.get("sleep_after") or ""),
     )
 
 

@@ -121,3 +121,19 @@ def sqlite_files(environment: Environment) -> list[tuple[Path, bool]]:
         else:
             found.append((path.parent, True))
     return found
+
+
+def refuse_shared_directory(environment: str, app: str, directory: Path, home: Path) -> None:
+    """A writable SQLite file's directory is shown to the app read-write: refuse one that
+    holds the server's own files (or is the whole file system)."""
+    resolved = directory.resolve()
+    if (
+        resolved == Path("/")
+        or home.resolve() == resolved
+        or home.resolve().is_relative_to(resolved)
+    ):
+        raise RuntimeFailure(
+            f"{environment}: a writable SQLite database in {directory} would let {app} write "
+            f"that whole directory, which holds Conveyor's home {home}; give the database a "
+            "directory of its own (for example /srv/conveyor-data/<app>/app.db)"
+        )

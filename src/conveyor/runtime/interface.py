@@ -85,6 +85,11 @@ class Runtime(Protocol):
         linux_x86_64", or None when it is not running here."""
         ...
 
+    def asleep(self, release_id: int) -> bool:
+        """Whether a routed release is asleep: its processes stopped after a while without
+        requests, until the next one wakes it."""
+        ...
+
     def degraded(self, release_id: int) -> str | None:
         """Why a running release is degraded (its processes keep crashing), or None."""
         ...

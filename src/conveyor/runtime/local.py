@@ -19,8 +19,6 @@ import socket
 import sysconfig
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +27,7 @@ from conveyor.bundles.app_file import read_app_file
 from conveyor.bundles.archive import extract
 from conveyor.domain.apps import BUILDER_UID, AppSpec
 from conveyor.domain.releases import CheckKind, CheckResult
+from conveyor.domain.sleep import describe_seconds, effective_sleep_after
 from conveyor.errors import ConveyorError, NotFound, RuntimeFailure
 from conveyor.runtime.adapters import Launch, LaunchContext, adapter_for
 from conveyor.runtime.adapters.base import Confine
@@ -37,12 +36,14 @@ from conveyor.runtime.app_data import (
     environment_variables,
     output_directory,
     process_environment,
+    refuse_shared_directory,
     sqlite_files,
 )
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.drift import repair, runtime_drift
 from conveyor.runtime.interface import Instance, Log, ReleasePlan, RuntimeState
 from conveyor.runtime.proxy import Proxy
+from conveyor.runtime.release_checks import http_get, smoke, tests
 from conveyor.runtime.release_files import changes, restore
 from conveyor.runtime.sandbox import (
     SANDBOX_HOME,
@@ -50,20 +51,17 @@ from conveyor.runtime.sandbox import (
     Isolation,
     Sandboxing,
     confined,
+    describe_confinement,
     detect,
     interpreter_prefix,
     limit_reached,
     readable_by_the_app,
-    unenforced,
 )
-from conveyor.runtime.steps import run_tests_command
 from conveyor.runtime.supervisor import Supervisor, WorkerSpec
 from conveyor.storage.atomic_files import write_atomically
 
 #: Called with a release id and what changed when its files were restored from its bundle.
 Repaired = Callable[[int, str], None]
-
-_OUTPUT_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,8 +79,14 @@ class _Started:
     app_dir: Path
     confinement: Confinement
     isolation: str  # for people
-    context: LaunchContext  # the first worker's: what a run of a report or job starts from
+    contexts: tuple[LaunchContext, ...]  # one per worker; the first is what a run starts from
     uid: int | None
+    #: Idle seconds after which the routed release sleeps (None: never).
+    sleep_after: int | None
+
+    @property
+    def context(self) -> LaunchContext:
+        return self.contexts[0]
 
 
 class LocalRuntime:
@@ -118,6 +122,11 @@ class LocalRuntime:
         self._started: dict[int, _Started] = {}
         self._routed: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+        #: Releases routed asleep: their processes stopped until a request wakes them.
+        self._asleep: set[int] = set()
+        #: Per release: sleeping, waking and stopping one at a time.
+        self._release_locks: dict[int, threading.Lock] = {}
+        proxy.waker = self.wake
 
     # --- Runtime interface ---------------------------------------------------------------
 
@@ -155,7 +164,7 @@ class LocalRuntime:
             self.runs_dir(plan.environment.name, plan.app) if adapter.kind == "rendered" else None
         )
         serving = self._confinement(plan, app_dir, runtime.path, rendered, uid, spec, runs_dir)
-        isolation = self._describe(serving)
+        isolation = describe_confinement(self.sandboxing, serving)
         log(f"isolation: {isolation}")
         if not sandboxed:
             log(f"warning: {self.sandboxing.detail}")
@@ -182,25 +191,10 @@ class LocalRuntime:
             log(f"rendering {plan.manifest['entrypoint']}")
             adapter.render(contexts[0], env, log)
         readable_by_the_app(rendered)
-        launches = [adapter.launch(context) for context in contexts]
-        workers = [
-            WorkerSpec(
-                argv=confined(self.sandboxing, serving, launch.argv, app_dir),
-                env={**env, **launch.env, "PORT": str(context.port)},
-                cwd=app_dir,
-                port=context.port,
-                explain_exit=lambda tail: limit_reached(spec.resources, tail),
-            )
-            for context, launch in zip(contexts, launches, strict=True)
-        ]
-        self.supervisor.start(plan.release_id, workers)
-        upstreams = [f"http://127.0.0.1:{context.port}" for context in contexts]
-        try:
-            seconds = self._wait_healthy(plan.release_id, upstreams, launches[0].health_path)
-        except RuntimeFailure:
-            self.supervisor.stop(plan.release_id)
-            raise
-        log(f"healthy after {seconds:.1f} s: {len(workers)} worker(s) at {', '.join(upstreams)}")
+        launches, upstreams, seconds = self._start_workers(
+            plan.release_id, contexts, env, serving, spec
+        )
+        log(f"healthy after {seconds:.1f} s: {len(contexts)} worker(s) at {', '.join(upstreams)}")
         instance = Instance(plan.release_id, plan.app, plan.environment.name, upstreams[0])
         with self._lock:
             self._started[plan.release_id] = _Started(
@@ -218,10 +212,118 @@ class LocalRuntime:
                 app_dir,
                 serving,
                 isolation,
-                contexts[0],
+                tuple(contexts),
                 uid,
+                effective_sleep_after(
+                    plan.environment.name, plan.environment.sleep_after, spec.sleep_after
+                ),
             )
         return instance
+
+    def _start_workers(
+        self,
+        release_id: int,
+        contexts: Sequence[LaunchContext],
+        env: dict[str, str],
+        serving: Confinement,
+        spec: AppSpec,
+    ) -> tuple[list[Launch], list[str], float]:
+        """Start the release's workers and wait until each is healthy: their launches, base
+        URLs, and the seconds it took. RuntimeFailure (workers stopped) when one is not."""
+        adapter = adapter_for(spec.type)
+        launches = [adapter.launch(context) for context in contexts]
+        workers = [
+            WorkerSpec(
+                argv=confined(self.sandboxing, serving, launch.argv, context.app_dir),
+                env={**env, **launch.env, "PORT": str(context.port)},
+                cwd=context.app_dir,
+                port=context.port,
+                explain_exit=lambda tail: limit_reached(spec.resources, tail),
+            )
+            for context, launch in zip(contexts, launches, strict=True)
+        ]
+        self.supervisor.start(release_id, workers)
+        upstreams = [f"http://127.0.0.1:{context.port}" for context in contexts]
+        try:
+            seconds = self._wait_healthy(release_id, upstreams, launches[0].health_path)
+        except RuntimeFailure:
+            self.supervisor.stop(release_id)
+            raise
+        return launches, upstreams, seconds
+
+    # --- sleep and wake ------------------------------------------------------------------
+
+    def sleep_idle(self) -> list[int]:
+        """Put to sleep every routed release idle for longer than its ``sleep_after``: its
+        processes stop, its route stays (the next request wakes it). Returns those put to
+        sleep."""
+        with self._lock:
+            routed = list(self._routed.items())
+        slept = []
+        for (environment, app), release_id in routed:
+            started = self._started.get(release_id)
+            if started is None or started.sleep_after is None or release_id in self._asleep:
+                continue
+            with self._release_lock(release_id):
+                if release_id in self._asleep or release_id not in self._started:
+                    continue
+                if self._routed.get((environment, app)) != release_id:
+                    continue
+                if not self.proxy.sleep_if_idle(environment, app, release_id, started.sleep_after):
+                    continue
+                self.supervisor.stop(release_id)
+                self._asleep.add(release_id)
+                self.supervisor.note(
+                    release_id,
+                    f"asleep after {describe_seconds(started.sleep_after)} without requests; "
+                    "the next request wakes it",
+                )
+                slept.append(release_id)
+        return slept
+
+    def sleep_check_interval(self) -> float:
+        """How often idle releases should be looked for: a quarter of the shortest
+        ``sleep_after`` of the routed releases, between 1 and 30 seconds."""
+        with self._lock:
+            shortest = min(
+                (
+                    s.sleep_after
+                    for s in self._started.values()
+                    if s.sleep_after is not None
+                    and self._routed.get((s.instance.environment, s.instance.app))
+                    == s.instance.release_id
+                ),
+                default=120,
+            )
+        return float(min(30, max(1, shortest // 4)))
+
+    def wake(self, release_id: int) -> list[str]:
+        """Start a sleeping release's workers again from its runtime and files (checked
+        against its bundle first): no build, no checks, the same release. Returns its
+        workers' new base URLs; RuntimeFailure when it cannot start."""
+        with self._release_lock(release_id):
+            started = self._started.get(release_id)
+            if started is None:
+                raise RuntimeFailure(f"release {release_id} is no longer deployed here")
+            if release_id not in self._asleep:
+                return list(started.upstreams)
+            self._verify_files(release_id)
+            contexts = tuple(replace(c, port=_free_port()) for c in started.contexts)
+            _, upstreams, seconds = self._start_workers(
+                release_id, contexts, started.env, started.confinement, started.spec
+            )
+            with self._lock:
+                self._started[release_id] = replace(started, contexts=contexts, upstreams=upstreams)
+                self._asleep.discard(release_id)
+            self.supervisor.note(release_id, f"woke on a request, healthy after {seconds:.1f} s")
+            return upstreams
+
+    def asleep(self, release_id: int) -> bool:
+        return release_id in self._asleep
+
+    def _release_lock(self, release_id: int) -> threading.Lock:
+        with self._lock:
+            return self._release_locks.setdefault(release_id, threading.Lock())
 
     def run(self, release_id: int, run_id: int, log: Log) -> None:
         """Run a started report or job again: its output goes to a new directory of the runs
@@ -253,9 +355,21 @@ class LocalRuntime:
         results = [CheckResult(CheckKind.HEALTH, True, "healthy before checks")]
         base = self.app_url(instance.release_id)
         if started.spec.checks.smoke:
-            results.append(self._smoke(started, base, log))
+            results.append(smoke(started.spec.checks.smoke, base, log))
         if started.spec.checks.tests:
-            results.append(self._tests(started, base, log))
+            results.append(
+                tests(
+                    started.spec.checks.tests,
+                    base,
+                    started.app_dir,
+                    started.env,
+                    self.tests_timeout,
+                    lambda argv: confined(
+                        self.sandboxing, started.confinement, argv, started.app_dir
+                    ),
+                    log,
+                )
+            )
         return results
 
     def route(self, instance: Instance) -> None:
@@ -283,9 +397,12 @@ class LocalRuntime:
                     timeout=self.drain_timeout,
                     websocket_grace=self.websocket_grace,
                 )
-        self.supervisor.stop(release_id)
-        with self._lock:
-            self._started.pop(release_id, None)
+        with self._release_lock(release_id):
+            self.supervisor.stop(release_id)
+            with self._lock:
+                self._started.pop(release_id, None)
+                self._asleep.discard(release_id)
+                self._release_locks.pop(release_id, None)
         shutil.rmtree(self.home / "releases" / str(release_id), ignore_errors=True)
         log(f"stopped release {release_id}")
 
@@ -429,7 +546,7 @@ class LocalRuntime:
         sqlite = sqlite_files(plan.environment)
         for path, writable in sqlite:
             if writable:
-                self._refuse_shared_directory(plan, path)
+                refuse_shared_directory(plan.environment.name, plan.app, path, self.home)
         return Confinement(
             read_only=(
                 app_dir,
@@ -444,34 +561,6 @@ class LocalRuntime:
             gid=uid,
             limits=spec.resources,
         )
-
-    def _refuse_shared_directory(self, plan: ReleasePlan, directory: Path) -> None:
-        """A writable SQLite file's directory is shown to the app read-write: refuse one that
-        holds the server's own files (or is the whole file system)."""
-        resolved = directory.resolve()
-        home = self.home.resolve()
-        if resolved == Path("/") or home == resolved or home.is_relative_to(resolved):
-            raise RuntimeFailure(
-                f"{plan.environment.name}: a writable SQLite database in {directory} would "
-                f"let {plan.app} write that whole directory, which holds Conveyor's home "
-                f"{self.home}; give the database a directory of its own "
-                "(for example /srv/conveyor-data/<app>/app.db)"
-            )
-
-    def _describe(self, confinement: Confinement) -> str:
-        if self.sandboxing.isolation is Isolation.NONE:
-            text = "none (unsandboxed, as the server's user)"
-        elif confinement.uid is not None:
-            text = f"bubblewrap, as user {confinement.uid}"
-        else:
-            text = "bubblewrap, as the server's user"
-        limits = confinement.limits
-        if limits.describe() != "no limits":
-            text += f"; limits: {limits.describe()}"
-            missing = unenforced(limits, confinement.uid is not None)
-            if missing:
-                text += f" (not enforced here: {', '.join(missing)})"
-        return text
 
     def _environment(
         self, plan: ReleasePlan, runtime_bin: Path, release_dir: Path
@@ -509,7 +598,7 @@ class LocalRuntime:
                     f"the app exited while starting ({exited or 'not running'}):\n"
                     + self._log_tail(release_id)
                 )
-            status, _ = _http_get(pending[0] + path, timeout=5)
+            status, _ = http_get(pending[0] + path, timeout=5)
             if status is not None and 200 <= status < 400:
                 pending.pop(0)
                 continue
@@ -521,45 +610,6 @@ class LocalRuntime:
                 )
             time.sleep(0.2)
         return time.monotonic() - began
-
-    def _smoke(self, started: _Started, base: str, log: Log) -> CheckResult:
-        lines, passed = [], True
-        for expectation in started.spec.checks.smoke:
-            status, body = _http_get(base + expectation.path, timeout=30)
-            ok = status == expectation.status and (
-                expectation.contains is None or expectation.contains in body
-            )
-            detail = f"GET {expectation.path} -> {status or 'no answer'}"
-            if expectation.contains is not None and status is not None:
-                found = "found" if expectation.contains in body else "NOT found"
-                detail += f", {expectation.contains!r} {found}"
-            lines.append(("ok   " if ok else "FAIL ") + detail)
-            passed = passed and ok
-        for line in lines:
-            log(f"smoke: {line}")
-        return CheckResult(CheckKind.SMOKE, passed, "\n".join(lines))
-
-    def _tests(self, started: _Started, base: str, log: Log) -> CheckResult:
-        command = started.spec.checks.tests or ""
-        log(f"tests: {command} (CONVEYOR_APP_URL={base})")
-        env = {**started.env, "CONVEYOR_APP_URL": base}
-        # The app's files are read-only to it: no bytecode or pytest cache is written there.
-        env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-        env.setdefault("PYTEST_ADDOPTS", "-p no:cacheprovider")
-        result = run_tests_command(
-            command,
-            cwd=started.app_dir,
-            env=env,
-            timeout=self.tests_timeout,
-            confine=lambda argv: confined(
-                self.sandboxing, started.confinement, argv, started.app_dir
-            ),
-        )
-        # Passing tests: their summary line. Failing ones: enough to see why, right here.
-        shown = 2 if result.passed else 40
-        for line in result.output.strip().splitlines()[-shown:]:
-            log(f"tests: {line}")
-        return CheckResult(CheckKind.TESTS, result.passed, result.output)
 
     def _log_tail(self, release_id: int, lines: int = 15) -> str:
         _, text = self.supervisor.read_log(release_id)
@@ -580,14 +630,3 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _http_get(url: str, timeout: float) -> tuple[int | None, str]:
-    request = urllib.request.Request(url, headers={"User-Agent": "conveyor-check"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return response.status, response.read(_OUTPUT_LIMIT).decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(_OUTPUT_LIMIT).decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError, TimeoutError):
-        return None, ""

@@ -29,6 +29,8 @@ class MemoryRuntime:
     rebuilt: list[str] = field(default_factory=list)
     #: release id -> why it is degraded
     degraded_releases: dict[int, str] = field(default_factory=dict)
+    #: Releases asleep (as a local runtime puts idle ones to sleep)
+    sleeping: set[int] = field(default_factory=set)
     #: release id -> what its (imagined) processes printed
     output: dict[int, str] = field(default_factory=dict)
     #: release id -> when and why its files were restored from its bundle
@@ -85,6 +87,9 @@ class MemoryRuntime:
             return None
         lock = plan.manifest.get("lock") or {}
         return f"in memory, lock {str(lock.get('sha256', 'none'))[:12]}"
+
+    def asleep(self, release_id: int) -> bool:
+        return release_id in self.sleeping
 
     def degraded(self, release_id: int) -> str | None:
         return self.degraded_releases.get(release_id)

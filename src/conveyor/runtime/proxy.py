@@ -31,6 +31,7 @@ from conveyor.errors import Conflict, InvalidInput, RuntimeFailure
 from conveyor.runtime.proxy_forward import DEFAULT_WEBSOCKET_LIMIT, EnvironmentHandler
 from conveyor.runtime.proxy_gate import Gate
 from conveyor.runtime.proxy_routes import AppRoute, Release
+from conveyor.runtime.proxy_wake import Waker, Wakes
 
 T = TypeVar("T")
 
@@ -77,6 +78,17 @@ class Proxy:
         #: Every release routed, draining, or forgotten with requests still running.
         self._releases: dict[int, Release] = {}
         self._lifecycle = threading.Lock()
+        self._wakes = Wakes()
+
+    @property
+    def waker(self) -> Waker | None:
+        """What starts a sleeping release again (the runtime's): called in a thread with the
+        release id, it returns the workers' new base URLs."""
+        return self._wakes.waker
+
+    @waker.setter
+    def waker(self, waker: Waker | None) -> None:
+        self._wakes.waker = waker
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -146,6 +158,7 @@ class Proxy:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._wakes.close()
 
     # --- listeners and routes --------------------------------------------------------------
 
@@ -190,6 +203,7 @@ class Proxy:
             domain=domain,
             websocket_limit=self.websocket_limit,
             gate=self.gate,
+            wakes=self._wakes,
         )
         self._handlers[environment] = handler
         server = web.Server(
@@ -263,7 +277,7 @@ class Proxy:
             )
         else:
             release.upstreams, release.strip_prefix = upstreams, strip_prefix
-            release.forgotten = False
+            release.forgotten = release.asleep = False
             route.draining.pop(release_id, None)
         previous, route.live = route.live, release
         if previous is not None and previous is not release:
@@ -335,6 +349,35 @@ class Proxy:
         for release_id, release in list(self._releases.items()):
             if release.forgotten and release.inflight == 0:
                 del self._releases[release_id]
+
+    # --- sleep ---------------------------------------------------------------------------
+
+    def sleep_if_idle(self, environment: str, app: str, release_id: int, idle: float) -> bool:
+        """Mark ``app``'s routed release asleep when it has had no request or WebSocket for
+        ``idle`` seconds (True): from now on a request wakes it through the ``waker`` instead
+        of reaching its workers, which the caller then stops. False (nothing changes) when it
+        is busy, recently used, already asleep, or not the routed release."""
+        return self._call(self._sleep_if_idle, environment, app, release_id, idle)
+
+    async def _sleep_if_idle(
+        self, environment: str, app: str, release_id: int, idle: float
+    ) -> bool:
+        route = self._routes.get(environment, {}).get(app)
+        release = route.live if route is not None else None
+        if release is None or release.release_id != release_id or release.asleep:
+            return False
+        if release.waking is not None:
+            return False
+        idle_for = release.idle_for()
+        if idle_for is None or idle_for < idle:
+            return False
+        release.asleep = True
+        return True
+
+    def asleep(self, release_id: int) -> bool:
+        """Whether the release is routed asleep (its next request wakes it)."""
+        release = self._releases.get(release_id)
+        return release is not None and release.asleep
 
     # --- observation -----------------------------------------------------------------------
 

@@ -7,9 +7,7 @@ Internal to ``conveyor.runtime.proxy``; runs only on the proxy's event loop.
 from __future__ import annotations
 
 import asyncio
-import html
 import ipaddress
-import json
 import urllib.parse
 from collections.abc import Mapping, Sequence
 
@@ -29,7 +27,9 @@ from conveyor.runtime.proxy_gate import (
     new_visitor,
     without_private_cookies,
 )
+from conveyor.runtime.proxy_pages import page
 from conveyor.runtime.proxy_routes import AppRoute, Release, WebSocketSession, affinity_cookie
+from conveyor.runtime.proxy_wake import Wakes
 
 #: Headers that describe one connection, not the message (RFC 9110 7.6.1), never forwarded.
 #: Proxy-Connection is not standard but old clients still send it.
@@ -112,6 +112,7 @@ class EnvironmentHandler:
         domain: str | None = None,
         websocket_limit: int = DEFAULT_WEBSOCKET_LIMIT,
         gate: Gate | None = None,
+        wakes: Wakes | None = None,
     ) -> None:
         self.environment = environment
         self.routes = routes
@@ -121,6 +122,8 @@ class EnvironmentHandler:
         self.websocket_limit = websocket_limit
         #: Who may view which app, and page views counted (None: everyone, nothing counted).
         self.gate = gate
+        #: Wakes sleeping releases (None: releases never sleep).
+        self.wakes = wakes
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         raw_path = request.raw_path
@@ -133,7 +136,7 @@ class EnvironmentHandler:
             if path in ("", "/"):
                 return web.Response(status=308, headers={"Location": f"/{own}/"})
             message = f"This address serves {own} only: every app has its own address here."
-            return _page(request, 404, "not_found", "Not found", message, apps=[own])
+            return page(request, 404, "not_found", "Not found", message, apps=[own])
         route = self.routes.get(app) if path.startswith("/") else None
         if route is None:
             return self._outside_apps(request, app)
@@ -157,6 +160,11 @@ class EnvironmentHandler:
             refused, visitor_cookies, private = await self._gate(request, app, raw_path, websocket)
             if refused is not None:
                 return refused
+        if release.asleep and self.wakes is not None:
+            # Only a visitor who may view the app wakes it.
+            held = await self.wakes.hold(request, release, websocket)
+            if held is not None:
+                return held
         if websocket:
             return await self._websocket(request, route, release, index, upstream_path)
         release.request_started()
@@ -188,7 +196,7 @@ class EnvironmentHandler:
             if decision.sign_in and not websocket and request.method in ("GET", "HEAD"):
                 return web.Response(status=303, headers={"Location": decision.sign_in}), [], True
             message = decision.reason or f"You may not view {app} in {self.environment}."
-            return _page(request, 403, "forbidden", "Not allowed", message), [], True
+            return page(request, 403, "forbidden", "Not allowed", message), [], True
         if decision.private and (websocket or request.method not in _SAFE_METHODS):
             # The browser sends the session with requests from any page of this host (any
             # port: another app's page too): what changes things, or opens a socket, must come
@@ -196,7 +204,7 @@ class EnvironmentHandler:
             origin = request.headers.get("Origin")
             if origin is not None and urllib.parse.urlsplit(origin).netloc != request.host:
                 message = f"{app} accepts this only from its own pages, not from {origin}."
-                return _page(request, 403, "forbidden", "Not allowed", message), [], True
+                return page(request, 403, "forbidden", "Not allowed", message), [], True
         set_cookies: list[str] = []
         page_view = (
             request.method == "GET"
@@ -403,21 +411,21 @@ class EnvironmentHandler:
 
     def _not_deployed(self, request: web.BaseRequest, app: str) -> web.Response:
         message = f"{app} is not deployed in {self.environment}."
-        return _page(request, 503, "not_deployed", f"{app} is not deployed", message)
+        return page(request, 503, "not_deployed", f"{app} is not deployed", message)
 
     def _unavailable(self, request: web.BaseRequest, app: str) -> web.Response:
         message = (
             f"{app} is failing in {self.environment}: Conveyor could not reach it. "
             "Try again in a moment; if it persists, look at the release's logs."
         )
-        return _page(request, 502, "app_unavailable", f"{app} is unavailable", message)
+        return page(request, 502, "app_unavailable", f"{app} is unavailable", message)
 
     def _outside_apps(self, request: web.BaseRequest, app: str) -> web.Response:
         if app and APP_NAME.match(app):
             return self._not_deployed(request, app)
         deployed = sorted(name for name, route in self.routes.items() if route.live)
         message = f"Nothing is served at this address in {self.environment}."
-        return _page(request, 404, "not_found", "Not found", message, apps=deployed)
+        return page(request, 404, "not_found", "Not found", message, apps=deployed)
 
 
 class _Relay:
@@ -575,69 +583,3 @@ def _requested_protocols(request: web.BaseRequest) -> list[str]:
         for protocol in value.split(",")
         if protocol.strip()
     ]
-
-
-def prefers_json(accept: str) -> bool:
-    """Whether an Accept header ranks JSON at least as high as HTML (API clients, fetch())."""
-    if "json" not in accept:
-        return False
-    json_quality = html_quality = 0.0
-    for item in accept.split(","):
-        media_type, *parameters = item.split(";")
-        media_type = media_type.strip().lower()
-        quality = 1.0
-        for parameter in parameters:
-            key, _, value = parameter.partition("=")
-            if key.strip() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        if media_type == "application/json" or media_type.endswith("+json"):
-            json_quality = max(json_quality, quality)
-        elif media_type == "text/html":
-            html_quality = max(html_quality, quality)
-    return json_quality > 0 and json_quality >= html_quality
-
-
-_PAGE = """<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem}}
-</style></head>
-<body><h1>{title}</h1><p>{message}</p>{listing}<p><small>Conveyor</small></p></body>
-</html>
-"""
-
-
-def _page(
-    request: web.BaseRequest,
-    status: int,
-    code: str,
-    title: str,
-    message: str,
-    *,
-    apps: list[str] | None = None,
-) -> web.Response:
-    """A page the proxy answers itself: JSON for API clients, HTML for everyone else."""
-    headers = {"Cache-Control": "no-store"}
-    if prefers_json(request.headers.get("Accept", "")):
-        error: dict[str, object] = {"code": code, "message": message}
-        if apps is not None:
-            error["apps"] = apps
-        return web.Response(
-            status=status,
-            text=json.dumps({"error": error}),
-            content_type="application/json",
-            headers=headers,
-        )
-    listing = ""
-    if apps is not None:
-        items = "".join(
-            f'<li><a href="/{html.escape(app)}/">{html.escape(app)}</a></li>' for app in apps
-        )
-        listing = (
-            f"<p>Deployed here:</p><ul>{items}</ul>" if apps else "<p>No app is deployed here.</p>"
-        )
-    text = _PAGE.format(title=html.escape(title), message=html.escape(message), listing=listing)
-    return web.Response(status=status, text=text, content_type="text/html", headers=headers)

@@ -8,6 +8,7 @@ loop, which is what makes a route swap atomic without locks.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Protocol
 
 
@@ -31,6 +32,10 @@ class Release:
         "requests",
         "websockets",
         "forgotten",
+        "last_active",
+        "asleep",
+        "waking",
+        "wake_failure",
         "_turn",
         "_idle_waiters",
     )
@@ -53,6 +58,15 @@ class Release:
         self.websockets: set[WebSocketSession] = set()
         #: True once drained: no request reaches it any more, not even with its cookie.
         self.forgotten = False
+        #: When the release last had a request or WebSocket session (monotonic seconds).
+        self.last_active = time.monotonic()
+        #: Its processes are stopped; the next request wakes it (see proxy_wake).
+        self.asleep = False
+        #: The wake under way, which every request arriving meanwhile waits for.
+        self.waking: asyncio.Task[str | None] | None = None
+        #: Why the last wake failed, and when (monotonic): a failing app is not started again
+        #: on every request.
+        self.wake_failure: tuple[str, float] | None = None
         self._turn = 0
         self._idle_waiters: list[asyncio.Future[None]] = []
 
@@ -66,11 +80,20 @@ class Release:
         self._turn = index + 1
         return index
 
+    def idle_for(self) -> float | None:
+        """Seconds since the release last had a request or WebSocket session; None while it
+        has one."""
+        if self.inflight:
+            return None
+        return time.monotonic() - self.last_active
+
     def request_started(self) -> None:
         self.requests += 1
+        self.last_active = time.monotonic()
 
     def request_finished(self) -> None:
         self.requests -= 1
+        self.last_active = time.monotonic()
         if self.requests == 0 and self._idle_waiters:
             for waiter in self._idle_waiters:
                 if not waiter.done():
@@ -122,7 +145,9 @@ class AppRoute:
                     if live is not None and live.release_id == release_id
                     else self.draining.get(release_id)
                 )
-                if release is not None and index < len(release.upstreams):
+                # A release draining asleep is not woken for a cookie: the live one answers.
+                usable = release is not None and (release is live or not release.asleep)
+                if release is not None and usable and index < len(release.upstreams):
                     return release, index, False
         live = self.live
         if live is None:

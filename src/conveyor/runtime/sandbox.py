@@ -335,3 +335,21 @@ def _open_to_all(path: str) -> None:
         os.fchmod(descriptor, 0o755)
     finally:
         os.close(descriptor)
+
+
+def describe_confinement(sandboxing: Sandboxing, confinement: Confinement) -> str:
+    """How a release's processes are isolated, for people: e.g. "bubblewrap, as user
+    3000002; limits: memory 1 GiB"."""
+    if sandboxing.isolation is Isolation.NONE:
+        text = "none (unsandboxed, as the server's user)"
+    elif confinement.uid is not None:
+        text = f"bubblewrap, as user {confinement.uid}"
+    else:
+        text = "bubblewrap, as the server's user"
+    limits = confinement.limits
+    if limits.describe() != "no limits":
+        text += f"; limits: {limits.describe()}"
+        missing = unenforced(limits, confinement.uid is not None)
+        if missing:
+            text += f" (not enforced here: {', '.join(missing)})"
+    return text

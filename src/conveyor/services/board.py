@@ -56,6 +56,8 @@ class BoardCell:
     repaired: str | None = None
     #: A report's or job's latest run failed (the previous output is still served).
     run_failed: str | None = None
+    #: Asleep after a while without requests (the next one wakes it).
+    sleeping: bool = False
     offers: tuple[Offer, ...] = ()
     #: For an empty cell: how something gets here.
     how: str = ""
@@ -153,6 +155,7 @@ def _cell(
         degraded=services.runtime.degraded(live.id),
         repaired=services.runtime.repaired(live.id),
         run_failed=failure_note(connection, app, environment.name),
+        sleeping=services.runtime.asleep(live.id),
         offers=offers,
         waiting=waiting_alias,
         waiting_approvals=waiting_approvals,

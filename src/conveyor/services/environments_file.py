@@ -43,6 +43,7 @@ from conveyor.domain.environments import (
     definition_problem,
     order_problem,
 )
+from conveyor.domain.sleep import parse_sleep_after
 from conveyor.domain.viewers import ViewerAccess, parse_access
 from conveyor.errors import InvalidInput
 from conveyor.services.git_driven import GitSource
@@ -63,6 +64,7 @@ _FIELDS = {
     "domain",
     "access",
     "schedules",
+    "sleep_after",
 }
 _CONNECTION_FIELDS = {"url", "mode", "role", "verified"}
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
@@ -119,6 +121,7 @@ def read_environments(path: Path) -> list[Environment]:
                 domain=_domain(settings.get("domain"), where),
                 access=_access(settings.get("access"), where),
                 schedules=str(settings.get("schedules") or ""),
+                sleep_after=_sleep_after(settings, where),
             )
         )
     for environment in found:
@@ -191,6 +194,13 @@ def _isolation(declared: Any, where: str) -> str:
     if not isinstance(declared, str):
         raise InvalidInput(f"{where}: `isolation` is required or preferred")
     return declared
+
+
+def _sleep_after(settings: dict[str, Any], where: str) -> str:
+    """`sleep_after: 15m` or `off` ("" when not given: apps and the defaults decide)."""
+    if "sleep_after" not in settings:
+        return ""
+    return parse_sleep_after(settings["sleep_after"], f"{where}: sleep_after")
 
 
 def _access(declared: Any, where: str) -> ViewerAccess:

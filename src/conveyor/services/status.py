@@ -45,6 +45,8 @@ class Cell:
     repaired: str | None = None
     #: Reports and jobs: how the latest run failed ("run 12 failed at ...: why"), else None.
     run_failed: str | None = None
+    #: Its processes are stopped after a while without requests; the next one wakes it.
+    sleeping: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ def status(services: Services, app: str | None = None) -> Status:
                         isolation=services.runtime.isolation(live.id),
                         repaired=services.runtime.repaired(live.id),
                         run_failed=runs.failure_note(connection, name, environment.name),
+                        sleeping=services.runtime.asleep(live.id),
                     )
                 )
     return Status(

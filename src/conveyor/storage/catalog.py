@@ -39,6 +39,7 @@ def save_environments(connection: Connection, environments: Iterable[Environment
             "domain": environment.domain,
             "access": environment.access.to_json(),
             "schedules": environment.schedules,
+            "sleep_after": environment.sleep_after,
         }
         exists = connection.execute(
             select(table.c.name).where(table.c.name == environment.name)
@@ -89,6 +90,7 @@ def _environment(row: Any) -> Environment:
         domain=row["domain"],
         access=access_from_json(row["access"]),
         schedules=row["schedules"] or "",
+        sleep_after=row["sleep_after"] or "",
     )
 
 

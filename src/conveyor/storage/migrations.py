@@ -179,6 +179,14 @@ def _schedules(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.schedules, schema.runs, schema.run_log])
 
 
+def _sleep(connection: Connection) -> None:
+    columns = {column["name"] for column in inspect(connection).get_columns("environments")}
+    if "sleep_after" not in columns:
+        connection.execute(
+            text("ALTER TABLE environments ADD COLUMN sleep_after VARCHAR(16) NOT NULL DEFAULT ''")
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
@@ -196,6 +204,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "sandbox: an app's own user per environment, isolation, host routing", _sandbox),
     Migration(7, "console: passwords, sessions, viewer access, usage", _console),
     Migration(8, "schedules and runs", _schedules),
+    Migration(9, "sleep after an idle time per environment", _sleep),
 )
 LATEST = MIGRATIONS[-1].version
 

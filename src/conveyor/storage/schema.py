@@ -56,6 +56,8 @@ environments = Table(
     # "active" or "paused": whether reports and jobs run on their schedules here; "" for the
     # environment's default (paused in dev).
     Column("schedules", String(8), nullable=False, server_default=""),
+    # How long an idle app sleeps after ("15m", "off"); "" when the environments file is silent.
+    Column("sleep_after", String(16), nullable=False, server_default=""),
 )
 
 # Server-wide settings, e.g. which file manages the environments.
