@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from conveyor.domain.run_email import EmailRule
 from conveyor.domain.schedules import DEFAULT_TIMEOUT, Schedule
 from conveyor.errors import InvalidInput
 
@@ -154,6 +155,8 @@ class AppSpec:
     #: Runnable types: when to run again (`schedule:`), and how long a run may take.
     schedule: Schedule | None = None
     timeout: int = DEFAULT_TIMEOUT
+    #: Runnable types: who is emailed how runs end where schedules are active (`email:`).
+    email: tuple[EmailRule, ...] = ()
 
     def required_checks(self) -> tuple[str, ...]:
         """The checks a release must pass to be verified: health always, smoke and tests when

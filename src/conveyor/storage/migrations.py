@@ -179,6 +179,10 @@ def _schedules(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.schedules, schema.runs, schema.run_log])
 
 
+def _run_email(connection: Connection) -> None:
+    schema.metadata.create_all(connection, tables=[schema.run_email])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
@@ -196,6 +200,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "sandbox: an app's own user per environment, isolation, host routing", _sandbox),
     Migration(7, "console: passwords, sessions, viewer access, usage", _console),
     Migration(8, "schedules and runs", _schedules),
+    Migration(9, "who is emailed how runs end", _run_email),
 )
 LATEST = MIGRATIONS[-1].version
 
