@@ -150,9 +150,7 @@ def test_a_run_that_ends_is_mailed_after_its_result_is_recorded(services, runtim
     )
 
 
-def test_a_linked_or_too_large_page_is_not_attached(
-    services, runtime, job, tmp_path
-):
+def test_a_linked_or_too_large_page_is_not_attached(services, runtime, job, tmp_path):
     job("test", "email: {to: [team@example.com], on: success}\n")
     outbox = Outbox()
     mailer = _mailer(services, outbox)
