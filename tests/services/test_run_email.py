@@ -13,7 +13,7 @@ from conveyor.bundles.build import build_bundle
 from conveyor.domain.run_email import EmailRule, When
 from conveyor.domain.schedules import RunState, Trigger
 from conveyor.errors import InvalidInput, NotFound
-from conveyor.services import pipeline, run_email, runs
+from conveyor.services import pipeline, run_email, run_mailer, runs
 from conveyor.services.bundles import register_bundle
 from conveyor.services.context import Services
 from conveyor.services.smtp import SendFailure, smtp_settings
@@ -103,7 +103,7 @@ SMTP = smtp_settings("127.0.0.1", "conveyor@example.com", port=2525, security="n
 
 
 def _mailer(services, outbox, smtp=SMTP):
-    return run_email.RunMailer(
+    return run_mailer.RunMailer(
         services.store,
         services.runtime,
         smtp,

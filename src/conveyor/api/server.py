@@ -41,7 +41,7 @@ from conveyor.services.environments import apply as apply_environments
 from conveyor.services.git_driven import GitSource, GitWatcher
 from conveyor.services.reconcile import reconcile
 from conveyor.services.releasing import record_repair
-from conveyor.services.run_email import RunMailer
+from conveyor.services.run_mailer import RunMailer
 from conveyor.services.scheduler import Scheduler
 from conveyor.services.smtp import SmtpSettings
 from conveyor.storage import audit, catalog, tokens, users
