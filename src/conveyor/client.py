@@ -320,6 +320,33 @@ class Client:
         )
         return result
 
+    def email(self, app: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/apps/{_q(app)}/email")
+        return result
+
+    def set_email(self, app: str, environment: str, to: list[str], on: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "PUT",
+            f"/apps/{_q(app)}/environments/{_q(environment)}/email",
+            body={"to": to, "on": on},
+        )
+        return result
+
+    def unset_email(self, app: str, environment: str, on: str | None) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "DELETE",
+            f"/apps/{_q(app)}/environments/{_q(environment)}/email",
+            query={"on": on} if on else None,
+        )
+        return result
+
+    def run(self, app: str, environment: str, run_id: int) -> dict[str, Any]:
+        """One run, with its whole log."""
+        result: dict[str, Any] = self.request(
+            "GET", f"/apps/{_q(app)}/environments/{_q(environment)}/runs/{run_id}"
+        )
+        return result
+
     def start_run(self, app: str, environment: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request(
             "POST", f"/apps/{_q(app)}/environments/{_q(environment)}/runs"

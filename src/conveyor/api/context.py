@@ -39,6 +39,8 @@ class ApiContext:
     #: Whether a URL is an app's address on one of this server's listeners (where the console
     #: may send someone back to after signing in).
     is_app_address: Callable[[str], bool] = lambda url: False
+    #: Whether the server was given an SMTP server to email through (`--smtp-host`).
+    smtp_configured: bool = False
     #: Which live releases' runtimes drifted, checked now and then for the board.
     drift: RecentDrift = dataclasses.field(default_factory=RecentDrift)
 

@@ -1,5 +1,5 @@
-"""Routes for reports and jobs: their schedules per environment, runs started by hand, and the
-record and log of each run."""
+"""Routes for reports and jobs: their schedules and who is emailed about their runs per
+environment, runs started by hand, and the record and log of each run."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from pydantic import BaseModel, Field
 from conveyor.api.context import Context
 from conveyor.api.permissions import AuthorizedRoute, CurrentUser, needs, seen_environments_of
 from conveyor.domain.access import Permission
+from conveyor.domain.run_email import EmailRule, parse_recipients, parse_when
 from conveyor.domain.schedules import Run, Trigger, parse_schedule
 from conveyor.errors import NotFound
-from conveyor.services import runs, schedules
+from conveyor.services import run_email, runs, schedules
 from conveyor.storage import runs as run_records
 
 router = APIRouter(route_class=AuthorizedRoute)
@@ -75,6 +76,73 @@ def unset_schedule(context: Context, user: CurrentUser, app: str, environment: s
             "source": source,
         }
     )
+
+
+class EmailBody(BaseModel):
+    to: list[str] = Field(
+        description="the addresses to mail; an empty list: no one (not even conveyor.yml's)"
+    )
+    on: str = Field("failure", description="when: failure, success or always")
+
+
+@router.get(
+    "/apps/{app}/email", tags=["runs"], openapi_extra=needs(Permission.SIGNED_IN, note=_SEEN)
+)
+def show_email(context: Context, user: CurrentUser, app: str) -> dict[str, Any]:
+    """Who is emailed how the app's runs end, in each environment one sees."""
+    seen = seen_environments_of(context.services, user, app)
+    return {
+        "smtp": context.smtp_configured,
+        "note": "" if context.smtp_configured else run_email.NO_SMTP,
+        "environments": [
+            {
+                "environment": state.environment,
+                "active": state.active,
+                "rules": [
+                    {"on": s.rule.on.value, "to": list(s.rule.to), "source": s.source}
+                    for s in state.rules
+                ],
+                "quiet": [{"on": r.on.value, "to": list(r.to)} for r in state.quiet],
+            }
+            for state in run_email.email_table(context.services, app, seen)
+        ],
+    }
+
+
+@router.put(
+    "/apps/{app}/environments/{environment}/email",
+    tags=["runs"],
+    openapi_extra=needs(Permission.RUN, "path:environment"),
+)
+def set_email(
+    context: Context, user: CurrentUser, app: str, environment: str, body: EmailBody
+) -> dict[str, Any]:
+    """Mail ``to`` when a run of the app there ends as ``on`` says, in place of conveyor.yml's
+    rule for that ``on``."""
+    on = parse_when(body.on)
+    to = parse_recipients(body.to) if body.to else ()
+    run_email.set_rule(context.services, app, environment, EmailRule(to, on), user.name)
+    return {
+        "environment": environment,
+        "on": on.value,
+        "to": list(to),
+        "warning": "" if context.smtp_configured or not to else run_email.NO_SMTP,
+    }
+
+
+@router.delete(
+    "/apps/{app}/environments/{environment}/email",
+    tags=["runs"],
+    openapi_extra=needs(Permission.RUN, "path:environment"),
+)
+def unset_email(
+    context: Context, user: CurrentUser, app: str, environment: str, on: str | None = None
+) -> dict[str, Any]:
+    """Forget what was set there for ``on`` (for every ``on`` without it): conveyor.yml's
+    rules apply again where schedules are active."""
+    when = parse_when(on) if on is not None else None
+    run_email.unset_rules(context.services, app, environment, when, user.name)
+    return {"environment": environment, "on": when.value if when else None}
 
 
 @router.post(

@@ -42,7 +42,9 @@ from conveyor.services.environments import apply as apply_environments
 from conveyor.services.git_driven import GitSource, GitWatcher
 from conveyor.services.reconcile import reconcile
 from conveyor.services.releasing import record_repair
+from conveyor.services.run_mailer import RunMailer
 from conveyor.services.scheduler import Scheduler
+from conveyor.services.smtp import SmtpSettings
 from conveyor.storage import audit, catalog, tokens, users
 from conveyor.storage.home import secure_home
 from conveyor.storage.store import Store
@@ -74,6 +76,8 @@ class ServerSettings:
     #: The console's public address (behind a proxy); default the control address.
     console_url: str | None = None
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    #: The SMTP server run emails go through; None: no email.
+    smtp: SmtpSettings | None = None
 
 
 def check_exposure(settings: ServerSettings) -> None:
@@ -126,14 +130,22 @@ def serve(
         )
     builder = RuntimeBuilder(settings.home, cache_dir=settings.uv_cache)
     runtime = LocalRuntime(settings.home, proxy, builder=builder)
-    services = Services(store, runtime)
+    background = Background()
+    #: environment -> its listener's address, filled as each one listens
+    urls: dict[str, str] = {}
+    mailer = RunMailer(store, runtime, settings.smtp, urls, submit=background.submit, say=say)
+    services = Services(store, runtime, run_ended=mailer.run_ended)
     # Without --console-url, sign-in redirects from an app go to the console's port on the
     # host the visitor used for the app (a server on 0.0.0.0 is reached by some name).
     gate = ViewerGate(services, settings.console_url, scheme=scheme, port=settings.port)
     proxy.gate = gate.gate()
     runtime.on_repaired = lambda release_id, what: record_repair(services, release_id, what)
     say(f"isolation: {runtime.sandboxing.detail}")
-    background = Background()
+    say(
+        f"email of runs: through {settings.smtp.describe()}"
+        if settings.smtp
+        else "email of runs: off (no --smtp-host)"
+    )
     watcher: GitWatcher | None = None
     scheduler: Scheduler | None = None
     sleeper: Sleeper | None = None
@@ -149,7 +161,6 @@ def serve(
                 )
         _first_token(store, settings, scheme, say, show_token)
         proxy.start()
-        urls: dict[str, str] = {}
 
         def listen(environment: Environment) -> None:
             port = proxy.add_listener(
@@ -215,6 +226,7 @@ def serve(
                 else None,
                 console=settings.console,
                 console_url=settings.console_url,
+                smtp_configured=settings.smtp is not None,
                 is_app_address=lambda url: _is_app_address(url, urls, running),
             )
         )

@@ -21,6 +21,7 @@ from conveyor.domain.apps import (
     SmokeCheck,
     parse_size,
 )
+from conveyor.domain.run_email import EmailRule, parse_rules
 from conveyor.domain.schedules import DEFAULT_TIMEOUT, Schedule, parse_duration, parse_schedule
 from conveyor.domain.sleep import parse_sleep_after
 from conveyor.errors import InvalidInput, ManifestError
@@ -44,6 +45,7 @@ _FIELDS = {
     "schedule",
     "timeout",
     "sleep_after",
+    "email",
 }
 
 
@@ -165,6 +167,7 @@ def parse_app_spec(data: dict[str, Any], path: Path, directory: Path) -> AppSpec
         schedule=_schedule(reader, app_type),
         timeout=_timeout(reader),
         sleep_after=_sleep_after(reader),
+        email=_email(reader, app_type),
     )
 
 
@@ -191,6 +194,32 @@ def _schedule(reader: _Fields, app_type: AppType) -> Schedule | None:
         return parse_schedule(sub.text("cron", required=True), sub.text("timezone"))
     except InvalidInput as exc:
         reader.fail("schedule", str(exc))
+
+
+def _email(reader: _Fields, app_type: AppType) -> tuple[EmailRule, ...]:
+    """`email: {to: [team@example.com], on: failure}`, or a list of such rules (one per `on`)."""
+    declared = reader.data.get("email")
+    if declared is None:
+        return ()
+    if app_type not in RUNNABLE_TYPES:
+        reader.fail(
+            "email",
+            f"a {app_type} app has no runs to email about; only "
+            f"{', '.join(sorted(RUNNABLE_TYPES))} apps do",
+        )
+    try:
+        return parse_rules(_yaml_on(declared))
+    except InvalidInput as exc:
+        reader.fail("email", str(exc))
+
+
+def _yaml_on(declared: Any) -> Any:
+    """YAML 1.1 reads an unquoted `on:` key as the boolean true: it means `on` here."""
+    if isinstance(declared, list):
+        return [_yaml_on(item) for item in declared]
+    if isinstance(declared, dict):
+        return {("on" if key is True else key): value for key, value in declared.items()}
+    return declared
 
 
 def _timeout(reader: _Fields) -> int:

@@ -29,6 +29,7 @@ from typing import IO, Any, BinaryIO, NoReturn, Self
 from conveyor.bundles.lock import LOCK_FORMATS
 from conveyor.domain.apps import APP_NAME, AppType
 from conveyor.domain.releases import CheckKind
+from conveyor.domain.run_email import parse_rules
 from conveyor.domain.schedules import parse_schedule
 from conveyor.errors import BundleError, InvalidInput, UnsafeArchive
 
@@ -411,9 +412,10 @@ def _checked_manifest(archive: Path, manifest: Any) -> dict[str, Any]:
 
 
 def _check_run(run: Any, fail: Callable[[str], NoReturn]) -> None:
-    """`run`: a runnable app's default schedule ({cron, timezone}) and timeout (seconds)."""
-    if not isinstance(run, dict) or set(run) - {"schedule", "timeout"}:
-        fail(f"`run` must be an object with schedule and timeout, found {_shown(run)}")
+    """`run`: a runnable app's default schedule ({cron, timezone}), timeout (seconds) and
+    email rules ([{to, on}])."""
+    if not isinstance(run, dict) or set(run) - {"schedule", "timeout", "email"}:
+        fail(f"`run` must be an object with schedule, timeout and email, found {_shown(run)}")
     schedule = run.get("schedule")
     if schedule is not None:
         if not isinstance(schedule, dict) or set(schedule) != {"cron", "timezone"}:
@@ -422,6 +424,13 @@ def _check_run(run: Any, fail: Callable[[str], NoReturn]) -> None:
             parse_schedule(str(schedule["cron"]), str(schedule["timezone"]))
         except InvalidInput as exc:
             fail(f"`run.schedule`: {exc}")
+    if "email" in run:
+        if not isinstance(run["email"], list) or not run["email"]:
+            fail(f"`run.email` must be a list of {{to, on}}, found {_shown(run['email'])}")
+        try:
+            parse_rules(run["email"])
+        except InvalidInput as exc:
+            fail(f"`run.email`: {exc}")
     if "timeout" in run and not _is_count(run["timeout"]):
         fail(f"`run.timeout` must be a whole number of seconds, found {_shown(run['timeout'])}")
 

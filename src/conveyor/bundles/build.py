@@ -15,6 +15,7 @@ from conveyor.bundles.provenance import provenance
 from conveyor.bundles.selection import select_files
 from conveyor.domain.apps import AppSpec
 from conveyor.domain.policy import bundle_alias
+from conveyor.domain.run_email import rules_json
 from conveyor.domain.schedules import DEFAULT_TIMEOUT
 from conveyor.errors import BundleError
 from conveyor.storage.atomic_files import write_atomically
@@ -141,6 +142,8 @@ def run_settings(spec: AppSpec) -> dict[str, Any]:
         run["schedule"] = {"cron": spec.schedule.cron, "timezone": spec.schedule.timezone}
     if spec.timeout != DEFAULT_TIMEOUT:
         run["timeout"] = spec.timeout
+    if spec.email:
+        run["email"] = rules_json(spec.email)
     return run
 
 

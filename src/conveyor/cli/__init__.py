@@ -17,6 +17,7 @@ from conveyor.cli.config import config_group
 from conveyor.cli.data import data_group
 from conveyor.cli.demo import demo_command
 from conveyor.cli.drift import drift_command, repair_command
+from conveyor.cli.email import email_group
 from conveyor.cli.environments import apply_command, plan_command
 from conveyor.cli.exit_codes import ExitCode, for_error
 from conveyor.cli.init import init_command
@@ -73,6 +74,7 @@ for command in (
     vars_group,
     access_group,
     schedule_group,
+    email_group,
     run_command,
     runs_command,
     open_command,

@@ -117,11 +117,23 @@ def run_command(
 @click.argument("app")
 @click.option("--env", "environment", required=True, help="Environment.")
 @click.option("--limit", default=20, show_default=True, help="How many of the latest runs.")
+@click.option("--log", "run_id", type=int, metavar="ID", help="Print run ID's whole log instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 @click.pass_context
-def runs_command(ctx: click.Context, app: str, environment: str, limit: int, as_json: bool) -> None:
+def runs_command(
+    ctx: click.Context, app: str, environment: str, limit: int, run_id: int | None, as_json: bool
+) -> None:
     """APP's latest runs in ENV: when, what started them, how they ended. Each kept run's
-    output is served at /APP/_runs/ID/."""
+    output is served at /APP/_runs/ID/; --log ID prints a run's log (what it printed, how it
+    ended, whether its email was sent)."""
+    if run_id is not None:
+        run = client_of(ctx).run(app, environment, run_id)
+        if as_json:
+            output.as_json(run)
+            return
+        for line in run["log"]:
+            click.echo(f"{line['at'][:19]}  {line['line']}")
+        return
     found = client_of(ctx).runs(app, environment, limit)
     if as_json:
         output.as_json(found)

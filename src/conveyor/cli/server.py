@@ -16,6 +16,7 @@ from conveyor.credentials import save_token
 from conveyor.domain.apps import parse_size
 from conveyor.domain.environments import DEFAULT_ENVIRONMENTS
 from conveyor.services.environments_file import read_environments, read_git_sources
+from conveyor.services.smtp import PASSWORD_VARIABLE, SmtpSettings, smtp_settings
 from conveyor.storage.store import default_home
 
 
@@ -87,6 +88,37 @@ from conveyor.storage.store import default_home
 @click.option(
     "--oidc-label", default="single sign-on", show_default=True, help="The sign-in button's name."
 )
+@click.option(
+    "--smtp-host",
+    metavar="HOST",
+    help="Email how runs end through this SMTP server (off without it).",
+)
+@click.option(
+    "--smtp-port",
+    type=int,
+    metavar="PORT",
+    help="The SMTP server's port. Default: 587 (starttls), 465 (tls), 25 (none).",
+)
+@click.option(
+    "--smtp-security",
+    type=click.Choice(["starttls", "tls", "none"]),
+    default="starttls",
+    show_default=True,
+    help="STARTTLS after connecting, TLS from the start, or none (a relay on this machine).",
+)
+@click.option("--smtp-from", metavar="ADDRESS", help="The address run emails come from.")
+@click.option(
+    "--smtp-username",
+    metavar="USER",
+    help="Log in as USER; the password comes from $CONVEYOR_SMTP_PASSWORD, never a flag.",
+)
+@click.option(
+    "--email-attachment-limit",
+    default="10MiB",
+    show_default=True,
+    metavar="SIZE",
+    help="The largest rendered page a success email attaches (larger ones are linked).",
+)
 def serve_command(
     home: Path | None,
     environments_file: Path | None,
@@ -104,6 +136,12 @@ def serve_command(
     oidc_client_id: str | None,
     oidc_username_claim: str,
     oidc_label: str,
+    smtp_host: str | None,
+    smtp_port: int | None,
+    smtp_security: str,
+    smtp_from: str | None,
+    smtp_username: str | None,
+    email_attachment_limit: str,
 ) -> None:
     """Run the Conveyor server: the control API and one listener per environment.
 
@@ -140,6 +178,14 @@ def serve_command(
             cookie_domain=cookie_domain,
             oidc=_oidc(oidc_issuer, oidc_client_id, oidc_username_claim, oidc_label),
         ),
+        smtp=_smtp(
+            smtp_host,
+            smtp_port,
+            smtp_security,
+            smtp_from,
+            smtp_username,
+            parse_size(email_attachment_limit, "--email-attachment-limit"),
+        ),
     )
     serve(settings, lambda line: click.echo(line, err=True), _show_token)
 
@@ -153,6 +199,31 @@ def _oidc(issuer: str | None, client_id: str | None, claim: str, label: str) -> 
         raise click.UsageError("--oidc-issuer needs --oidc-client-id")
     secret = os.environ.get("CONVEYOR_OIDC_CLIENT_SECRET", "")
     return OidcSettings(issuer, client_id, secret, claim, label)
+
+
+def _smtp(
+    host: str | None,
+    port: int | None,
+    security: str,
+    sender: str | None,
+    username: str | None,
+    attachment_limit: int,
+) -> SmtpSettings | None:
+    """The SMTP server, when --smtp-host is given; its password comes from the server's
+    environment ($CONVEYOR_SMTP_PASSWORD), never from the command line (`ps` shows that)."""
+    if host is None:
+        if sender or username or port:
+            raise click.UsageError("--smtp-from, --smtp-port and --smtp-username need --smtp-host")
+        return None
+    return smtp_settings(
+        host,
+        sender,
+        port=port,
+        security=security,
+        username=username,
+        password=os.environ.get(PASSWORD_VARIABLE),
+        attachment_limit=attachment_limit,
+    )
 
 
 def _show_token(user: str, token: str) -> None:

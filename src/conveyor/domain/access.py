@@ -34,7 +34,7 @@ class Permission(StrEnum):
     APPROVE = "approve"
     #: Say who may view an app there (public, signed-in, named users and groups).
     SET_ACCESS = "set-access"
-    #: Run a report or job now, set or unset its schedule there.
+    #: Run a report or job now, set or unset its schedule and who is emailed about its runs.
     RUN = "run"
     #: Upload a bundle: a developer somewhere (uploads are what developers deploy).
     UPLOAD = "upload"
@@ -98,7 +98,7 @@ _DOING = {
     Permission.PROMOTE: "promote into {}",
     Permission.ROLL_BACK: "roll back in {}",
     Permission.APPROVE: "approve bundles for {}",
-    Permission.RUN: "run reports and jobs or set their schedules in {}",
+    Permission.RUN: "run reports and jobs or set their schedules and email in {}",
     Permission.SET_ACCESS: "say who may view apps in {}",
 }
 

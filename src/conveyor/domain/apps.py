@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from conveyor.domain.run_email import EmailRule
 from conveyor.domain.schedules import DEFAULT_TIMEOUT, Schedule
 from conveyor.errors import InvalidInput
 
@@ -157,6 +158,8 @@ class AppSpec:
     #: How long the app may sit idle before it sleeps ("15m", "off"); None: the
     #: environment's default (see domain/sleep.py).
     sleep_after: str | None = None
+    #: Runnable types: who is emailed how runs end where schedules are active (`email:`).
+    email: tuple[EmailRule, ...] = ()
 
     def required_checks(self) -> tuple[str, ...]:
         """The checks a release must pass to be verified: health always, smoke and tests when

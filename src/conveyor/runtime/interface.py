@@ -72,6 +72,10 @@ class Runtime(Protocol):
         request when it succeeds); RuntimeFailure says why a run failed."""
         ...
 
+    def run_output(self, environment: str, app: str, run_id: int) -> Path | None:
+        """The page a run rendered (its index.html), or None when it rendered none."""
+        ...
+
     def drift(self, release_ids: Sequence[int]) -> list[RuntimeState]:
         """The runtimes these running releases use, each checked against its lock."""
         ...

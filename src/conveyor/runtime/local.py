@@ -343,6 +343,10 @@ class LocalRuntime:
         assert context.pointer is not None
         write_atomically(context.pointer, f"{run_id}\n".encode(), mode=0o644)
 
+    def run_output(self, environment: str, app: str, run_id: int) -> Path | None:
+        page = self.home / "reports" / environment / app / str(run_id) / "index.html"
+        return page if page.exists() or page.is_symlink() else None
+
     def runs_dir(self, environment: str, app: str) -> Path:
         """Where the outputs of an app's runs in an environment are kept, one directory each."""
         directory = self.home / "reports" / environment / app

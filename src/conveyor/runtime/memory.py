@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from conveyor.domain.releases import CheckKind, CheckResult
 from conveyor.errors import RuntimeFailure
@@ -39,6 +40,8 @@ class MemoryRuntime:
     failing_runs: set[str] = field(default_factory=set)
     #: release id -> the runs asked of it, in order
     runs: dict[int, list[int]] = field(default_factory=dict)
+    #: (environment, app, run id) -> the page the run rendered
+    run_pages: dict[tuple[str, str, int], Path] = field(default_factory=dict)
     _next_port: int = 20000
 
     def start(self, plan: ReleasePlan, log: Log) -> Instance:
@@ -103,6 +106,9 @@ class MemoryRuntime:
     def read_log(self, release_id: int, after: int = 0) -> tuple[int, str]:
         text = self.output.get(release_id, "")
         return len(text), text[after:]
+
+    def run_output(self, environment: str, app: str, run_id: int) -> Path | None:
+        return self.run_pages.get((environment, app, run_id))
 
     def run(self, release_id: int, run_id: int, log: Log) -> None:
         plan = self.plans.get(release_id)

@@ -63,7 +63,12 @@ def run(
     else:
         line("succeeded: its output is served from now on")
         runs.finish_run(engine, record.id, RunState.SUCCEEDED, "")
-    return runs.get_run(engine, record.id)
+    ended = runs.get_run(engine, record.id)
+    try:
+        services.run_ended(ended)  # email, in the background: the result is recorded already
+    except Exception:
+        log.exception("after run %s", record.id)
+    return ended
 
 
 def runs_of(services: Services, app: str, environment: str, limit: int = 50) -> list[Run]:

@@ -52,7 +52,7 @@ def set_schedule(
         catalog.get_environment(connection, environment)
         if not catalog.app_exists(connection, app):
             raise NotFound(f"there is no app {app!r}; deploy it first")
-        _refuse_unrunnable(connection, app, environment)
+        refuse_unrunnable(connection, app, environment)
         slot = schedule.latest_slot(datetime.now(UTC)).isoformat()
         _save(connection, app, environment, schedule.cron, schedule.timezone, actor, slot)
         audit.record(
@@ -136,7 +136,7 @@ def _effective(connection: Connection, app: str, environment: str) -> tuple[Sche
     return Schedule(declared["cron"], declared["timezone"]), "conveyor.yml"
 
 
-def _refuse_unrunnable(connection: Connection, app: str, environment: str) -> None:
+def refuse_unrunnable(connection: Connection, app: str, environment: str) -> None:
     live = releases.live_release(connection, app, environment)
     if live is None:
         return  # set ahead of the first release: it applies once one is live

@@ -187,6 +187,10 @@ def _sleep(connection: Connection) -> None:
         )
 
 
+def _run_email(connection: Connection) -> None:
+    schema.metadata.create_all(connection, tables=[schema.run_email])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
@@ -205,6 +209,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "console: passwords, sessions, viewer access, usage", _console),
     Migration(8, "schedules and runs", _schedules),
     Migration(9, "sleep after an idle time per environment", _sleep),
+    Migration(10, "who is emailed how runs end", _run_email),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -372,3 +372,15 @@ run_log = Table(
     Column("at", STAMP, nullable=False),
     Column("line", Text, nullable=False),
 )
+
+# Who is mailed how a run of an app in an environment ended (`conveyor email set`): a JSON list
+# of {to, on}; it wins over the bundle's `email:`. An empty list: no one, not even the bundle's.
+run_email = Table(
+    "run_email",
+    metadata,
+    Column("app", NAME, ForeignKey("apps.name"), primary_key=True),
+    Column("environment", NAME, ForeignKey("environments.name"), primary_key=True),
+    Column("rules", Text, nullable=False),
+    Column("updated_by", NAME, nullable=False),
+    Column("updated_at", STAMP, nullable=False),
+)
