@@ -16,6 +16,7 @@ from conveyor.domain.environments import Environment
 from conveyor.services.context import Services
 from conveyor.services.drift import RecentDrift
 from conveyor.services.git_driven import Watch
+from conveyor.services.retention import Retention
 
 
 @dataclass
@@ -41,6 +42,8 @@ class ApiContext:
     is_app_address: Callable[[str], bool] = lambda url: False
     #: Which live releases' runtimes drifted, checked now and then for the board.
     drift: RecentDrift = dataclasses.field(default_factory=RecentDrift)
+    #: What `conveyor gc` keeps and removes on this server; None where none is set up.
+    retention: Retention | None = None
 
 
 def context_of(request: Request) -> ApiContext:

@@ -31,16 +31,19 @@ from conveyor.api.viewer_gate import ViewerGate
 from conveyor.console.settings import ConsoleSettings
 from conveyor.credentials import save_token
 from conveyor.domain.environments import DEFAULT_ENVIRONMENTS, Environment
+from conveyor.domain.retention import RetentionSettings
 from conveyor.errors import ConveyorError, InvalidInput, RuntimeFailure
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.local import LocalRuntime
 from conveyor.runtime.proxy import Proxy
 from conveyor.runtime.proxy_forward import DEFAULT_WEBSOCKET_LIMIT
 from conveyor.services.context import Services
+from conveyor.services.daily_gc import DailyGc
 from conveyor.services.environments import apply as apply_environments
 from conveyor.services.git_driven import GitSource, GitWatcher
 from conveyor.services.reconcile import reconcile
 from conveyor.services.releasing import record_repair
+from conveyor.services.retention import Retention
 from conveyor.services.scheduler import Scheduler
 from conveyor.storage import audit, catalog, tokens, users
 from conveyor.storage.home import secure_home
@@ -73,6 +76,8 @@ class ServerSettings:
     #: The console's public address (behind a proxy); default the control address.
     console_url: str | None = None
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    #: What `conveyor gc` (and the daily pass) keeps.
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 def check_exposure(settings: ServerSettings) -> None:
@@ -135,6 +140,8 @@ def serve(
     background = Background()
     watcher: GitWatcher | None = None
     scheduler: Scheduler | None = None
+    retention = Retention(services, settings.home, settings.retention)
+    daily_gc = DailyGc(retention, say=say)
     # App listeners follow the API's rules: loopback, TLS, or a TLS proxy in front.
     tls = _tls_context(settings)
     try:
@@ -197,6 +204,8 @@ def serve(
         watcher.start()
         scheduler = Scheduler(services, background.submit, say=say)
         scheduler.start()
+        daily_gc.start()
+        say(f"retention: gc daily keeps {settings.retention.describe()}")
         for source in settings.git_sources:
             say(f"watching {source.repository} (every {source.poll:g} s)")
         app = create_app(
@@ -212,6 +221,7 @@ def serve(
                 console=settings.console,
                 console_url=settings.console_url,
                 is_app_address=lambda url: _is_app_address(url, urls, running),
+                retention=retention,
             )
         )
         config = uvicorn.Config(
@@ -239,6 +249,7 @@ def serve(
         say("stopping: no new operations; waiting for running ones")
         if scheduler is not None:
             scheduler.stop()
+        daily_gc.stop()
         if watcher is not None:
             watcher.stop(settings.stop_grace)
         unfinished = background.close(settings.stop_grace)

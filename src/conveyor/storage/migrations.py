@@ -179,6 +179,12 @@ def _schedules(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.schedules, schema.runs, schema.run_log])
 
 
+def _retention(connection: Connection) -> None:
+    columns = {column["name"] for column in inspect(connection).get_columns("bundles")}
+    if "removed_at" not in columns:
+        connection.execute(text("ALTER TABLE bundles ADD COLUMN removed_at VARCHAR(32)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
@@ -196,6 +202,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "sandbox: an app's own user per environment, isolation, host routing", _sandbox),
     Migration(7, "console: passwords, sessions, viewer access, usage", _console),
     Migration(8, "schedules and runs", _schedules),
+    Migration(9, "retention: bundles whose files gc removed", _retention),
 )
 LATEST = MIGRATIONS[-1].version
 
