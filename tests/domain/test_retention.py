@@ -87,7 +87,7 @@ def test_running_releases_are_kept_whatever_their_state():
     assert removed(found, Group.RUNTIMES) == []  # release 1 still runs on lock-old's runtime
 
 
-def test_a_verified_bundle_awaiting_promotion_is_kept_until_something_newer_is_promoted():
+def test_bundles_awaiting_promotion_or_approved_for_it_are_kept():
     # dev: b1..b4 in turn (b4 live); test took b1 (release 2) from dev.
     facts = Inventory(
         releases=(
@@ -101,28 +101,13 @@ def test_a_verified_bundle_awaiting_promotion_is_kept_until_something_newer_is_p
         promotes_from={"test": "dev", "prod": "test"},
     )
     keep_one = RetentionSettings(keep_releases=1)
-    # b2 is verified in dev, newer than what test runs, never live there: awaiting promotion.
-    assert removed(plan(facts, keep_one, NOW), Group.BUNDLES) == []
-    # Once b3 is promoted to test, b2 waits for nothing any more.
-    promoted = Inventory(
-        releases=(
-            *facts.releases[:1],
-            release(2, "b1", "retired", env="test"),
-            *facts.releases[2:],
-            release(6, "b3", "live", env="test"),
-        ),
-        bundles=facts.bundles,
-        promotes_from=facts.promotes_from,
-    )
-    found = plan(promoted, keep_one, NOW)
+    found = plan(facts, keep_one, NOW)
+    # b4 awaits promotion to test, b1 to prod (both live); b3 is dev's rollback target.
+    assert {"b4", "b1", "b3"} <= found.kept_bundles
     assert removed(found, Group.BUNDLES) == ["b2"]
-    # A bundle that failed its checks in dev awaits nothing.
-    failed = Inventory(
-        releases=(*facts.releases[:2], release(3, "b2", "failed", ok=False), *facts.releases[3:]),
-        bundles=facts.bundles,
-        promotes_from=facts.promotes_from,
-    )
-    assert removed(plan(failed, keep_one, NOW), Group.BUNDLES) == ["b2"]
+    # Approved for test, b2 awaits its promotion there.
+    approved = Inventory(**{**facts.__dict__, "approvals": (("b2", "test"),)})
+    assert removed(plan(approved, keep_one, NOW), Group.BUNDLES) == []
 
 
 def test_an_approved_bundle_not_yet_live_there_is_kept():

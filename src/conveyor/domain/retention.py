@@ -2,9 +2,9 @@
 
 Kept, per app and environment: the live release, releases on their way (pending, starting,
 verifying), and the last ``keep_releases`` releases that were live (the rollback targets); the
-bundles of all of these and every runtime their locks use. Kept besides: a bundle verified in an
-environment and not yet live in the one promoting from it (newer than what is live there), a
-bundle approved for an environment it has not been live in yet, a bundle uploaded within
+bundles of all of these and every runtime their locks use. Kept besides: a bundle awaiting
+promotion (verified and live upstream, not yet in the environment downstream; a bundle approved
+for an environment it has not been live in yet), a bundle uploaded within
 ``keep_logs`` that was never released, and everything of an app and environment while an
 operation runs there. Everything else is removable: directories left by releases that no longer
 run, runtimes no kept bundle's lock uses, bundle blobs no kept bundle uses, log lines and release
@@ -210,23 +210,16 @@ def _kept_bundles(
 
 
 def _awaiting_promotion(inventory: Inventory) -> set[str]:
-    """Bundles verified in an environment, never live in one that promotes from it, and
-    released there after what is live downstream: what a promotion could still take."""
-    latest_finished: dict[tuple[str, str], ReleaseFact] = {}
-    for release in sorted(inventory.releases, key=lambda r: r.id):
-        if release.state not in _ON_THEIR_WAY:
-            latest_finished[(release.bundle, release.environment)] = release
+    """Bundles a promotion would take: live in an environment and never live yet in the one
+    that promotes from it (they are kept as live releases too; said here as the rule)."""
     was_live = {(r.bundle, r.environment) for r in inventory.releases if r.state in _WERE_LIVE}
-    live = {(r.app, r.environment): r.id for r in inventory.releases if r.state == "live"}
     found = set()
-    for (bundle, upstream), verdict in latest_finished.items():
-        if not verdict.verified:
+    for release in inventory.releases:
+        if release.state != "live":
             continue
-        for downstream, source in inventory.promotes_from.items():
-            if source != upstream or (bundle, downstream) in was_live:
-                continue
-            if verdict.id > live.get((verdict.app, downstream), 0):
-                found.add(bundle)
+        for downstream, upstream in inventory.promotes_from.items():
+            if upstream == release.environment and (release.bundle, downstream) not in was_live:
+                found.add(release.bundle)
     return found
 
 
