@@ -222,3 +222,18 @@ def test_gc_waits_for_a_release_being_started(store, upload, home, monkeypatch):
     assert outcome.live and runtime.order[-2:] == ["release started", "gc planned"]
     kept = results[0].plan.kept_bundles
     assert newest in kept and blob_of(services, newest).exists()
+
+
+def test_the_daily_pass_logs_one_line_and_acts_as_the_server(services, upload, home):
+    from conveyor.services.daily_gc import DailyGc
+
+    for version in ("1", "2", "3", "4"):
+        deploy(services, "hello", upload(version), "dev", "ana")
+    said: list[str] = []
+    daily = DailyGc(Retention(services, home, RetentionSettings(keep_releases=1)), say=said.append)
+    line = daily.run_once()
+    assert said == [line] and line.startswith("daily gc removed 2 releases, 2 bundles;")
+    with services.store.transaction() as connection:
+        [event] = [e for e in audit.events(connection) if e.action == "server.gc"]
+    assert event.actor == "server"
+    assert daily.run_once() == "daily gc: nothing to remove"
