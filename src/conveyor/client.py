@@ -127,11 +127,12 @@ class Client:
         return result
 
     def has_bundle(self, app: str, bundle_id: str) -> bool:
+        """Whether the server has the bundle and its files (gc may have removed them)."""
         try:
-            self.request("GET", f"/apps/{_q(app)}/bundles/{bundle_id}")
+            found = self.request("GET", f"/apps/{_q(app)}/bundles/{bundle_id}")
         except errors.NotFound:
             return False
-        return True
+        return not (isinstance(found, dict) and found.get("removed_at"))
 
     def variables(self, app: str, environment: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.request(
@@ -376,6 +377,12 @@ class Client:
                 return page
             if not page["log"]:
                 time.sleep(0.3)
+
+    def gc(self, dry_run: bool) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", "/gc", body={"dry_run": dry_run}, timeout=max(self.timeout, 900)
+        )
+        return result
 
     def rotate_secrets_key(self) -> dict[str, Any]:
         result: dict[str, Any] = self.request("POST", "/secrets/rotate-key")

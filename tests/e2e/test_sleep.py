@@ -143,6 +143,9 @@ def test_idle_apps_sleep_and_wake_on_a_request_or_a_websocket(server):
     assert not asleep(server, "forecast-api", "test")  # test's default is 15 minutes
     shown = server.cli("status")
     assert "sleeping" in shown.out, shown
+    # gc keeps what a sleeping release needs to wake: its files, bundle and runtime.
+    collected = server.cli("gc")
+    assert collected.code == 0, collected
 
     # An API call is held while the same release starts again, then answered by it.
     status, body = get_json(server.app_url("dev", "forecast-api", "/forecast?region=west"))

@@ -12,6 +12,7 @@ from conveyor.api import (
     app_routes,
     environment_routes,
     release_routes,
+    retention_routes,
     run_routes,
 )
 from conveyor.api.context import ApiContext
@@ -38,7 +39,14 @@ def create_app(context: ApiContext) -> FastAPI:
     install_error_handlers(app)
     app.state.context = context
     app.include_router(_public(), prefix="/api/v1")
-    for module in (environment_routes, app_routes, release_routes, run_routes, access_routes):
+    for module in (
+        environment_routes,
+        app_routes,
+        release_routes,
+        run_routes,
+        access_routes,
+        retention_routes,
+    ):
         app.include_router(module.router, prefix="/api/v1")
     # The console beside the API, at the control address's root.
     for console in (console_pages, console_admin, console_oidc):

@@ -135,6 +135,7 @@ def get_bundle(context: Context, app: str, ref: str) -> dict[str, Any]:
         "provenance": bundle["provenance"],
         "uploaded_by": bundle["uploaded_by"],
         "created_at": bundle["created_at"],
+        "removed_at": bundle["removed_at"],
     }
 
 

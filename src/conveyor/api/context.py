@@ -16,6 +16,7 @@ from conveyor.domain.environments import Environment
 from conveyor.services.context import Services
 from conveyor.services.drift import RecentDrift
 from conveyor.services.git_driven import Watch
+from conveyor.services.retention import Retention
 
 
 @dataclass
@@ -43,6 +44,8 @@ class ApiContext:
     smtp_configured: bool = False
     #: Which live releases' runtimes drifted, checked now and then for the board.
     drift: RecentDrift = dataclasses.field(default_factory=RecentDrift)
+    #: What `conveyor gc` keeps and removes on this server; None where none is set up.
+    retention: Retention | None = None
 
 
 def context_of(request: Request) -> ApiContext:

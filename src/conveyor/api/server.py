@@ -31,6 +31,7 @@ from conveyor.api.viewer_gate import ViewerGate
 from conveyor.console.settings import ConsoleSettings
 from conveyor.credentials import save_token
 from conveyor.domain.environments import DEFAULT_ENVIRONMENTS, Environment
+from conveyor.domain.retention import RetentionSettings
 from conveyor.errors import ConveyorError, InvalidInput, RuntimeFailure
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.local import LocalRuntime
@@ -38,10 +39,12 @@ from conveyor.runtime.proxy import Proxy
 from conveyor.runtime.proxy_forward import DEFAULT_WEBSOCKET_LIMIT
 from conveyor.runtime.sleeper import Sleeper
 from conveyor.services.context import Services
+from conveyor.services.daily_gc import DailyGc
 from conveyor.services.environments import apply as apply_environments
 from conveyor.services.git_driven import GitSource, GitWatcher
 from conveyor.services.reconcile import reconcile
 from conveyor.services.releasing import record_repair
+from conveyor.services.retention import Retention
 from conveyor.services.run_mailer import RunMailer
 from conveyor.services.scheduler import Scheduler
 from conveyor.services.smtp import SmtpSettings
@@ -78,6 +81,8 @@ class ServerSettings:
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     #: The SMTP server run emails go through; None: no email.
     smtp: SmtpSettings | None = None
+    #: What `conveyor gc` (and the daily pass) keeps.
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 def check_exposure(settings: ServerSettings) -> None:
@@ -149,6 +154,8 @@ def serve(
     watcher: GitWatcher | None = None
     scheduler: Scheduler | None = None
     sleeper: Sleeper | None = None
+    retention = Retention(services, settings.home, settings.retention)
+    daily_gc = DailyGc(retention, say=say)
     # App listeners follow the API's rules: loopback, TLS, or a TLS proxy in front.
     tls = _tls_context(settings)
     try:
@@ -212,6 +219,8 @@ def serve(
         scheduler.start()
         sleeper = Sleeper(runtime)
         sleeper.start()
+        daily_gc.start()
+        say(f"retention: gc daily keeps {settings.retention.describe()}")
         for source in settings.git_sources:
             say(f"watching {source.repository} (every {source.poll:g} s)")
         app = create_app(
@@ -228,6 +237,7 @@ def serve(
                 console_url=settings.console_url,
                 smtp_configured=settings.smtp is not None,
                 is_app_address=lambda url: _is_app_address(url, urls, running),
+                retention=retention,
             )
         )
         config = uvicorn.Config(
@@ -257,6 +267,7 @@ def serve(
             scheduler.stop()
         if sleeper is not None:
             sleeper.stop()
+        daily_gc.stop()
         if watcher is not None:
             watcher.stop(settings.stop_grace)
         unfinished = background.close(settings.stop_grace)

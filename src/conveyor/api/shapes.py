@@ -28,6 +28,7 @@ def release_json(release: Release) -> dict[str, Any]:
         "reason": release.reason,
         "verified": release.verified,
         "steps": [{"name": name, "seconds": round(seconds, 3)} for name, seconds in release.steps],
+        "files_removed_at": release.files_removed_at,
     }
 
 

@@ -20,6 +20,7 @@ from conveyor.cli.drift import drift_command, repair_command
 from conveyor.cli.email import email_group
 from conveyor.cli.environments import apply_command, plan_command
 from conveyor.cli.exit_codes import ExitCode, for_error
+from conveyor.cli.gc import gc_command
 from conveyor.cli.init import init_command
 from conveyor.cli.keys import secrets_group
 from conveyor.cli.lint import lint_command
@@ -87,6 +88,7 @@ for command in (
     apply_command,
     drift_command,
     repair_command,
+    gc_command,
     data_group,
     lint_command,
 ):

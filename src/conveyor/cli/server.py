@@ -15,6 +15,12 @@ from conveyor.console.settings import ConsoleSettings, OidcSettings
 from conveyor.credentials import save_token
 from conveyor.domain.apps import parse_size
 from conveyor.domain.environments import DEFAULT_ENVIRONMENTS
+from conveyor.domain.retention import (
+    DEFAULT_KEEP_RELEASES,
+    DEFAULT_KEEP_RUNS,
+    RetentionSettings,
+)
+from conveyor.domain.schedules import parse_duration
 from conveyor.services.environments_file import read_environments, read_git_sources
 from conveyor.services.smtp import PASSWORD_VARIABLE, SmtpSettings, smtp_settings
 from conveyor.storage.store import default_home
@@ -119,6 +125,30 @@ from conveyor.storage.store import default_home
     metavar="SIZE",
     help="The largest rendered page a success email attaches (larger ones are linked).",
 )
+@click.option(
+    "--keep-releases",
+    default=DEFAULT_KEEP_RELEASES,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="gc keeps, per app and environment, the live release and this many earlier ones "
+    "(rollback targets), with their bundles and runtimes.",
+)
+@click.option(
+    "--keep-runs",
+    default=DEFAULT_KEEP_RUNS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="gc keeps the outputs of this many latest runs per report or job and environment "
+    "(and always the one served).",
+)
+@click.option(
+    "--keep-logs",
+    default="30d",
+    show_default=True,
+    metavar="DURATION",
+    help="gc removes operation, run and release logs older than this (e.g. 30d, 12h); "
+    "a bundle never released is kept this long too.",
+)
 def serve_command(
     home: Path | None,
     environments_file: Path | None,
@@ -142,6 +172,9 @@ def serve_command(
     smtp_from: str | None,
     smtp_username: str | None,
     email_attachment_limit: str,
+    keep_releases: int,
+    keep_runs: int,
+    keep_logs: str,
 ) -> None:
     """Run the Conveyor server: the control API and one listener per environment.
 
@@ -151,6 +184,7 @@ def serve_command(
     file (0600); it prints the token only when standard output is a terminal. The server's
     home is made private to its user (0700), and its keys (secrets, audit chain) are kept in
     HOME/keys.json or $CONVEYOR_KEYS_FILE: back them up with the database.
+    Once a day it removes what retention no longer keeps (`conveyor gc`; --keep-* flags).
     """
     from conveyor.api.server import ServerSettings, serve  # the server's imports, only here
 
@@ -185,6 +219,11 @@ def serve_command(
             smtp_from,
             smtp_username,
             parse_size(email_attachment_limit, "--email-attachment-limit"),
+        ),
+        retention=RetentionSettings(
+            keep_releases=keep_releases,
+            keep_runs=keep_runs,
+            keep_logs=parse_duration(keep_logs, "--keep-logs"),
         ),
     )
     serve(settings, lambda line: click.echo(line, err=True), _show_token)

@@ -125,7 +125,9 @@ def history_command(ctx: click.Context, app: str, environment: str | None, as_js
             r["environment"],
             bundle_alias(r["bundle"]),
             r["kind"],
-            r["state"] + (" ✓" if r["verified"] else ""),
+            r["state"]
+            + (" ✓" if r["verified"] else "")
+            + (" (files removed)" if r.get("files_removed_at") else ""),
             r["created_by"],
             age(r["created_at"]),
             (r["reason"] or "").splitlines()[0][:70] if r["reason"] else "",

@@ -73,3 +73,6 @@ class Release:
     reason: str = ""
     verified: bool = False
     steps: tuple[tuple[str, float], ...] = ()
+    #: When `conveyor gc` removed the files of the release's bundle (it can no longer be
+    #: rolled back to; deploying it again brings it back); None while they are kept.
+    files_removed_at: str | None = None

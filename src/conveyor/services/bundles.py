@@ -8,7 +8,7 @@ from typing import Any
 
 from conveyor.bundles.archive import verify
 from conveyor.services.context import Services
-from conveyor.storage import audit, catalog
+from conveyor.storage import audit, catalog, retention
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ def register_bundle(
             provenance=provenance,
             uploaded_by=actor,
         )
+        if not new:
+            retention.restore(connection, opened.id)  # its blob is stored again
         if new:
             audit.record(
                 connection,

@@ -7,7 +7,7 @@ from sqlalchemy import Connection
 
 from conveyor.domain.environments import Environment
 from conveyor.domain.policy import Action, BundleFacts, authorize, bundle_alias, no_promotions
-from conveyor.domain.releases import ReleaseKind, ReleaseState
+from conveyor.domain.releases import Release, ReleaseKind, ReleaseState
 from conveyor.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from conveyor.services.context import Services
 from conveyor.services.data_check import require_safe, sandboxed
@@ -105,11 +105,16 @@ def rollback(
                 if r.state is ReleaseState.RETIRED
                 and (current is None or r.bundle_id != current.bundle_id)
             ]
-            if not candidates:
+            kept = [r for r in candidates if r.files_removed_at is None]
+            if not kept and candidates:
+                raise Conflict(_removed_by_gc(candidates[0]))
+            if not kept:
                 raise NotFound(
                     f"{app} has no earlier live release in {environment} to roll back to"
                 )
-            earlier = candidates[0]
+            earlier = kept[0]
+        if earlier.files_removed_at is not None:
+            raise Conflict(_removed_by_gc(earlier))
     target, bundle, _ = _prepare(
         services, app, earlier.bundle_id, environment, Action.ROLLBACK, actor
     )
@@ -227,6 +232,15 @@ def _next_target(connection: Connection, app: str) -> Environment:
     raise Conflict(
         f"nothing of {app} is waiting for promotion: every environment already runs what its "
         f"upstream runs; name one with --to"
+    )
+
+
+def _removed_by_gc(release: Release) -> str:
+    return (
+        f"release {release.id}'s files were removed by `conveyor gc` on "
+        f"{(release.files_removed_at or '')[:10]}, so it cannot be rolled back to; `conveyor "
+        f"history {release.app} --env {release.environment}` shows the releases that can be "
+        f"(the live one and the last few). Deploy the app again from its source instead"
     )
 
 

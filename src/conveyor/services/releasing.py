@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +17,10 @@ from conveyor.domain.operations import OperationKind, OperationState
 from conveyor.domain.policy import bundle_alias
 from conveyor.domain.releases import Release, ReleaseKind, ReleaseState
 from conveyor.domain.variables import name_problem
-from conveyor.errors import ConveyorError
+from conveyor.errors import Conflict, ConveyorError
 from conveyor.runtime.interface import Instance, ReleasePlan
 from conveyor.services.context import Services
-from conveyor.storage import app_users, audit, operations, releases, variables
+from conveyor.storage import app_users, audit, catalog, operations, releases, variables
 
 #: Called with the operation id once a release operation has started.
 Started = Callable[[int], None]
@@ -65,6 +65,10 @@ def run_release(
 
     release: Release | None = None
     steps = _Steps()
+    # From here until the runtime has started the release, gc waits (and a gc under way
+    # finishes first): the bundle and runtime it plans with stay where they are.
+    files = ExitStack()
+    files.enter_context(services.files.starting())
     try:
         with store.transaction() as connection:
             release = releases.create_release(
@@ -88,12 +92,13 @@ def run_release(
         )
         try:
             replaced, live, message = _release_steps(
-                services, environment, bundle, release, actor, log, steps
+                services, environment, bundle, release, log, steps, files.close
             )
         finally:
             with store.transaction() as connection:
                 releases.record_steps(connection, release.id, steps.done)
     except BaseException as exc:
+        files.close()
         # Unexpected trouble (or an interrupt): the release fails, the old one keeps serving,
         # and the operation never stays running.
         reason = str(exc) or type(exc).__name__
@@ -101,6 +106,7 @@ def run_release(
             _fail(services, release.id, reason, log)
         operations.finish_operation(store.engine, operation.id, OperationState.FAILED, reason)
         raise
+    files.close()
     state = OperationState.SUCCEEDED if live else OperationState.FAILED
     operations.finish_operation(store.engine, operation.id, state, message)
     with store.transaction() as connection:
@@ -113,12 +119,19 @@ def _release_steps(
     environment: Environment,
     bundle: dict[str, Any],
     release: Release,
-    actor: str,
     log: Any,
     steps: _Steps,
+    started: Callable[[], None],
 ) -> tuple[Release | None, bool, str]:
+    """``started`` is called once the runtime has started the release (or failed to)."""
     store = services.store
-    plan = plan_for(services, release, environment, bundle, log)
+    actor = release.created_by
+    try:
+        plan = plan_for(services, release, environment, bundle, log)
+    except Conflict as exc:  # its files were removed by gc meanwhile
+        started()
+        _fail(services, release.id, str(exc), log)
+        return None, False, f"release {release.id} did not start: {exc}"
     with store.transaction() as connection:
         releases.transition(connection, release.id, ReleaseState.STARTING)
     with store.transaction() as connection:
@@ -132,8 +145,10 @@ def _release_steps(
         with steps.timed("start"):
             instance = services.runtime.start(plan, log)
     except ConveyorError as exc:
+        started()
         _fail(services, release.id, f"did not start: {exc}", log)
         return None, False, f"release {release.id} did not start: {exc}"
+    started()
 
     with store.transaction() as connection:
         releases.transition(connection, release.id, ReleaseState.VERIFYING)
@@ -204,8 +219,11 @@ def plan_for(
     app has in the environment now (secrets decrypted for it alone). A variable stored before
     its name was refused is left out, and the operation log says so."""
     with services.store.transaction() as connection:
+        removed = catalog.get_bundle(connection, release.app, str(bundle["id"])).get("removed_at")
         given = variables.variables_of(connection, release.app, environment.name, reveal=True)
         uid = app_users.uid_of(connection, release.app, environment.name)
+    if removed:
+        raise Conflict(files_removed(str(bundle["id"]), str(removed)))
     kept = {}
     for variable in given:
         problem = name_problem(variable.name)
@@ -232,6 +250,14 @@ def plan_for(
         archive=services.store.blobs.verified_path(bundle["blob"]),
         variables=kept,
         uid=uid,
+    )
+
+
+def files_removed(bundle_id: str, when: str) -> str:
+    return (
+        f"the files of bundle {bundle_alias(bundle_id)} were removed by `conveyor gc` on "
+        f"{when[:10]} (it keeps the live release and the last few for rollback); deploy the "
+        "app again from its source"
     )
 
 

@@ -191,6 +191,12 @@ def _run_email(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.run_email])
 
 
+def _retention(connection: Connection) -> None:
+    columns = {column["name"] for column in inspect(connection).get_columns("bundles")}
+    if "removed_at" not in columns:
+        connection.execute(text("ALTER TABLE bundles ADD COLUMN removed_at VARCHAR(32)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
@@ -210,6 +216,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "schedules and runs", _schedules),
     Migration(9, "sleep after an idle time per environment", _sleep),
     Migration(10, "who is emailed how runs end", _run_email),
+    Migration(11, "retention: bundles whose files gc removed", _retention),
 )
 LATEST = MIGRATIONS[-1].version
 

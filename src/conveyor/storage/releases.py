@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, Select, and_, delete, insert, select, update
 
 from conveyor.domain.releases import (
     CheckKind,
@@ -21,6 +21,15 @@ from conveyor.storage import schema
 from conveyor.storage.store import new_row_id, now
 
 _T = schema.releases
+_B = schema.bundles
+#: When gc removed the files of the release's bundle, read beside every release.
+_REMOVED = (
+    select(_B.c.removed_at).where(_B.c.id == _T.c.bundle).scalar_subquery().label("removed_at")
+)
+
+
+def _select() -> Select[Any]:
+    return select(_T, _REMOVED)
 
 
 def create_release(
@@ -49,7 +58,7 @@ def create_release(
 
 
 def get_release(connection: Connection, release_id: int) -> Release:
-    row = connection.execute(select(_T).where(_T.c.id == release_id)).mappings().first()
+    row = connection.execute(_select().where(_T.c.id == release_id)).mappings().first()
     if row is None:
         raise NotFound(f"there is no release {release_id}")
     return _release(row)
@@ -82,7 +91,7 @@ def live_release(connection: Connection, app: str, environment: str) -> Release 
     live = schema.live_releases
     row = (
         connection.execute(
-            select(_T)
+            _select()
             .join(live, live.c.release == _T.c.id)
             .where(and_(live.c.app == app, live.c.environment == environment))
         )
@@ -96,7 +105,7 @@ def all_live(connection: Connection) -> list[Release]:
     """Every live release, by app and environment."""
     live = schema.live_releases
     rows = connection.execute(
-        select(_T).join(live, live.c.release == _T.c.id).order_by(live.c.app, live.c.environment)
+        _select().join(live, live.c.release == _T.c.id).order_by(live.c.app, live.c.environment)
     ).mappings()
     return [_release(row) for row in rows]
 
@@ -104,7 +113,7 @@ def all_live(connection: Connection) -> list[Release]:
 def unfinished(connection: Connection) -> list[Release]:
     """Releases that were on their way (pending, starting, verifying)."""
     rows = connection.execute(
-        select(_T).where(_T.c.state.in_(["pending", "starting", "verifying"])).order_by(_T.c.id)
+        _select().where(_T.c.state.in_(["pending", "starting", "verifying"])).order_by(_T.c.id)
     ).mappings()
     return [_release(row) for row in rows]
 
@@ -153,7 +162,7 @@ def history(
     within: Iterable[str] | None = None,
 ) -> list[Release]:
     """The app's releases, newest first: in ``environment``, or in any of ``within``."""
-    query = select(_T).where(_T.c.app == app)
+    query = _select().where(_T.c.app == app)
     if environment is not None:
         query = query.where(_T.c.environment == environment)
     if within is not None:
@@ -198,7 +207,7 @@ _IN_PROGRESS = (ReleaseState.PENDING, ReleaseState.STARTING, ReleaseState.VERIFY
 
 def _latest_per_environment(connection: Connection, bundle_id: str) -> dict[str, list[Release]]:
     rows = connection.execute(
-        select(_T).where(_T.c.bundle == bundle_id).order_by(_T.c.id.desc())
+        _select().where(_T.c.bundle == bundle_id).order_by(_T.c.id.desc())
     ).mappings()
     by_environment: dict[str, list[Release]] = {}
     for row in rows:
@@ -269,4 +278,5 @@ def _release(row: Any) -> Release:
         reason=row["reason"],
         verified=row["verified"],
         steps=tuple((name, seconds) for name, seconds in json.loads(row["steps"])),
+        files_removed_at=row.get("removed_at"),
     )

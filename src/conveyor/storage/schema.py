@@ -86,6 +86,9 @@ bundles = Table(
     Column("provenance", Text, nullable=False),  # JSON: git commit, branch, dirty, author, time
     Column("uploaded_by", NAME, nullable=False),
     Column("created_at", STAMP, nullable=False),
+    # When `conveyor gc` removed the bundle's blob (no kept release used it); the row stays
+    # for history. Uploading the same bundle again stores the blob and clears this.
+    Column("removed_at", STAMP, nullable=True),
 )
 
 releases = Table(

@@ -1,0 +1,105 @@
+"""The files the local runtime leaves on disk, as retention sees them: the runtimes built under
+``runtimes/`` (runtime/builds.py) and how much space a tree would free, and removing a runtime
+the way a build would not trip over."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.runtime.builds import MARKER
+
+_RUNTIME_ID = re.compile(r"^[0-9a-f]{64}$")
+_RETIRED = ".retired-"
+
+
+@dataclass(frozen=True)
+class Installed:
+    name: str  # the directory's name: a runtime id, or .retired-<id>-... for a replaced one
+    path: Path
+    #: sha256 of the lock it was built from (its marker); None for a replaced runtime
+    lock_sha256: str | None
+
+
+def installed_runtimes(root: Path) -> list[Installed]:
+    """Complete runtimes (those with a marker) and replaced ones; builds under way and
+    incomplete directories are the builder's to clear."""
+    found: list[Installed] = []
+    if not root.is_dir():
+        return found
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(_RETIRED) and entry.is_dir():
+            found.append(Installed(entry.name, entry, None))
+            continue
+        if not _RUNTIME_ID.match(entry.name) or not (entry / MARKER).is_file():
+            continue
+        try:
+            marker = json.loads((entry / MARKER).read_text(encoding="utf-8"))
+            lock = str(marker["lock_sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            lock = ""  # unreadable marker: no kept bundle matches it, yet it is no rebuild
+        found.append(Installed(entry.name, entry, lock))
+    return found
+
+
+def remove_runtime(root: Path, name: str) -> None:
+    """Remove a runtime under the same file lock its builds take (runtime/builds.py), after
+    renaming it aside in one step: a build sees a complete runtime or none."""
+    if not (_RUNTIME_ID.match(name) or name.startswith(_RETIRED)) or "/" in name:
+        raise ValueError(f"{name!r} is not a runtime directory")
+    path = root / name
+    if name.startswith(_RETIRED):
+        remove_tree(path)
+        return
+    locks = root / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{name}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            aside = root / f".removing-{name[:16]}-{secrets.token_hex(4)}"
+            try:
+                os.rename(path, aside)
+            except FileNotFoundError:
+                return
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    remove_tree(aside)
+
+
+def remove_tree(root: Path) -> None:
+    """Delete a tree, read-only parts (runtimes, rendered outputs) included; missing is fine."""
+    if not root.exists() and not root.is_symlink():
+        return
+    if root.is_symlink() or not root.is_dir():
+        root.unlink()
+        return
+    for directory, _, _ in os.walk(root):
+        os.chmod(directory, stat.S_IMODE(os.lstat(directory).st_mode) | stat.S_IWUSR)
+    shutil.rmtree(root)
+
+
+def freed_by(root: Path) -> int:
+    """The bytes removing ``root`` frees: its regular files that have no other link (a
+    runtime's installed files are hard links into uv's cache, which keeps them)."""
+    if root.is_symlink() or not root.exists():
+        return 0
+    if not root.is_dir():
+        info = root.lstat()
+        return info.st_size if info.st_nlink == 1 else 0
+    size = 0
+    for directory, _, files in os.walk(root):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(directory, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+                size += info.st_size
+    return size
