@@ -169,6 +169,17 @@ def test_idle_apps_sleep_and_wake_on_a_request_or_a_websocket(server):
     history = server.cli_json("history", "forecast-api", "--env", "dev")
     assert isinstance(history, list) and len(history) == 1
 
+    # After a restart, what sleeps when idle starts asleep: no processes until a request.
+    server.stop()
+    server.start()
+    after_restart = cells(server)
+    for key in (("forecast-api", "dev"), ("forecast-api", "test"), ("sales-dashboard", "dev")):
+        assert after_restart[key]["sleeping"], key
+        assert live_pids(server, after_restart[key]["release"]) == []
+    status, body = get_json(server.app_url("test", "forecast-api", "/forecast?region=east"))
+    assert (status, body["region"]) == (200, "east")
+    assert not asleep(server, "forecast-api", "test")
+
 
 def test_an_app_that_cannot_start_again_is_explained_and_wakes_once_it_can(server, tmp_path):
     flaky = tiny_app(tmp_path, "flaky", FLAKY, health="/health")

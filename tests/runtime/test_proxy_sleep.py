@@ -179,3 +179,17 @@ def test_a_draining_release_asleep_is_not_woken_by_its_cookie(proxy, base):
             assert waker.calls == []
 
     asyncio.run(scenario())
+
+
+def test_a_release_routed_asleep_wakes_on_its_first_request(proxy, base):
+    async def scenario() -> None:
+        async with serve(echo_app("started")) as started:
+            waker = proxy.waker = Waker(started)
+            await in_thread(proxy.set_route, "dev", "app", 8, ["http://127.0.0.1:9"], asleep=True)
+            assert proxy.asleep(8)
+            async with aiohttp.ClientSession() as client:
+                async with client.get(f"{base}/app/", headers=JSON) as response:
+                    assert (await response.json())["upstream"] == "started"
+            assert waker.calls == [8] and not proxy.asleep(8)
+
+    asyncio.run(scenario())

@@ -51,8 +51,10 @@ class RuntimeState:
 
 
 class Runtime(Protocol):
-    def start(self, plan: ReleasePlan, log: Log) -> Instance:
-        """Start the release beside the live one; RuntimeFailure when it cannot start."""
+    def start(self, plan: ReleasePlan, log: Log, *, lazily: bool = False) -> Instance:
+        """Start the release beside the live one; RuntimeFailure when it cannot start.
+        ``lazily``: a release that sleeps when idle starts asleep (ready to run, its processes
+        started by its first request), as after a server restart."""
         ...
 
     def check(self, instance: Instance, plan: ReleasePlan, log: Log) -> list[CheckResult]:

@@ -130,7 +130,7 @@ class LocalRuntime:
 
     # --- Runtime interface ---------------------------------------------------------------
 
-    def start(self, plan: ReleasePlan, log: Log) -> Instance:
+    def start(self, plan: ReleasePlan, log: Log, *, lazily: bool = False) -> Instance:
         sandboxed = self.sandboxing.isolation is Isolation.BUBBLEWRAP
         if plan.environment.isolation == "required" and not sandboxed:
             raise RuntimeFailure(
@@ -191,10 +191,24 @@ class LocalRuntime:
             log(f"rendering {plan.manifest['entrypoint']}")
             adapter.render(contexts[0], env, log)
         readable_by_the_app(rendered)
-        launches, upstreams, seconds = self._start_workers(
-            plan.release_id, contexts, env, serving, spec
+        sleep_after = effective_sleep_after(
+            plan.environment.name, plan.environment.sleep_after, spec.sleep_after
         )
-        log(f"healthy after {seconds:.1f} s: {len(contexts)} worker(s) at {', '.join(upstreams)}")
+        asleep = lazily and sleep_after is not None
+        if asleep:
+            # Ready to run, nothing running: the first request starts it (see wake).
+            launches = [adapter.launch(context) for context in contexts]
+            upstreams = [f"http://127.0.0.1:{context.port}" for context in contexts]
+            log("asleep until its first request (it sleeps when idle here)")
+            self.supervisor.note(plan.release_id, "started asleep; the first request wakes it")
+        else:
+            launches, upstreams, seconds = self._start_workers(
+                plan.release_id, contexts, env, serving, spec
+            )
+            log(
+                f"healthy after {seconds:.1f} s: {len(contexts)} worker(s) at "
+                f"{', '.join(upstreams)}"
+            )
         instance = Instance(plan.release_id, plan.app, plan.environment.name, upstreams[0])
         with self._lock:
             self._started[plan.release_id] = _Started(
@@ -214,10 +228,10 @@ class LocalRuntime:
                 isolation,
                 tuple(contexts),
                 uid,
-                effective_sleep_after(
-                    plan.environment.name, plan.environment.sleep_after, spec.sleep_after
-                ),
+                sleep_after,
             )
+            if asleep:
+                self._asleep.add(plan.release_id)
         return instance
 
     def _start_workers(
@@ -384,6 +398,7 @@ class LocalRuntime:
             instance.release_id,
             started.upstreams,
             strip_prefix=started.launch.strip_prefix,
+            asleep=instance.release_id in self._asleep,
         )
         with self._lock:
             self._routed[(instance.environment, instance.app)] = instance.release_id

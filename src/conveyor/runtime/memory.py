@@ -44,7 +44,7 @@ class MemoryRuntime:
     run_pages: dict[tuple[str, str, int], Path] = field(default_factory=dict)
     _next_port: int = 20000
 
-    def start(self, plan: ReleasePlan, log: Log) -> Instance:
+    def start(self, plan: ReleasePlan, log: Log, *, lazily: bool = False) -> Instance:
         if plan.bundle_id in self.failing_starts:
             raise RuntimeFailure(f"release {plan.release_id} exited during start (exit code 1)")
         self._next_port += 1

@@ -235,13 +235,15 @@ class Proxy:
         upstreams: list[str],
         *,
         strip_prefix: bool = False,
+        asleep: bool = False,
     ) -> None:
         """Send ``app``'s traffic in ``environment`` to ``release_id``'s workers at
         ``upstreams`` (base URLs such as ``http://127.0.0.1:41234``), in one atomic swap.
 
         The release routed before starts draining: requests carrying its affinity cookie still
         reach it until ``drain`` forgets it. ``strip_prefix``: the workers serve at `/` and get
-        paths without `/<app>`; otherwise they get the full original path."""
+        paths without `/<app>`; otherwise they get the full original path. ``asleep``: its
+        workers are not running; the first request wakes it through the ``waker``."""
         if not APP_NAME.match(app):
             raise InvalidInput(f"invalid app name {app!r}")
         if not upstreams:
@@ -251,7 +253,9 @@ class Proxy:
                 raise InvalidInput(
                     f"upstream {upstream!r} must be a base URL like http://127.0.0.1:8000"
                 )
-        self._call(self._set_route, environment, app, release_id, tuple(upstreams), strip_prefix)
+        self._call(
+            self._set_route, environment, app, release_id, tuple(upstreams), strip_prefix, asleep
+        )
 
     async def _set_route(
         self,
@@ -260,6 +264,7 @@ class Proxy:
         release_id: int,
         upstreams: tuple[str, ...],
         strip_prefix: bool,
+        asleep: bool = False,
     ) -> None:
         release = self._releases.get(release_id)
         if release is not None and (release.environment, release.app) != (environment, app):
@@ -277,8 +282,9 @@ class Proxy:
             )
         else:
             release.upstreams, release.strip_prefix = upstreams, strip_prefix
-            release.forgotten = release.asleep = False
+            release.forgotten = False
             route.draining.pop(release_id, None)
+        release.asleep = asleep
         previous, route.live = route.live, release
         if previous is not None and previous is not release:
             route.draining[previous.release_id] = previous

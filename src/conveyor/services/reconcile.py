@@ -50,7 +50,8 @@ def reconcile(services: Services, log: Log) -> Reconciled:
             plan = plan_for(
                 services, release, environments[release.environment], bundles[release.id]
             )
-            instance = services.runtime.start(plan, log)
+            # One that would sleep when idle starts asleep: its first request starts it.
+            instance = services.runtime.start(plan, log, lazily=True)
             services.runtime.route(instance)
         except ConveyorError as exc:
             report.not_serving[release.id] = str(exc)
