@@ -18,14 +18,17 @@ the same filesystem as the caches (so uv can hard-link from its cache), in this 
   uv reuse       ensure() of the first lock again: the runtime exists, nothing is installed
 
 Every uv build includes what a release's runtime gets besides the packages: Conveyor's library
-copied in and compiled, an import check, and the tree made read-only. Both tools compile
-bytecode. The baseline uses this venv's pip (a current release) through `pip --python`, in a
+copied in, bytecode (compiled once per source file and interpreter, then linked into every
+runtime that has the file: runtime/bytecode.py), an import check, and the tree made read-only.
+pip compiles bytecode for every install. Each round's bytecode store sits beside its uv cache,
+so "uv warm" links what "uv cold" compiled. "first start" times importing --imports in the
+runtime that compiled its bytecode in place and in the one that linked it. The baseline uses this venv's pip (a current release) through `pip --python`, in a
 venv made with `--without-pip`, so it does not pay for ensurepip. Interpreter discovery (once per
 server process) is timed on its own line and is not part of any build.
 
 Cold numbers depend on the network to PyPI. Prints seconds and ratios.
 
-    .venv/bin/python bench/runtime_build.py [--lock examples/forecast-api/conveyor.lock]
+    .venv/bin/python bench/runtime_build.py [--lock PATH] [--imports 'pandas, seaborn']
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ TEST_ONLY = frozenset({"pytest", "iniconfig", "pluggy", "pygments"})
 
 
 def sibling_lock(lock: Path, directory: Path) -> tuple[Path, int]:
-    """The lock without TEST_ONLY's packages; and how many packages it keeps."""
+    """The lock without TEST_ONLY's packages; and how many packages it keeps. A lock without
+    any of them gets a comment instead: the same packages, another runtime id."""
     blocks: list[str] = []
     kept = 0
     for block in re.split(r"\n(?=[A-Za-z0-9])", lock.read_text()):
@@ -63,7 +67,10 @@ def sibling_lock(lock: Path, directory: Path) -> tuple[Path, int]:
         blocks.append(block)
     directory.mkdir(parents=True)
     path = directory / "conveyor.lock"
-    path.write_text("\n".join(blocks))
+    text = "\n".join(blocks)
+    if kept == packages_in(lock):
+        text += "\n# a variant: the same packages, another runtime\n"
+    path.write_text(text)
     return path, kept
 
 
@@ -82,6 +89,8 @@ def timed_ensure(builder: RuntimeBuilder, lock: Path) -> tuple[float, RuntimeInf
     seconds = time.monotonic() - began
     steps = []
     for line in lines:
+        if line.startswith("bytecode: "):
+            steps.append(line.removeprefix("bytecode: "))
         match = _UV_SUMMARY.match(line.strip())
         if match:
             step, count, value, unit = match.groups()
@@ -113,8 +122,18 @@ def pip_install(interpreter: str, venv: Path, lock: Path, cache: Path) -> float:
     seconds = time.monotonic() - began
     if pip.returncode != 0:
         raise SystemExit(f"pip install failed:\n{pip.stdout}{pip.stderr}")
-    subprocess.run([str(venv / "bin" / "python"), "-c", "import fastapi, yaml"], check=True)
     return seconds
+
+
+def first_start(python: Path, imports: str) -> float:
+    """Median seconds for the runtime's Python to import ``imports`` (what an app's start is
+    mostly made of), over 5 runs."""
+    times = []
+    for _ in range(5):
+        began = time.monotonic()
+        subprocess.run([str(python), "-c", f"import {imports}"], check=True)
+        times.append(time.monotonic() - began)
+    return statistics.median(times)
 
 
 LABELS = {
@@ -124,10 +143,12 @@ LABELS = {
     "uv sibling": "uv warm (sibling lock)",
     "pip warm": "pip warm (filled pip cache)",
     "uv reuse": "uv reuse (runtime exists)",
+    "start compiled": "first start, bytecode compiled in place",
+    "start linked": "first start, bytecode linked",
 }
 
 
-def one_round(lock: Path, interpreter: Interpreter) -> dict[str, tuple[float, str]]:
+def one_round(lock: Path, interpreter: Interpreter, imports: str) -> dict[str, tuple[float, str]]:
     """Every measurement once, in fresh directories and empty caches."""
     work = Path(tempfile.mkdtemp(prefix="conveyor-bench-runtime-"))
     times: dict[str, tuple[float, str]] = {}
@@ -149,6 +170,9 @@ def one_round(lock: Path, interpreter: Interpreter) -> dict[str, tuple[float, st
         seconds, again, steps = timed_ensure(second, lock)
         assert not again.reused and again.id == info.id
         times["uv warm"] = seconds, steps
+        # The first runtime compiled its bytecode in place; the second linked it.
+        times["start compiled"] = first_start(info.python, imports), f"import {imports}"
+        times["start linked"] = first_start(again.python, imports), f"import {imports}"
 
         sibling, kept = sibling_lock(lock, work / "sibling")
         seconds, other, steps = timed_ensure(first, sibling)
@@ -168,10 +192,17 @@ def one_round(lock: Path, interpreter: Interpreter) -> dict[str, tuple[float, st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lock", type=Path, default=DEFAULT_LOCK)
+    parser.add_argument("--lock", type=Path, default=DEFAULT_LOCK, help="any requirements-txt lock")
+    parser.add_argument(
+        "--imports",
+        default="fastapi, yaml",
+        help="what a first start imports (e.g. 'pandas, seaborn, shiny'); default: fastapi, yaml",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="median of this many rounds")
     args = parser.parse_args()
     lock: Path = args.lock.resolve()
+    if not lock.is_file():
+        raise SystemExit(f"no lock at {lock}")
     pip_version = subprocess.run(
         [sys.executable, "-m", "pip", "--version"], capture_output=True, text=True
     ).stdout.split(" from ")[0]
@@ -179,7 +210,8 @@ def main() -> None:
 
     uv_version = subprocess.run([find_uv_bin(), "--version"], capture_output=True, text=True)
     print(f"machine: {machine()}")
-    print(f"lock: {lock.relative_to(ROOT)} (requirements-txt, {packages_in(lock)} pinned packages)")
+    shown = lock.relative_to(ROOT) if lock.is_relative_to(ROOT) else lock
+    print(f"lock: {shown} (requirements-txt, {packages_in(lock)} pinned packages)")
     print(f"sibling lock: the same without {', '.join(sorted(TEST_ONLY))}")
     print(f"tools: {uv_version.stdout.strip()}, {pip_version}")
 
@@ -192,7 +224,7 @@ def main() -> None:
     print(f"interpreter: {interpreter.describe()}")
     print(f"interpreter discovery (once per builder; not in the times below): {discovery:.2f} s")
 
-    rounds = [one_round(lock, interpreter) for _ in range(args.rounds)]
+    rounds = [one_round(lock, interpreter, args.imports) for _ in range(args.rounds)]
     median = {key: statistics.median(r[key][0] for r in rounds) for key in LABELS}
     print(f"\nmedian of {args.rounds} round(s), each in fresh directories with empty caches:\n")
     width = max(len(label) for label in LABELS.values())
@@ -203,11 +235,13 @@ def main() -> None:
         print(f"{label:{width}} {median[key]:9.4f} {min(values):7.4f} {max(values):7.4f}   {note}")
     print()
     print(f"ratio: pip cold / uv cold   = {median['pip cold'] / median['uv cold']:6.1f}x")
-    print(f"ratio: pip warm / uv warm   = {median['pip warm'] / median['uv warm']:6.1f}x")
     print(f"ratio: uv cold / uv warm    = {median['uv cold'] / median['uv warm']:6.1f}x")
     print(f"ratio: uv warm / uv sibling = {median['uv warm'] / median['uv sibling']:6.1f}x")
     print(f"ratio: uv warm / uv reuse   = {median['uv warm'] / median['uv reuse']:6.0f}x")
     print(f"ratio: pip warm / uv reuse  = {median['pip warm'] / median['uv reuse']:6.0f}x")
+    started = median["start linked"] / median["start compiled"]
+    print(f"ratio: first start linked / compiled in place = {started:.2f}")
+    print(f"ratio: pip warm / conveyor warm = {median['pip warm'] / median['uv warm']:.1f}x")
 
 
 if __name__ == "__main__":

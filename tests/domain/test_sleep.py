@@ -42,7 +42,7 @@ def test_settings_read_yaml_off_as_off(value, expected):
     assert parse_sleep_after(value) == expected
 
 
-@pytest.mark.parametrize("value", [True, "soon", "0s", "-5m", 1.5])
+@pytest.mark.parametrize("value", [True, "soon", "0s", "-5m", 1.5, "8d", "9" * 40 + "s"])
 def test_a_bad_setting_says_what_to_write(value):
     with pytest.raises(InvalidInput, match="15m"):
         parse_sleep_after(value)

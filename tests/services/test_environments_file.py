@@ -35,7 +35,10 @@ def test_environments_take_the_built_in_defaults_for_what_they_leave_out(tmp_pat
         ("environments:\n  qa: {}\n", "give it a `port:`"),
         ("environments:\n  dev: {approvals: -1}\n", "`approvals` must be a whole number"),
         ("environments: {dev: {port: 1}\n", "is not valid YAML"),
-        ("environments:\n  dev: {sleep_after: soon}\n", "sleep_after: 'soon' is neither"),
+        (
+            "environments:\n  dev: {sleep_after: soon}\n",
+            "'soon' is neither a duration",
+        ),
     ],
 )
 def test_environment_mistakes_are_named(tmp_path, text, message):

@@ -438,6 +438,15 @@ def test_start_rejects_a_running_release_and_fails_clearly_for_a_bad_program(
     assert "worker 1 could not be started" in log
 
 
+def test_nothing_starts_after_stop_all(processes, program, tmp_path):
+    """A wake racing the server's stop must not leave processes behind it."""
+    supervisor = processes.supervisor()
+    supervisor.stop_all(timeout=1)
+    with pytest.raises(Conflict, match="stopping"):
+        supervisor.start(11, [worker(program(SLEEPER), str(tmp_path / "late"))])
+    assert not (tmp_path / "late").exists()
+
+
 def test_a_new_server_reaps_the_workers_a_killed_server_left(processes, program, tmp_path):
     family = program(FAMILY)
     state_dir = tmp_path / "state"

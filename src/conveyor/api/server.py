@@ -276,6 +276,7 @@ def serve(
                 f"{len(unfinished)} operation(s) still running; "
                 "the next start marks them interrupted"
             )
+        proxy.waker = None  # a request from now on wakes nothing
         runtime.supervisor.stop_all()
         proxy.stop()
         gate.stop()

@@ -16,6 +16,8 @@ DEFAULT_SLEEP_AFTER = 15 * 60
 #: Environments whose apps sleep by default: the ones people try things in.
 SLEEPY_ENVIRONMENTS = frozenset({"dev", "test"})
 OFF = "off"
+#: The longest idle time a setting may give (longer is as good as off).
+LONGEST = 7 * 86400
 
 
 def parse_sleep_after(value: object, what: str = "sleep_after") -> str:
@@ -26,11 +28,14 @@ def parse_sleep_after(value: object, what: str = "sleep_after") -> str:
     if value is True:
         raise InvalidInput(f"{what}: give a duration such as 15m, or off")
     try:
-        parse_duration(value, what)
+        seconds = parse_duration(value, what) if len(str(value)) <= 16 else 0
     except InvalidInput:
+        seconds = 0
+    if not 0 < seconds <= LONGEST:
         raise InvalidInput(
-            f"{what}: {value!r} is neither a duration nor off; write e.g. 15m, 2h or off"
-        ) from None
+            f"{what}: {value!r} is neither a duration of at most 7 days nor off; write e.g. "
+            "15m, 2h or off"
+        )
     return str(value).strip()
 
 

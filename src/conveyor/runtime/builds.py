@@ -34,6 +34,7 @@ from pathlib import Path
 
 import conveyor
 from conveyor.errors import RuntimeFailure
+from conveyor.runtime.bytecode import BytecodeStore
 from conveyor.runtime.interpreters import Interpreter, choose, discover
 from conveyor.runtime.steps import run_step
 
@@ -110,10 +111,16 @@ class RuntimeBuilder:
         home: Path,
         *,
         cache_dir: Path | None = None,
+        bytecode_dir: Path | None = None,
         build_timeout: float = 1800.0,
     ) -> None:
         self.root = home.absolute() / "runtimes"
         self.cache_dir = (cache_dir or home / "cache" / "uv").absolute()
+        #: Compiled files runtimes share: by default beside the uv cache whose files they are
+        #: compiled from (homes sharing a uv cache share them too).
+        self.bytecode = BytecodeStore(
+            bytecode_dir or self.cache_dir.parent / f"{self.cache_dir.name}-bytecode"
+        )
         self.build_timeout = build_timeout
         #: Wraps a command that runs a runtime's own Python (which executes the packages' .pth
         #: files) so it runs sandboxed, unprivileged: the runtime (``root``) is the lock's
@@ -184,26 +191,7 @@ class RuntimeBuilder:
             python = building / "bin" / "python"
             self._install(python, building, lock_file, lock_format, log)
             _add_library(building)
-            # Bytecode for everything installed, so an app's first start is not slowed by it;
-            # -S: no site processing, so no package's .pth file runs here, as the server.
-            self._run(
-                [
-                    str(python),
-                    "-I",
-                    "-S",
-                    "-m",
-                    "compileall",
-                    "-q",
-                    "-j",
-                    "0",
-                    str(building / "lib"),
-                    str(building / LIBRARY_DIR),
-                ],
-                cwd=building,
-                env=self._environment(),
-                log=log,
-                step="compiling bytecode",
-            )
+            self._compile(python, building, log)
             _write_marker(building, identity, interpreter, lock_format, lock_bytes)
             # Read-only (and readable by the builder user) before its own Python runs.
             _make_read_only(building)
@@ -217,6 +205,43 @@ class RuntimeBuilder:
             _remove_tree(building)
             raise
         log(f"runtime {identity[:12]} built in {time.monotonic() - started:.1f} s")
+
+    def _compile(self, python: Path, venv: Path, log: Callable[[str], None]) -> None:
+        """Bytecode for everything installed, so an app's first start is not slowed by it:
+        linked from the shared store where a runtime compiled the same file before (see
+        runtime/bytecode.py), compiled here otherwise. -S: no site processing, so no
+        package's .pth file runs here, as the server."""
+        environment = self._environment()
+        tag = self._run(
+            [str(python), "-I", "-S", "-c", "import sys; print(sys.implementation.cache_tag)"],
+            cwd=venv,
+            env=environment,
+            log=lambda line: None,
+            step="asking the runtime's Python for its bytecode tag",
+        )[-1].strip()
+
+        def compile_files(paths: list[Path]) -> None:
+            listing = venv.parent / f".compile-{venv.name}.txt"
+            listing.write_text(
+                "".join(f"{path}\n" for path in paths if "\n" not in str(path)), encoding="utf-8"
+            )
+            try:
+                self._run(
+                    [str(python), "-I", "-S", "-m", "compileall", "-q", "-j", "0"]
+                    + ["-i", str(listing)],
+                    cwd=venv,
+                    env=environment,
+                    log=log,
+                    step="compiling bytecode",
+                )
+            finally:
+                listing.unlink(missing_ok=True)
+
+        filled = self.bytecode.fill([venv / "lib", venv / LIBRARY_DIR], tag, compile_files)
+        log(
+            f"bytecode: {filled.linked} file(s) shared with other runtimes, "
+            f"{filled.compiled} compiled"
+        )
 
     def _install(
         self,

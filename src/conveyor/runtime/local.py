@@ -285,8 +285,11 @@ class LocalRuntime:
                     continue
                 if not self.proxy.sleep_if_idle(environment, app, release_id, started.sleep_after):
                     continue
-                self.supervisor.stop(release_id)
-                self._asleep.add(release_id)
+                try:
+                    self.supervisor.stop(release_id)
+                finally:
+                    # Marked asleep in the proxy: the next request must start it again.
+                    self._asleep.add(release_id)
                 self.supervisor.note(
                     release_id,
                     f"asleep after {describe_seconds(started.sleep_after)} without requests; "
@@ -321,11 +324,18 @@ class LocalRuntime:
                 raise RuntimeFailure(f"release {release_id} is no longer deployed here")
             if release_id not in self._asleep:
                 return list(started.upstreams)
-            self._verify_files(release_id)
+            if self._routed.get((started.instance.environment, started.instance.app)) != release_id:
+                raise RuntimeFailure("a newer release of the app took its place")
             contexts = tuple(replace(c, port=_free_port()) for c in started.contexts)
-            _, upstreams, seconds = self._start_workers(
-                release_id, contexts, started.env, started.confinement, started.spec
-            )
+            try:
+                self._verify_files(release_id)
+                _, upstreams, seconds = self._start_workers(
+                    release_id, contexts, started.env, started.confinement, started.spec
+                )
+            except (RuntimeFailure, OSError) as exc:
+                # The whole story for the app's people; one line for its visitors.
+                self.supervisor.note(release_id, f"could not wake: {exc}")
+                raise RuntimeFailure(_visitor_reason(exc)) from exc
             with self._lock:
                 self._started[release_id] = replace(started, contexts=contexts, upstreams=upstreams)
                 self._asleep.discard(release_id)
@@ -634,6 +644,16 @@ class LocalRuntime:
         _, text = self.supervisor.read_log(release_id)
         tail = text.strip().splitlines()[-lines:]
         return "  " + "\n  ".join(tail) if tail else "  (the app printed nothing)"
+
+
+def _visitor_reason(failure: Exception) -> str:
+    """Why a wake failed, for anyone who reaches the app: the first line of a failed start
+    (how the app exited, or which health check did not pass), never its output, its files or
+    the server's paths."""
+    first = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
+    if first.startswith(("the app exited while starting", "health check ")):
+        return first.rstrip(":")
+    return "its files or runtime could not be prepared"
 
 
 def _own(path: Path, uid: int, *, recursive: bool = False) -> None:

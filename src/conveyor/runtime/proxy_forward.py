@@ -149,10 +149,6 @@ class EnvironmentHandler:
         if choice is None:
             return self._not_deployed(request, app)
         release, index, new_affinity = choice
-        if release.strip_prefix:
-            upstream_path = f"{path[slash:]}?{query}" if query else path[slash:]
-        else:
-            upstream_path = raw_path
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
         visitor_cookies: list[str] = []
         private = False
@@ -160,11 +156,20 @@ class EnvironmentHandler:
             refused, visitor_cookies, private = await self._gate(request, app, raw_path, websocket)
             if refused is not None:
                 return refused
-        if release.asleep and self.wakes is not None:
+        while release.asleep and self.wakes is not None:
             # Only a visitor who may view the app wakes it.
             held = await self.wakes.hold(request, release, websocket)
+            live = route.live
+            if live is not None and live is not release:
+                # Another release took its place meanwhile (a deploy, a rollback): it answers.
+                release, index, new_affinity = live, live.next_upstream(), True
+                continue
             if held is not None:
                 return held
+        if release.strip_prefix:
+            upstream_path = f"{path[slash:]}?{query}" if query else path[slash:]
+        else:
+            upstream_path = raw_path
         if websocket:
             return await self._websocket(request, route, release, index, upstream_path)
         release.request_started()
@@ -406,6 +411,8 @@ class EnvironmentHandler:
         finally:
             if handshaking:
                 release.request_finished()
+            else:
+                release.touch()  # idle time counts from the session's end
 
     # --- the proxy's own pages -------------------------------------------------------------
 

@@ -55,10 +55,11 @@ def page(
     *,
     apps: list[str] | None = None,
     retry_after: int | None = None,
+    reload: bool = False,
 ) -> web.Response:
     """A page the proxy answers itself: JSON for API clients, HTML for everyone else.
-    ``retry_after``: seconds after which the client may try again (the HTML page reloads
-    itself then)."""
+    ``retry_after``: seconds after which the client may try again; ``reload``: the HTML page
+    reloads itself then."""
     headers = {"Cache-Control": "no-store"}
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
@@ -81,7 +82,7 @@ def page(
             f"<p>Deployed here:</p><ul>{items}</ul>" if apps else "<p>No app is deployed here.</p>"
         )
     refresh = (
-        f'<meta http-equiv="refresh" content="{retry_after}">' if retry_after is not None else ""
+        f'<meta http-equiv="refresh" content="{retry_after}">' if reload and retry_after else ""
     )
     text = _PAGE.format(
         title=html.escape(title), message=html.escape(message), listing=listing, refresh=refresh
@@ -108,7 +109,7 @@ def starting(request: web.BaseRequest, app: str, environment: str) -> web.Respon
         f"{app} was asleep in {environment} after a while without visitors and is starting "
         "now. This page reloads by itself in a moment."
     )
-    return page(request, 503, "starting", f"{app} is starting", message, retry_after=2)
+    return page(request, 503, "starting", f"{app} is starting", message, retry_after=2, reload=True)
 
 
 def wake_failed(request: web.BaseRequest, app: str, environment: str, why: str) -> web.Response:

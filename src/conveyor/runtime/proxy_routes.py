@@ -36,6 +36,7 @@ class Release:
         "asleep",
         "waking",
         "wake_failure",
+        "failed_wakes",
         "_turn",
         "_idle_waiters",
     )
@@ -64,9 +65,11 @@ class Release:
         self.asleep = False
         #: The wake under way, which every request arriving meanwhile waits for.
         self.waking: asyncio.Task[str | None] | None = None
-        #: Why the last wake failed, and when (monotonic): a failing app is not started again
-        #: on every request.
+        #: Why the last wake failed, and until when (monotonic) that is the answer: a failing
+        #: app is not started again on every request.
         self.wake_failure: tuple[str, float] | None = None
+        #: Wakes that failed in a row (each doubles the wait before the next try).
+        self.failed_wakes = 0
         self._turn = 0
         self._idle_waiters: list[asyncio.Future[None]] = []
 
@@ -86,6 +89,10 @@ class Release:
         if self.inflight:
             return None
         return time.monotonic() - self.last_active
+
+    def touch(self) -> None:
+        """Count now as activity (a WebSocket session just ended)."""
+        self.last_active = time.monotonic()
 
     def request_started(self) -> None:
         self.requests += 1

@@ -31,8 +31,13 @@ Waker = Callable[[int], list[str]]
 
 #: How long a page load waits for a waking app before it gets the "starting" page.
 NAVIGATION_WAIT = 2.0
-#: How long a failed wake is answered from memory before the next request tries again.
+#: How long a failed wake is answered from memory before a request tries again: doubling with
+#: each failure in a row, up to RETRY_FAILED_WAKE_MAX, so a broken app costs little.
 RETRY_FAILED_WAKE = 15.0
+RETRY_FAILED_WAKE_MAX = 600.0
+#: The longest a request waits for a wake (a start's health check takes at most 90 s; wakes
+#: may queue for a thread): then it gets the "starting" answer, with Retry-After.
+HOLD_AT_MOST = 150.0
 #: At most this many releases start at once; more wait for a thread.
 _PARALLEL_WAKES = 8
 
@@ -57,11 +62,11 @@ class Wakes:
         """Wake ``release`` for ``request``: None once it is awake (forward the request to
         its new upstreams), else the page to answer with (starting, or failed to wake)."""
         failure = release.wake_failure
-        if failure is not None and time.monotonic() - failure[1] < RETRY_FAILED_WAKE:
+        if failure is not None and time.monotonic() < failure[1]:
             return wake_failed(request, release.app, release.environment, failure[0])
         if release.waking is None:
             release.waking = asyncio.ensure_future(self._wake(release))
-        wait = NAVIGATION_WAIT if not websocket and is_navigation(request) else None
+        wait = NAVIGATION_WAIT if not websocket and is_navigation(request) else HOLD_AT_MOST
         # The waiting request counts as in flight: no sleep or drain passes it by.
         release.request_started()
         try:
@@ -87,8 +92,15 @@ class Wakes:
                 )
             upstreams = await loop.run_in_executor(self._threads, self.waker, release.release_id)
         except Exception as exc:  # noqa: BLE001 - any failure is shown, never a bare 502
-            why = str(exc).strip().splitlines()[0].rstrip(":") if str(exc).strip() else repr(exc)
-            release.wake_failure = (why, time.monotonic())
+            # RuntimeFailure's first line is written for people (the runtime keeps the app's
+            # output out of it); anything else says nothing about the server to visitors.
+            text = str(exc).strip() if isinstance(exc, ConveyorError) else ""
+            why = text.splitlines()[0].rstrip(":") if text else "it did not start"
+            release.failed_wakes += 1
+            backoff = min(
+                RETRY_FAILED_WAKE * 2 ** (release.failed_wakes - 1), RETRY_FAILED_WAKE_MAX
+            )
+            release.wake_failure = (why, time.monotonic() + backoff)
             _log.warning(
                 "%s in %s: release %s did not wake: %s",
                 release.app,
@@ -102,6 +114,7 @@ class Wakes:
         release.upstreams = tuple(upstreams)
         release.asleep = False
         release.wake_failure = None
+        release.failed_wakes = 0
         release.last_active = time.monotonic()
         _log.info(
             "%s in %s: release %s woke in %.1f s",

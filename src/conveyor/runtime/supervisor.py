@@ -256,6 +256,8 @@ class Supervisor:
         # Kept after a release stops, so offsets stay valid for readers and a restarted
         # release appends to the same rotation sequence.
         self._logs: dict[int, _ReleaseLog] = {}
+        #: Set by stop_all: nothing starts any more (a wake racing the server's stop).
+        self._closed = False
 
     # --- starting --------------------------------------------------------------------------
 
@@ -268,6 +270,8 @@ class Supervisor:
         if not workers:
             raise InvalidInput(f"release {release_id}: at least one worker is needed")
         with self._lock:
+            if self._closed:
+                raise Conflict("the server is stopping: no release starts any more")
             if release_id in self._releases:
                 raise Conflict(f"release {release_id} is already running")
             leftovers = self._live_records(release_id)
@@ -527,8 +531,10 @@ class Supervisor:
             )
 
     def stop_all(self, timeout: float = 10.0) -> None:
-        """Stop every release, all at once: this takes about ``timeout``, not that per release."""
+        """Stop every release, all at once: this takes about ``timeout``, not that per release.
+        Nothing starts afterwards."""
         with self._lock:
+            self._closed = True
             release_ids = list(self._releases)
         failures: list[RuntimeFailure] = []
 
