@@ -22,8 +22,9 @@ copied in, bytecode (compiled once per source file and interpreter, then linked 
 runtime that has the file: runtime/bytecode.py), an import check, and the tree made read-only.
 pip compiles bytecode for every install. Each round's bytecode store sits beside its uv cache,
 so "uv warm" links what "uv cold" compiled. "first start" times importing --imports in the
-runtime that compiled its bytecode in place and in the one that linked it. The baseline uses this venv's pip (a current release) through `pip --python`, in a
-venv made with `--without-pip`, so it does not pay for ensurepip. Interpreter discovery (once per
+runtime that compiled its bytecode in place and in the one that linked it. The baseline uses
+this venv's pip (a current release) through `pip --python`, in a venv made with
+`--without-pip`, so it does not pay for ensurepip. Interpreter discovery (once per
 server process) is timed on its own line and is not part of any build.
 
 Cold numbers depend on the network to PyPI. Prints seconds and ratios.
