@@ -31,8 +31,15 @@ def bundle(name: str, lock: str = "lock-a", created: str = OLD) -> BundleFact:
     return BundleFact(name, "hello", f"blob-{name}", 100, lock, created, False, True)
 
 
-def release(number: int, name: str, state: str = "retired", env: str = "dev", ok: bool = True):
-    return ReleaseFact(number, "hello", env, name, state, ok)
+def release(
+    number: int,
+    name: str,
+    state: str = "retired",
+    env: str = "dev",
+    ok: bool = True,
+    created: str = OLD,
+):
+    return ReleaseFact(number, "hello", env, name, state, ok, created)
 
 
 def removed(found, group: Group) -> list:
@@ -169,10 +176,12 @@ def test_run_outputs_beyond_the_last_n_go_but_never_the_served_or_a_running_one(
     runs = tuple(RunFact(n, "report", "test", "succeeded", 10) for n in range(1, 8))
     facts = Inventory(
         runs=(*runs, RunFact(8, "report", "test", "failed", None)),
-        serving_runs=frozenset({2}),
+        pointers=((40, 2),),
+        running=frozenset({40}),
     )
     found = plan(facts, RetentionSettings(keep_runs=3), NOW)
     assert removed(found, Group.RUN_OUTPUTS) == [5, 4, 3, 1]  # 8, 7, 6 kept; 2 served
+    assert found.stale_pointers == frozenset()
     busy = Inventory(runs=runs, busy=frozenset({("report", "test")}))
     assert plan(busy, RetentionSettings(keep_runs=1), NOW).items == ()
 
@@ -187,3 +196,79 @@ def test_settings_refuse_keeping_nothing_and_sizes_read_well():
         "4.2 KiB",
         "17.0 MiB",
     ]
+
+
+def test_only_pointers_of_running_or_live_releases_hold_a_run_output_the_rest_are_stale():
+    runs = tuple(RunFact(n, "report", "test", "succeeded", 10) for n in range(1, 6))
+    facts = Inventory(
+        releases=(
+            ReleaseFact(10, "report", "test", "b1", "retired", True),
+            ReleaseFact(11, "report", "test", "b2", "retired", True),
+            ReleaseFact(12, "report", "test", "b3", "live", True),
+        ),
+        bundles=tuple(
+            BundleFact(f"b{n}", "report", f"blob-{n}", 1, "l", OLD, False, True) for n in (1, 2, 3)
+        ),
+        runs=runs,
+        # Each release served the run that was current while it ran; 10 and 11 no longer run.
+        pointers=((10, 1), (11, 2), (12, 3)),
+        running=frozenset({12}),
+    )
+    found = plan(facts, RetentionSettings(keep_runs=1), NOW)
+    assert removed(found, Group.RUN_OUTPUTS) == [4, 2, 1]  # 5 latest, 3 served by release 12
+    assert found.stale_pointers == {10, 11}
+    # After a restart the live release is not running yet: its pointer still counts.
+    restarted = Inventory(**{**facts.__dict__, "running": frozenset()})
+    assert plan(restarted, RetentionSettings(keep_runs=1), NOW).stale_pointers == {10, 11}
+    assert 3 not in removed(plan(restarted, RetentionSettings(keep_runs=1), NOW), Group.RUN_OUTPUTS)
+
+
+def test_a_bundle_whose_releases_all_failed_is_kept_like_a_never_released_one():
+    # b2 was uploaded long ago and failed (a missing variable) just now; b3 failed long ago.
+    facts = Inventory(
+        releases=(
+            release(1, "b1", "live"),
+            release(2, "b2", "failed", ok=False, created=RECENT),
+            release(3, "b3", "failed", ok=False, created=OLD),
+        ),
+        bundles=(bundle("b1"), bundle("b2"), bundle("b3")),
+    )
+    found = plan(facts, RetentionSettings(keep_releases=1), NOW)
+    assert "b2" in found.kept_bundles
+    assert removed(found, Group.BUNDLES) == ["b3"]
+    # Fresh from its upload, a bundle whose only release failed is kept too.
+    fresh = Inventory(
+        releases=(release(1, "b1", "live"), release(2, "b4", "failed", ok=False)),
+        bundles=(bundle("b1"), bundle("b4", created=RECENT)),
+    )
+    assert removed(plan(fresh, RetentionSettings(keep_releases=1), NOW), Group.BUNDLES) == []
+
+
+def test_rollback_targets_are_distinct_bundles_other_than_the_live_one():
+    # prod: A, then B deployed and redeployed six times (variables, repair); B live.
+    releases = (
+        release(1, "A", env="prod"),
+        *(release(n, "B", env="prod") for n in range(2, 8)),
+        release(8, "B", "live", env="prod"),
+    )
+    facts = Inventory(releases=releases, bundles=(bundle("A"), bundle("B")))
+    found = plan(facts, RetentionSettings(keep_releases=5), NOW)
+    assert {"A", "B"} <= found.kept_bundles and 1 in found.kept_releases
+    assert removed(found, Group.BUNDLES) == []
+    # Several bundles: the newest retired release of each of the last N distinct bundles.
+    mixed = Inventory(
+        releases=(
+            release(1, "A"),
+            release(2, "B"),
+            release(3, "C"),
+            release(4, "C"),
+            release(5, "B"),
+            release(6, "D"),
+            release(7, "D"),
+            release(8, "D", "live"),
+        ),
+        bundles=tuple(bundle(name) for name in "ABCD"),
+    )
+    found = plan(mixed, RetentionSettings(keep_releases=2), NOW)
+    assert found.kept_releases == {8, 5, 4}  # D live; B (release 5) and C (release 4)
+    assert removed(found, Group.BUNDLES) == ["A"]

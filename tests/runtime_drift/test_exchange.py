@@ -43,5 +43,5 @@ def test_three_renames_where_renameat2_is_missing(tmp_path, monkeypatch):
     assert (old / "lib" / "which").read_text() == "new"
     assert (new / "lib" / "which").read_text() == "old"
     assert sorted(os.listdir(tmp_path)) == ["new", "old"]
-    builds._remove_tree(new)
+    builds.remove_tree(new)
     assert not new.exists()

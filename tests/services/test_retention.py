@@ -237,3 +237,266 @@ def test_the_daily_pass_logs_one_line_and_acts_as_the_server(services, upload, h
         [event] = [e for e in audit.events(connection) if e.action == "server.gc"]
     assert event.actor == "server"
     assert daily.run_once() == "daily gc: nothing to remove"
+
+
+# --- what the hostile review found ---------------------------------------------------------
+
+
+def test_a_bundle_whose_only_release_failed_survives_gc_and_deploys_once_fixed(
+    services, runtime, upload, home
+):
+    deploy(services, "hello", upload("1"), "dev", "ana")
+    fresh = upload("2")
+    runtime.failing_starts.add(fresh)  # say, a variable it needs is missing
+    assert not deploy(services, "hello", fresh, "dev", "ana").live
+    outcome = gc(services, home, keep=1)
+    assert fresh not in [i.key for i in outcome.plan.of(Group.BUNDLES)]
+    assert fresh in outcome.plan.kept_bundles and blob_of(services, fresh).exists()
+    runtime.failing_starts.discard(fresh)  # the developer sets the variable
+    assert deploy(services, "hello", fresh, "dev", "ana").live
+
+
+def test_redeploying_the_live_bundle_keeps_the_earlier_bundle_for_rollback(services, upload, home):
+    first = upload("1")
+    deploy(services, "hello", first, "dev", "ana")
+    second = upload("2")
+    for _ in range(7):  # a variable changed, a repair: the same bundle released again
+        deploy(services, "hello", second, "dev", "ana")
+    outcome = gc(services, home, keep=5)
+    assert outcome.plan.of(Group.BUNDLES) == [] and first in outcome.plan.kept_bundles
+    back = rollback(services, "hello", "dev", "ana")
+    assert back.live and back.release.bundle_id == first
+
+
+def test_a_rollback_whose_previous_bundle_was_removed_says_so(services, upload, home):
+    from conveyor.storage import retention as retention_records
+
+    bundles = [upload(version) for version in ("1", "2", "3")]
+    for bundle in bundles:
+        deploy(services, "hello", bundle, "dev", "ana")
+    # The previous bundle's files were removed (by a gc keeping fewer), an older one's not.
+    with services.store.transaction() as connection:
+        retention_records.mark_removed(connection, [bundles[1]])
+    blob_of(services, bundles[1]).unlink()
+    with pytest.raises(Conflict, match="removed by `conveyor gc`.*Deploy the app again"):
+        rollback(services, "hello", "dev", "ana")
+    with services.store.transaction() as connection:
+        live = releases.live_release(connection, "hello", "dev")
+    assert live is not None and live.bundle_id == bundles[2]  # not silently bundle 1
+
+
+def _recompressed(services, bundle_id: str, directory: Path) -> Path:
+    """The same bundle (same id) in an archive with other bytes: compressed differently."""
+    import gzip
+
+    data = gzip.decompress(blob_of(services, bundle_id).read_bytes())
+    archive = directory / "again.tar.gz"
+    archive.write_bytes(gzip.compress(data, compresslevel=1, mtime=0))
+    assert archive.read_bytes() != blob_of(services, bundle_id).read_bytes()
+    return archive
+
+
+def test_uploading_a_removed_bundle_again_in_other_bytes_restores_it(
+    services, upload, home, tmp_path
+):
+    from conveyor.services.bundles import register_bundle
+
+    bundles = [upload(version) for version in ("1", "2", "3", "4")]
+    for bundle in bundles:
+        deploy(services, "hello", bundle, "dev", "ana")
+    again = _recompressed(services, bundles[0], tmp_path)
+    assert bundles[0] in [i.key for i in gc(services, home, keep=1).plan.of(Group.BUNDLES)]
+    registered = register_bundle(services, again, {}, "ana")
+    assert registered.bundle_id == bundles[0] and not registered.new
+    assert blob_of(services, bundles[0]).read_bytes() == again.read_bytes()
+    with services.store.transaction() as connection:
+        row = catalog.get_bundle(connection, "hello", bundles[0])
+    assert row["removed_at"] is None and row["size"] == again.stat().st_size
+    assert deploy(services, "hello", bundles[0], "dev", "ana").live
+    # An intact bundle uploaded again in other bytes keeps its blob: nothing new is stored.
+    before = sorted(p for p in (home / "blobs").rglob("*") if p.is_file())
+    register_bundle(services, _recompressed(services, bundles[3], tmp_path), {}, "ana")
+    assert sorted(p for p in (home / "blobs").rglob("*") if p.is_file()) == before
+
+
+def test_an_upload_during_gc_waits_and_brings_the_bundle_back(services, upload, home, monkeypatch):
+    bundles = [upload(version) for version in ("1", "2", "3", "4")]
+    for bundle in bundles:
+        deploy(services, "hello", bundle, "dev", "ana")
+    retention = Retention(services, home, RetentionSettings(keep_releases=1))
+    guard = services.files
+    original_starting = guard.starting
+    upload_waits = threading.Event()  # the upload reached the files guard (or finished)
+
+    def starting(*args, **kwargs):
+        upload_waits.set()
+        return original_starting(*args, **kwargs)
+
+    monkeypatch.setattr(guard, "starting", starting)
+    uploaded: list[str] = []
+
+    def upload_again() -> None:
+        try:
+            uploaded.append(upload("1"))
+        finally:
+            upload_waits.set()
+
+    remove_blob = retention._remove_blob
+    thread = threading.Thread(target=upload_again)
+
+    def remove_blob_meanwhile(blob: str) -> None:
+        # gc has marked the bundles removed and committed; now someone uploads bundle 1.
+        if not thread.is_alive() and not uploaded:
+            thread.start()
+            assert upload_waits.wait(60), "the upload never began"
+        remove_blob(blob)
+
+    monkeypatch.setattr(retention, "_remove_blob", remove_blob_meanwhile)
+    removed = retention.collect("ana")
+    assert bundles[0] in [i.key for i in removed.plan.of(Group.BUNDLES)]
+    thread.join(60)
+    assert uploaded == [bundles[0]]
+    with services.store.transaction() as connection:
+        row = catalog.get_bundle(connection, "hello", bundles[0])
+    assert row["removed_at"] is None and blob_of(services, bundles[0]).exists()
+    assert deploy(services, "hello", bundles[0], "dev", "ana").live
+
+
+def test_a_dry_run_holds_no_release_off(services, upload, home, monkeypatch):
+    for version in ("1", "2", "3"):
+        deploy(services, "hello", upload(version), "dev", "ana")
+
+    def collecting():
+        raise AssertionError("a dry run took the files guard")
+
+    monkeypatch.setattr(services.files, "collecting", collecting)
+    with services.files.starting():  # a release is being started meanwhile
+        dry = gc(services, home, keep=1, dry_run=True)
+    assert len(dry.plan.of(Group.BUNDLES)) == 1
+
+
+def test_a_release_held_off_by_gc_says_so_in_its_log(services, upload, home, monkeypatch):
+    from conveyor.storage import operations as operation_records
+
+    for version in ("1", "2", "3"):
+        deploy(services, "hello", upload(version), "dev", "ana")
+    newest = upload("4")
+    said = threading.Event()
+    append_log = operation_records.append_log
+
+    def logged(engine, operation_id, line):
+        if "waiting for gc to finish" in line:
+            said.set()
+        return append_log(engine, operation_id, line)
+
+    monkeypatch.setattr(operation_records, "append_log", logged)
+    retention = Retention(services, home, RetentionSettings(keep_releases=1))
+    gathered = retention.inventory
+    outcomes: list = []
+    thread = threading.Thread(
+        target=lambda: outcomes.append(deploy(services, "hello", newest, "dev", "ana"))
+    )
+
+    def inventory():
+        thread.start()  # a deploy while gc holds releases off
+        assert said.wait(60), "the release never said it waits for gc"
+        return gathered()
+
+    monkeypatch.setattr(retention, "inventory", inventory)
+    retention.collect("ana")
+    thread.join(60)
+    [outcome] = outcomes
+    assert outcome.live
+    lines = [
+        line for _, _, line in operations.log_lines(services.store.engine, outcome.operation_id)
+    ]
+    assert any(line.endswith("waiting for gc to finish") for line in lines)
+
+
+def test_stale_serving_pointers_go_and_hold_no_run_output(services, upload, home):
+    old = deploy(services, "hello", upload("1"), "dev", "ana")
+    live = deploy(services, "hello", upload("2"), "dev", "ana")
+    runs = home / "reports" / "dev" / "hello"
+    for run_id in (1, 2, 3):
+        (runs / str(run_id)).mkdir(parents=True)
+        (runs / str(run_id) / "index.html").write_text(f"run {run_id}")
+    (runs / f".serving-{old.release.id}").write_text("1\n")  # release 1 no longer runs
+    (runs / f".serving-{live.release.id}").write_text("2\n")
+    _record_runs(services, live.release.id, 3)
+    done = Retention(services, home, RetentionSettings(keep_runs=1)).collect("ana")
+    assert [i.key for i in done.plan.of(Group.RUN_OUTPUTS)] == [1]  # 3 latest, 2 served
+    assert done.plan.stale_pointers == {old.release.id}
+    assert not (runs / f".serving-{old.release.id}").exists()
+    assert (runs / f".serving-{live.release.id}").read_text() == "2\n"
+    assert not (runs / "1").exists() and (runs / "2").exists() and (runs / "3").exists()
+
+
+def test_a_log_file_that_rotates_away_while_gc_looks_is_skipped(
+    services, upload, home, monkeypatch
+):
+    first = deploy(services, "hello", upload("1"), "dev", "ana")
+    logs = home / "run" / "logs"
+    logs.mkdir(parents=True)
+    (logs / f"{first.release.id}.log").write_text("output\n")
+    (logs / f"{first.release.id}.log.1").write_text("older output\n")
+    lstat = Path.lstat
+
+    def rotating(path: Path):
+        if path.name.endswith(".log.1"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return lstat(path)
+
+    monkeypatch.setattr(Path, "lstat", rotating)
+    found = Retention(services, home, RetentionSettings()).inventory()
+    [release_log] = [log for log in found.logs if log.kind == "release"]
+    assert release_log.size == len("output\n")
+
+
+def test_a_gc_whose_every_removal_failed_says_so_plainly():
+    from conveyor.domain.retention import Item, Plan
+    from conveyor.services.retention import Outcome
+
+    items = tuple(Item(Group.RUNTIMES, f"runtime {n}", 10, f"r{n}") for n in range(2))
+    found = Plan(items, frozenset(), frozenset())
+    outcome = Outcome(
+        found, False, RetentionSettings(), tuple((i, "Permission denied") for i in items)
+    )
+    assert outcome.summary() == (
+        "gc removed nothing: 2 items could not be removed (the server's log says why)"
+    )
+    one = Outcome(found, False, RetentionSettings(), ((items[0], "Permission denied"),))
+    assert one.summary() == "gc removed 1 runtime; 10 B freed; 1 could not be removed"
+
+
+def test_the_daily_gc_runs_on_its_own_thread_until_stopped(services, upload, home, monkeypatch):
+    from conveyor.services.daily_gc import DailyGc
+
+    for version in ("1", "2", "3", "4"):
+        deploy(services, "hello", upload(version), "dev", "ana")
+    retention = Retention(services, home, RetentionSettings(keep_releases=1))
+    collect = retention.collect
+    calls = iter(range(1000))
+
+    def hiccup(actor, **kwargs):
+        if next(calls) == 0:
+            raise RuntimeError("the database went away for a moment")
+        return collect(actor, **kwargs)
+
+    monkeypatch.setattr(retention, "collect", hiccup)
+    said: list[str] = []
+    two_passes = threading.Event()
+
+    def say(line: str) -> None:
+        said.append(line)
+        if len(said) >= 2:
+            two_passes.set()
+
+    daily = DailyGc(retention, interval=0.01, first=0.01, say=say)
+    daily.start()
+    try:
+        assert two_passes.wait(60), "the daily gc did not run again after a failed pass"
+    finally:
+        daily.stop(timeout=60)
+    assert daily._thread is not None and not daily._thread.is_alive()
+    assert said[0].startswith("daily gc removed 2 releases, 2 bundles;")
+    assert said[1] == "daily gc: nothing to remove"

@@ -207,3 +207,74 @@ def test_smtp_settings_are_checked_and_keep_the_password_out_of_sight():
         arguments = {"sender": "c@example.com", **kwargs}
         with pytest.raises(InvalidInput, match=says):
             smtp_settings("smtp.example.com", **arguments)
+
+
+def test_the_rules_of_the_bundle_that_ran_apply_not_the_live_one_s(services, job):
+    job("test", "email: {to: [old@example.com], on: always}\n")
+    ran = runs.run(services, "refresh", "test", Trigger.MANUAL, "ana")
+    job("test", "email: {to: [new@example.com], on: always}\n")  # deployed after the run
+    outbox = Outbox()
+    assert _mailer(services, outbox).notify(ran) == ("old@example.com",)
+
+
+def _failed(run):
+    return run.__class__(**{**run.__dict__, "state": RunState.FAILED, "detail": "exit code 1"})
+
+
+def test_a_failure_mail_reads_only_the_tail_of_the_log(services, job, monkeypatch):
+    job("test", "email: {to: [team@example.com], on: always}\n")
+    ran = runs.run(services, "refresh", "test", Trigger.MANUAL, "ana")
+    for number in range(1, 31):
+        run_records.append_log(services.store.engine, ran.id, f"step {number}")
+
+    def whole_log(*args, **kwargs):
+        raise AssertionError("the whole log was read")
+
+    monkeypatch.setattr(run_records, "log_lines", whole_log)
+    outbox = Outbox()
+    _mailer(services, outbox).notify(_failed(ran))
+    [message] = outbox.sent
+    body = message.get_body(("plain",)).get_content()
+    assert "  step 30" in body and "  step 11\n" in body and "  step 10\n" not in body
+
+
+def test_a_run_that_wrote_no_output_gets_no_link_to_it(services, job, tmp_path):
+    job("test", "email: {to: [team@example.com], on: success}\n")
+    reports = tmp_path / "reports"
+    outbox = Outbox()
+    mailer = run_mailer.RunMailer(
+        services.store,
+        services.runtime,
+        SMTP,
+        {"test": "http://127.0.0.1:8702"},
+        submit=lambda work: work(lambda run_id: None),
+        deliver=outbox,
+        reports=reports,
+    )
+    nothing = runs.run(services, "refresh", "test", Trigger.MANUAL, "ana")
+    (reports / "test" / "refresh" / str(nothing.id)).mkdir(parents=True)  # left empty
+    mailer.notify(nothing)
+    wrote = runs.run(services, "refresh", "test", Trigger.MANUAL, "ana")
+    (reports / "test" / "refresh" / str(wrote.id)).mkdir(parents=True)
+    (reports / "test" / "refresh" / str(wrote.id) / "scores.csv").write_text("a,1\n")
+    mailer.notify(wrote)
+    first, second = (m.get_body(("plain",)).get_content() for m in outbox.sent)
+    assert "/_runs/" not in first and "It wrote no output." in first
+    assert f"http://127.0.0.1:8702/refresh/_runs/{wrote.id}/" in second
+
+
+def test_links_use_the_app_s_own_host_when_the_environment_has_a_domain(services, job):
+    from dataclasses import replace
+
+    from conveyor.storage import catalog
+
+    job("test", "email: {to: [team@example.com], on: always}\n")
+    with services.store.transaction() as connection:
+        test = catalog.get_environment(connection, "test")
+        catalog.save_environments(connection, [replace(test, domain="test.example.com")])
+    ran = runs.run(services, "refresh", "test", Trigger.MANUAL, "ana")
+    outbox = Outbox()
+    _mailer(services, outbox).notify(_failed(ran))
+    body = outbox.sent[0].get_body(("plain",)).get_content()
+    assert "served at https://refresh.test.example.com/refresh/" in body
+    assert "127.0.0.1" not in body

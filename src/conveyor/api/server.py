@@ -138,7 +138,15 @@ def serve(
     background = Background()
     #: environment -> its listener's address, filled as each one listens
     urls: dict[str, str] = {}
-    mailer = RunMailer(store, runtime, settings.smtp, urls, submit=background.submit, say=say)
+    mailer = RunMailer(
+        store,
+        runtime,
+        settings.smtp,
+        urls,
+        submit=background.submit,
+        say=say,
+        reports=settings.home / "reports",
+    )
     services = Services(store, runtime, run_ended=mailer.run_ended)
     # Without --console-url, sign-in redirects from an app go to the console's port on the
     # host the visitor used for the app (a server on 0.0.0.0 is reached by some name).

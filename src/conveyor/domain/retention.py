@@ -1,15 +1,20 @@
 """Retention: what `conveyor gc` keeps and what it may remove, decided from facts alone.
 
 Kept, per app and environment: the live release, releases on their way (pending, starting,
-verifying), and the last ``keep_releases`` releases that were live (the rollback targets); the
-bundles of all of these and every runtime their locks use. Kept besides: a bundle awaiting
-promotion (verified and live upstream, not yet in the environment downstream; a bundle approved
-for an environment it has not been live in yet), a bundle uploaded within
-``keep_logs`` that was never released, and everything of an app and environment while an
-operation runs there. Everything else is removable: directories left by releases that no longer
-run, runtimes no kept bundle's lock uses, bundle blobs no kept bundle uses, log lines and release
-log files older than ``keep_logs``, and run outputs beyond the last ``keep_runs`` runs (never the
-one served, never a running one).
+verifying), and the rollback targets: the newest retired release of each of the last
+``keep_releases`` distinct bundles that were live there before the live one (redeploying the
+live bundle or repairing it adds retired releases of the live bundle, which are no rollback
+target and count for nothing); the bundles of all of these and every runtime their locks use.
+Kept besides: a bundle awaiting promotion (verified and live upstream, not yet in the
+environment downstream; a bundle approved for an environment it has not been live in yet), a
+bundle that was never live anywhere (never released, or its releases all failed) until
+``keep_logs`` after its upload or its last release, and everything of an app and environment
+while an operation runs there. Everything else is removable: directories left by releases that
+no longer run, runtimes no kept bundle's lock uses, bundle blobs no kept bundle uses, log lines
+and release log files older than ``keep_logs``, and run outputs beyond the last ``keep_runs``
+runs (never the one a release serves, never a running one). A ``.serving-<release>`` pointer
+of a release that no longer runs (and is neither live nor on its way) is stale: it holds no
+run output and goes.
 
 ``plan`` is pure: the service gathers an ``Inventory`` (database and disk) and removes what the
 ``Plan`` lists.
@@ -51,7 +56,8 @@ class RetentionSettings:
 
     def describe(self) -> str:
         return (
-            f"the live release and the last {self.keep_releases} for rollback, the last "
+            f"the live release and the last {self.keep_releases} earlier bundles for rollback, "
+            f"the last "
             f"{self.keep_runs} runs' outputs, logs for {_days(self.keep_logs)}"
         )
 
@@ -75,6 +81,7 @@ class ReleaseFact:
     bundle: str
     state: str
     verified: bool
+    created_at: str = ""  # ISO 8601 UTC
 
 
 @dataclass(frozen=True)
@@ -132,8 +139,9 @@ class Inventory:
     #: release id -> size of its directory under releases/
     release_dirs: dict[int, int] = field(default_factory=dict)
     runs: tuple[RunFact, ...] = ()
-    #: runs whose output a release serves (its ``.serving-<release>`` pointer names them)
-    serving_runs: frozenset[int] = frozenset()
+    #: (release, run) of every ``.serving-<release>`` pointer: the run whose output the
+    #: release serves
+    pointers: tuple[tuple[int, int], ...] = ()
     logs: tuple[LogFact, ...] = ()
 
 
@@ -156,6 +164,8 @@ class Plan:
     items: tuple[Item, ...]
     kept_releases: frozenset[int]
     kept_bundles: frozenset[str]
+    #: releases whose ``.serving-<release>`` pointer is stale (they no longer run)
+    stale_pointers: frozenset[int] = frozenset()
 
     def of(self, group: Group) -> list[Item]:
         return [item for item in self.items if item.group is group]
@@ -177,8 +187,10 @@ def plan(inventory: Inventory, settings: RetentionSettings, now: datetime) -> Pl
     items += _runtimes(inventory, kept_bundles)
     items += bundles
     items += _logs(inventory, now - timedelta(seconds=settings.keep_logs))
-    items += _run_outputs(inventory, settings.keep_runs)
-    return Plan(tuple(items), frozenset(kept_releases), frozenset(kept_bundles))
+    serving = _serving(inventory)
+    items += _run_outputs(inventory, settings.keep_runs, frozenset(serving.values()))
+    stale = frozenset(release for release, _ in inventory.pointers if release not in serving)
+    return Plan(tuple(items), frozenset(kept_releases), frozenset(kept_bundles), stale)
 
 
 def _kept_releases(inventory: Inventory, keep: int) -> set[int]:
@@ -192,7 +204,17 @@ def _kept_releases(inventory: Inventory, keep: int) -> set[int]:
             continue
         newest_first = sorted(found, key=lambda r: r.id, reverse=True)
         kept.update(r.id for r in newest_first if r.state == "live" or r.state in _ON_THEIR_WAY)
-        kept.update(r.id for r in [r for r in newest_first if r.state == "retired"][:keep])
+        # Rollback targets: what a rollback would release, distinct bundles other than the live
+        # one (a redeploy or repair of the live bundle retires releases of that same bundle).
+        targets = {r.bundle for r in found if r.state == "live"}
+        counted = 0
+        for release in newest_first:
+            if counted == keep:
+                break
+            if release.state == "retired" and release.bundle not in targets:
+                targets.add(release.bundle)
+                kept.add(release.id)
+                counted += 1
     return kept
 
 
@@ -203,9 +225,18 @@ def _kept_bundles(
     kept |= _awaiting_promotion(inventory)
     was_live = {(r.bundle, r.environment) for r in inventory.releases if r.state in _WERE_LIVE}
     kept |= {b for b, environment in inventory.approvals if (b, environment) not in was_live}
-    released = {r.bundle for r in inventory.releases}
+    # Never live anywhere (never released, or every release of it failed): kept for the log
+    # age after its upload or its last release, so it can be fixed and released again.
+    became_live = {r.bundle for r in inventory.releases if r.state in _WERE_LIVE}
+    last_release: dict[str, str] = {}
+    for release in inventory.releases:
+        last_release[release.bundle] = max(last_release.get(release.bundle, ""), release.created_at)
     cutoff = uploaded_since.isoformat()
-    kept |= {b.id for b in inventory.bundles if b.id not in released and b.created_at >= cutoff}
+    kept |= {
+        b.id
+        for b in inventory.bundles
+        if b.id not in became_live and max(b.created_at, last_release.get(b.id, "")) >= cutoff
+    }
     return kept
 
 
@@ -309,7 +340,19 @@ def _logs(inventory: Inventory, cutoff: datetime) -> list[Item]:
     return items
 
 
-def _run_outputs(inventory: Inventory, keep: int) -> list[Item]:
+def _serving(inventory: Inventory) -> dict[int, int]:
+    """release -> the run whose output it serves, for the pointers that still count: those of
+    releases running here, live, or on their way (a live release not yet started again after a
+    restart serves its pointer's run once it is)."""
+    current = {r.id for r in inventory.releases if r.state == "live" or r.state in _ON_THEIR_WAY}
+    return {
+        release: run
+        for release, run in inventory.pointers
+        if release in inventory.running or release in current
+    }
+
+
+def _run_outputs(inventory: Inventory, keep: int, serving: frozenset[int]) -> list[Item]:
     by_pair: dict[tuple[str, str], list[RunFact]] = {}
     for run in inventory.runs:
         by_pair.setdefault((run.app, run.environment), []).append(run)
@@ -321,7 +364,7 @@ def _run_outputs(inventory: Inventory, keep: int) -> list[Item]:
         for run in newest_first[keep:]:
             if run.output_size is None or run.state == "running":
                 continue
-            if run.id in inventory.serving_runs:
+            if run.id in serving:
                 continue
             items.append(
                 Item(

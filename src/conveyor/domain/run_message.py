@@ -32,12 +32,15 @@ class RunReport:
     """What a run's email says, gathered once the run has ended."""
 
     run: Run
-    #: The environment's address of the app (``http://host:port/<app>``), None when unknown.
+    #: The app's address (``http://host:port/<app>``, or ``https://<app>.<domain>/<app>``),
+    #: None when unknown.
     app_url: str | None
     log_tail: Sequence[str] = ()
     attachment: Attachment | None = None
     #: Why the output is linked rather than attached ("" when attached or not a report).
     attachment_note: str = ""
+    #: Whether the run wrote any output (a job may write none): no link to it otherwise.
+    has_output: bool = True
 
 
 def subject_of(run: Run) -> str:
@@ -84,7 +87,10 @@ def body_of(report: RunReport) -> str:
         if failed:
             lines.append(f"The previous output is still served at {report.app_url}/")
         else:
-            lines.append(f"Its output: {report.app_url}/_runs/{run.id}/")
+            if report.has_output:
+                lines.append(f"Its output: {report.app_url}/_runs/{run.id}/")
+            else:
+                lines.append("It wrote no output.")
             lines.append(f"The latest output is always at {report.app_url}/")
     if report.attachment is not None:
         lines.append(f"The rendered output is attached ({report.attachment.filename}).")

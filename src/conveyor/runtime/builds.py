@@ -45,9 +45,10 @@ LOCK_FORMATS = ("requirements-txt", "uv.lock", "pylock.toml")
 #: libraries, and the server of reports' and jobs' outputs.
 LIBRARY_FILES = ("__init__.py", "errors.py", "py.typed", "config", "data", "outputs_server.py")
 _PTH_FILE = "_conveyor_lib.pth"
-_RUNTIME_ID = re.compile(r"^[0-9a-f]{64}$")
+#: A runtime's directory name: its id.
+RUNTIME_ID = re.compile(r"^[0-9a-f]{64}$")
 #: A runtime replaced by ``rebuild``: ``.retired-<id>-<UTC time>-<random>``.
-_RETIRED = ".retired-"
+RETIRED_PREFIX = ".retired-"
 # Variables that would point uv or the runtime's Python at another environment than the one
 # being built.
 #: What a runtime build gets from the server's environment: where programs are, the locale,
@@ -131,7 +132,7 @@ class RuntimeBuilder:
 
     def path_of(self, runtime_id: str) -> Path:
         """Where the runtime with this id lives (whether or not it has been built)."""
-        if not _RUNTIME_ID.match(runtime_id):
+        if not RUNTIME_ID.match(runtime_id):
             raise RuntimeFailure(f"{runtime_id!r} is not a runtime id (64 hex digits)")
         return self.root / runtime_id
 
@@ -199,10 +200,10 @@ class RuntimeBuilder:
             # Atomic: readers see no runtime or a complete one, never a partial one.
             os.rename(building, final)
         except OSError as exc:
-            _remove_tree(building)
+            remove_tree(building, ignore_errors=True)
             raise RuntimeFailure(f"building runtime {identity[:12]} failed: {exc}") from exc
         except BaseException:
-            _remove_tree(building)
+            remove_tree(building, ignore_errors=True)
             raise
         log(f"runtime {identity[:12]} built in {time.monotonic() - started:.1f} s")
 
@@ -357,13 +358,13 @@ class RuntimeBuilder:
                     os.rename(staged, final)
                     return self._info(identity, interpreter, reused=False)
                 stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-                retired = self.root / f"{_RETIRED}{identity}-{stamp}-{secrets.token_hex(2)}"
+                retired = self.root / f"{RETIRED_PREFIX}{identity}-{stamp}-{secrets.token_hex(2)}"
                 _exchange(staged, final)
             except OSError as exc:
-                _remove_tree(staged)
+                remove_tree(staged, ignore_errors=True)
                 raise RuntimeFailure(f"swapping in runtime {identity[:12]} failed: {exc}") from exc
             except BaseException:
-                _remove_tree(staged)
+                remove_tree(staged, ignore_errors=True)
                 raise
             try:  # ``staged`` now holds the old runtime
                 os.rename(staged, retired)
@@ -376,10 +377,10 @@ class RuntimeBuilder:
     def remove_retired(self, runtime_id: str | None = None) -> list[Path]:
         """Delete the runtimes ``rebuild`` replaced (of one id, or all): the caller's part once
         no release runs on them. Returns what was removed."""
-        pattern = f"{_RETIRED}{self.path_of(runtime_id).name if runtime_id else ''}*"
+        pattern = f"{RETIRED_PREFIX}{self.path_of(runtime_id).name if runtime_id else ''}*"
         removed = []
         for retired in sorted(self.root.glob(pattern)):
-            _remove_tree(retired)
+            remove_tree(retired, ignore_errors=True)
             if retired.exists():
                 raise RuntimeFailure(f"could not remove the retired runtime {retired}")
             removed.append(retired)
@@ -505,11 +506,11 @@ class RuntimeBuilder:
         its marker (which no build of this code leaves). Safe: the caller holds the id's lock."""
         for leftover in self.root.glob(f".build-{identity[:16]}-*"):
             log(f"removing {leftover.name}, left by an interrupted build")
-            _remove_tree(leftover)
+            remove_tree(leftover, ignore_errors=True)
         final = self.path_of(identity)
         if final.exists() and not _is_complete(final):
             log(f"removing incomplete runtime {identity[:12]}")
-            _remove_tree(final)
+            remove_tree(final, ignore_errors=True)
 
     def _info(self, identity: str, interpreter: Interpreter, *, reused: bool) -> RuntimeInfo:
         path = self.path_of(identity)
@@ -653,13 +654,22 @@ def _exchange(first: Path, second: Path) -> None:
     os.rename(aside, first)
 
 
-def _remove_tree(root: Path) -> None:
-    """Delete a tree, read-only parts included."""
+def remove_tree(root: Path, *, ignore_errors: bool = False) -> None:
+    """Delete a tree, read-only parts (runtimes, rendered outputs) included; missing is fine.
+    ``ignore_errors``: leave behind what cannot be removed instead of raising OSError."""
     if not root.exists() and not root.is_symlink():
         return
-    for directory, _, _ in os.walk(root):
-        os.chmod(directory, stat.S_IMODE(os.lstat(directory).st_mode) | stat.S_IWUSR)
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        if root.is_symlink() or not root.is_dir():
+            root.unlink()
+            return
+        for directory, _, _ in os.walk(root):
+            os.chmod(directory, stat.S_IMODE(os.lstat(directory).st_mode) | stat.S_IWUSR)
+        shutil.rmtree(root)
+    except OSError:
+        if not ignore_errors:
+            raise
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _uv_detail(line: str) -> bool:

@@ -7,17 +7,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import secrets
-import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.runtime.builds import MARKER
-
-_RUNTIME_ID = re.compile(r"^[0-9a-f]{64}$")
-_RETIRED = ".retired-"
+from conveyor.runtime.builds import MARKER, RETIRED_PREFIX, RUNTIME_ID, remove_tree
 
 
 @dataclass(frozen=True)
@@ -35,10 +30,10 @@ def installed_runtimes(root: Path) -> list[Installed]:
     if not root.is_dir():
         return found
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith(_RETIRED) and entry.is_dir():
+        if entry.name.startswith(RETIRED_PREFIX) and entry.is_dir():
             found.append(Installed(entry.name, entry, None))
             continue
-        if not _RUNTIME_ID.match(entry.name) or not (entry / MARKER).is_file():
+        if not RUNTIME_ID.match(entry.name) or not (entry / MARKER).is_file():
             continue
         try:
             marker = json.loads((entry / MARKER).read_text(encoding="utf-8"))
@@ -52,10 +47,10 @@ def installed_runtimes(root: Path) -> list[Installed]:
 def remove_runtime(root: Path, name: str) -> None:
     """Remove a runtime under the same file lock its builds take (runtime/builds.py), after
     renaming it aside in one step: a build sees a complete runtime or none."""
-    if not (_RUNTIME_ID.match(name) or name.startswith(_RETIRED)) or "/" in name:
+    if not (RUNTIME_ID.match(name) or name.startswith(RETIRED_PREFIX)) or "/" in name:
         raise ValueError(f"{name!r} is not a runtime directory")
     path = root / name
-    if name.startswith(_RETIRED):
+    if name.startswith(RETIRED_PREFIX):
         remove_tree(path)
         return
     locks = root / ".locks"
@@ -71,18 +66,6 @@ def remove_runtime(root: Path, name: str) -> None:
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
     remove_tree(aside)
-
-
-def remove_tree(root: Path) -> None:
-    """Delete a tree, read-only parts (runtimes, rendered outputs) included; missing is fine."""
-    if not root.exists() and not root.is_symlink():
-        return
-    if root.is_symlink() or not root.is_dir():
-        root.unlink()
-        return
-    for directory, _, _ in os.walk(root):
-        os.chmod(directory, stat.S_IMODE(os.lstat(directory).st_mode) | stat.S_IWUSR)
-    shutil.rmtree(root)
 
 
 def freed_by(root: Path) -> int:

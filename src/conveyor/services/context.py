@@ -27,7 +27,12 @@ class FilesGuard:
         self._collecting = False
 
     @contextmanager
-    def starting(self) -> Iterator[None]:
+    def starting(self, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+        """``waiting`` is told, once, when this start has to wait for a gc to finish."""
+        with self._condition:
+            blocked = self._collecting
+        if blocked and waiting is not None:
+            waiting("waiting for gc to finish")  # outside the lock: it may write a log line
         with self._condition:
             self._condition.wait_for(lambda: not self._collecting)
             self._starting += 1

@@ -105,14 +105,13 @@ def rollback(
                 if r.state is ReleaseState.RETIRED
                 and (current is None or r.bundle_id != current.bundle_id)
             ]
-            kept = [r for r in candidates if r.files_removed_at is None]
-            if not kept and candidates:
-                raise Conflict(_removed_by_gc(candidates[0]))
-            if not kept:
+            if not candidates:
                 raise NotFound(
                     f"{app} has no earlier live release in {environment} to roll back to"
                 )
-            earlier = kept[0]
+            # The previous bundle, or nothing: never silently an older one (its files removed
+            # by gc, the rollback says so below).
+            earlier = candidates[0]
         if earlier.files_removed_at is not None:
             raise Conflict(_removed_by_gc(earlier))
     target, bundle, _ = _prepare(

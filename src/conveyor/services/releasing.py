@@ -68,7 +68,7 @@ def run_release(
     # From here until the runtime has started the release, gc waits (and a gc under way
     # finishes first): the bundle and runtime it plans with stay where they are.
     files = ExitStack()
-    files.enter_context(services.files.starting())
+    files.enter_context(services.files.starting(log))
     try:
         with store.transaction() as connection:
             release = releases.create_release(

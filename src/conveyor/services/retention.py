@@ -1,6 +1,7 @@
 """`conveyor gc`: gather what the server has (metadata and files under its home), plan with
 domain/retention.py what goes, and remove it, while no release is being started (the files
-guard), so a release never loses its bundle or runtime between being planned and running.
+guard), so a release never loses its bundle or runtime between being planned and running (a dry
+run only reads, and holds nothing off).
 
 A bundle's row stays when its blob goes (``removed_at`` says when), so history, audit and a
 rollback to it say what happened; uploading the bundle again brings it back. Operations and runs
@@ -29,13 +30,13 @@ from conveyor.domain.retention import (
     plan,
     show_bytes,
 )
-from conveyor.runtime.installed import freed_by, installed_runtimes, remove_runtime, remove_tree
+from conveyor.runtime.adapters.base import SERVING_POINTER
+from conveyor.runtime.builds import remove_tree
+from conveyor.runtime.installed import freed_by, installed_runtimes, remove_runtime
 from conveyor.services.context import Services
 from conveyor.storage import audit, catalog, retention
 
 log = logging.getLogger("conveyor.retention")
-
-_SERVING = ".serving-"
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,14 @@ class Outcome:
             found = [i for i in self.removed if i.group is group]
             if found:
                 counts.append(f"{len(found)} {_noun(group, len(found))}")
+        failed = len(self.failed)
+        if not counts:
+            return (
+                f"gc removed nothing: {failed} {'item' if failed == 1 else 'items'} could not "
+                "be removed (the server's log says why)"
+            )
         return f"gc {verb} {', '.join(counts)}; {show_bytes(self.freed)} freed" + (
-            f"; {len(self.failed)} could not be removed" if self.failed else ""
+            f"; {failed} could not be removed" if failed else ""
         )
 
 
@@ -82,11 +89,13 @@ class Retention:
         self.settings = settings
 
     def collect(self, actor: str, *, dry_run: bool = False, now: datetime | None = None) -> Outcome:
-        """Plan, and unless ``dry_run`` remove; a gc that removed something is audited."""
+        """Plan, and unless ``dry_run`` remove; a gc that removed something is audited. A dry
+        run only reads: it holds no release off."""
+        if dry_run:
+            found = plan(self.inventory(), self.settings, now or datetime.now(UTC))
+            return Outcome(found, True, self.settings)
         with self.services.files.collecting():
             found = plan(self.inventory(), self.settings, now or datetime.now(UTC))
-            if dry_run:
-                return Outcome(found, True, self.settings)
             failed = self._remove(found)
         outcome = Outcome(found, False, self.settings, tuple(failed))
         if outcome.removed:
@@ -121,7 +130,7 @@ class Retention:
         running = frozenset(
             r.id for r in releases if self.services.runtime.runtime_of(r.id) is not None
         )
-        serving, outputs = self._run_outputs()
+        pointers, outputs = self._run_outputs()
         return Inventory(
             releases=tuple(releases),
             bundles=tuple(self._bundle(row) for row in bundle_rows),
@@ -140,7 +149,7 @@ class Retention:
                 RunFact(run_id, app, environment, state, outputs.get((environment, app, run_id)))
                 for run_id, app, environment, state in runs
             ),
-            serving_runs=serving,
+            pointers=tuple(sorted(pointers)),
             logs=tuple(logs) + tuple(self._release_logs()),
         )
 
@@ -169,27 +178,44 @@ class Retention:
             if entry.name.isdigit() and entry.is_dir()
         }
 
-    def _run_outputs(self) -> tuple[frozenset[int], dict[tuple[str, str, int], int]]:
-        """Runs named by a ``.serving-<release>`` pointer, and each run's output size by
-        (environment, app, run id), under reports/<environment>/<app>/<run id>/."""
-        serving: set[int] = set()
+    def _run_outputs(self) -> tuple[set[tuple[int, int]], dict[tuple[str, str, int], int]]:
+        """(release, run) of every ``.serving-<release>`` pointer, and each run's output size
+        by (environment, app, run id), under reports/<environment>/<app>/<run id>/."""
+        pointers: set[tuple[int, int]] = set()
+        for release_id, entry in self._pointer_files():
+            try:
+                pointers.add((release_id, int(entry.read_text().strip())))
+            except (OSError, ValueError):
+                continue
         sizes: dict[tuple[str, str, int], int] = {}
+        for environment, app in self._runs_dirs():
+            for entry in app.iterdir():
+                if entry.name.isdigit() and entry.is_dir():
+                    sizes[(environment.name, app.name, int(entry.name))] = freed_by(entry)
+        return pointers, sizes
+
+    def _runs_dirs(self) -> list[tuple[Path, Path]]:
+        """(environment, app) directories under reports/."""
         root = self.home / "reports"
         if not root.is_dir():
-            return frozenset(), sizes
-        for environment in root.iterdir():
-            for app in environment.iterdir() if environment.is_dir() else ():
-                if not app.is_dir():
-                    continue
-                for entry in app.iterdir():
-                    if entry.name.startswith(_SERVING):
-                        try:
-                            serving.add(int(entry.read_text().strip()))
-                        except (OSError, ValueError):
-                            continue
-                    elif entry.name.isdigit() and entry.is_dir():
-                        sizes[(environment.name, app.name, int(entry.name))] = freed_by(entry)
-        return frozenset(serving), sizes
+            return []
+        return [
+            (environment, app)
+            for environment in root.iterdir()
+            if environment.is_dir()
+            for app in environment.iterdir()
+            if app.is_dir()
+        ]
+
+    def _pointer_files(self) -> list[tuple[int, Path]]:
+        """(release, path) of every ``.serving-<release>`` pointer."""
+        found = []
+        for _, app in self._runs_dirs():
+            for entry in app.iterdir():
+                number = entry.name.removeprefix(SERVING_POINTER)
+                if entry.name.startswith(SERVING_POINTER) and number.isdigit():
+                    found.append((int(number), entry))
+        return found
 
     def _release_logs(self) -> list[LogFact]:
         """One fact per release log (``run/logs/<id>.log`` and its rotated ``.log.N``): its
@@ -202,7 +228,10 @@ class Retention:
             number, dot, rest = entry.name.partition(".")
             if not number.isdigit() or not rest.startswith("log") or not dot:
                 continue
-            info = entry.lstat()
+            try:
+                info = entry.lstat()
+            except OSError:  # rotated or removed meanwhile
+                continue
             size, modified = by_release.get(int(number), (0, 0.0))
             by_release[int(number)] = (size + info.st_size, max(modified, info.st_mtime))
         return [
@@ -240,7 +269,17 @@ class Retention:
             app, environment = outputs[int(str(item.key))]
             path = self.home / "reports" / environment / app / str(item.key)
             self._try(failed, item, remove_tree, path)
+        self._remove_stale_pointers(found.stale_pointers)
         return failed
+
+    def _remove_stale_pointers(self, releases: frozenset[int]) -> None:
+        """Pointers of releases that no longer run: they hold no run output any more."""
+        for release_id, path in self._pointer_files():
+            if release_id in releases:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    log.warning("gc could not remove %s: %s", path, exc)
 
     def _run_keys(self) -> list[tuple[int, str, str, str]]:
         with self.services.store.transaction() as connection:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
+from conveyor.domain.releases import Release
 from conveyor.domain.run_email import EmailRule, When, parse_rules
 from conveyor.domain.schedules import ACTIVE
 from conveyor.errors import InvalidInput, NotFound
@@ -103,20 +104,28 @@ def email_table(services: Services, app: str, environments: Iterable[str]) -> li
     return found
 
 
-def rules_for(connection: Connection, app: str, environment: str) -> list[EmailRule]:
-    """The rules that apply to a run of ``app`` in ``environment`` now."""
+def rules_for(
+    connection: Connection, app: str, environment: str, release_id: int | None = None
+) -> list[EmailRule]:
+    """The rules that apply to a run of ``app`` in ``environment`` now: the bundle's are those
+    of release ``release_id``'s bundle (the release that ran), else of the live release's."""
     active = catalog.get_environment(connection, environment).schedules == ACTIVE
-    return [sourced.rule for sourced in _effective(connection, app, environment, active)[0]]
+    found = _effective(connection, app, environment, active, release_id)[0]
+    return [sourced.rule for sourced in found]
 
 
 def _effective(
-    connection: Connection, app: str, environment: str, active: bool
+    connection: Connection,
+    app: str,
+    environment: str,
+    active: bool,
+    release_id: int | None = None,
 ) -> tuple[list[SourcedRule], list[EmailRule]]:
     own = {
         r["on"]: SourcedRule(EmailRule(tuple(r["to"]), When(r["on"])), f"set by {r['by']}")
         for r in _own(connection, app, environment)
     }
-    bundle = _bundle_rules(connection, app, environment)
+    bundle = _bundle_rules(connection, app, environment, release_id)
     if not active:
         return list(own.values()), [r for r in bundle if r.on.value not in own]
     found = list(own.values())
@@ -124,8 +133,13 @@ def _effective(
     return found, []
 
 
-def _bundle_rules(connection: Connection, app: str, environment: str) -> list[EmailRule]:
-    live = releases.live_release(connection, app, environment)
+def _bundle_rules(
+    connection: Connection, app: str, environment: str, release_id: int | None
+) -> list[EmailRule]:
+    if release_id is not None:
+        live: Release | None = releases.get_release(connection, release_id)
+    else:
+        live = releases.live_release(connection, app, environment)
     if live is None:
         return []
     manifest = catalog.get_bundle(connection, app, live.bundle_id)["manifest"]

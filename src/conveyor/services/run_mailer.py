@@ -11,17 +11,18 @@ import stat
 import threading
 from collections.abc import Callable, Mapping
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 from conveyor.domain.apps import show_size
 from conveyor.domain.run_email import recipients_for
-from conveyor.domain.run_message import Attachment, RunReport, build_message
+from conveyor.domain.run_message import LOG_TAIL_LINES, Attachment, RunReport, build_message
 from conveyor.domain.schedules import Run, RunState
 from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.runtime.interface import Runtime
 from conveyor.services.run_email import NO_SMTP, rules_for
 from conveyor.services.smtp import SendFailure, SmtpSettings, send
-from conveyor.storage import runs
+from conveyor.storage import catalog, runs
 from conveyor.storage.store import Store
 
 log = logging.getLogger("conveyor.email")
@@ -38,7 +39,10 @@ def _thread(work: Callable[[Callable[[int], None]], Any]) -> None:
 
 class RunMailer:
     """Emails how each run ended to whoever its rules name, through ``smtp``. ``app_urls``:
-    environment -> its listener's public address (for links to the output)."""
+    environment -> its listener's address (for links to the output), used where the
+    environment has no ``domain`` (with one, links are ``https://<app>.<domain>/<app>/``).
+    ``reports``: the server's reports directory (``<home>/reports``), to tell whether a run
+    wrote any output."""
 
     def __init__(
         self,
@@ -50,7 +54,9 @@ class RunMailer:
         submit: Submit = _thread,
         say: Callable[[str], None] = log.warning,
         deliver: Callable[[SmtpSettings, EmailMessage], None] = send,
+        reports: Path | None = None,
     ) -> None:
+        self.reports = reports
         self.store = store
         self.runtime = runtime
         self.smtp = smtp
@@ -83,14 +89,16 @@ class RunMailer:
 
     def _notify(self, run: Run) -> tuple[str, ...]:
         with self.store.transaction() as connection:
-            recipients = recipients_for(rules_for(connection, run.app, run.environment), run.state)
+            rules = rules_for(connection, run.app, run.environment, run.release_id)
+            recipients = recipients_for(rules, run.state)
+            domain = catalog.get_environment(connection, run.environment).domain
         if not recipients:
             return ()
         if self.smtp is None:
             self._line(run, f"not emailed to {', '.join(recipients)}: {NO_SMTP}")
             return ()
         try:
-            message = build_message(self._report(run), self.smtp.sender, recipients)
+            message = build_message(self._report(run, domain), self.smtp.sender, recipients)
         except InvalidInput as exc:
             self._line(run, f"not emailed: {exc}")
             return ()
@@ -103,13 +111,32 @@ class RunMailer:
         self._line(run, f"emailed how the run ended to {', '.join(recipients)}")
         return recipients
 
-    def _report(self, run: Run) -> RunReport:
-        base = self.app_urls.get(run.environment)
-        tail = [line for _, _, line in runs.log_lines(self.store.engine, run.id)][-40:]
+    def _report(self, run: Run, domain: str | None = None) -> RunReport:
+        app_url = self.app_url(run, domain)
+        tail = runs.log_tail(self.store.engine, run.id, LOG_TAIL_LINES)
         if run.state is not RunState.SUCCEEDED:
-            return RunReport(run, f"{base}/{run.app}" if base else None, tail)
+            return RunReport(run, app_url, tail)
         attachment, note = self._attachment(run)
-        return RunReport(run, f"{base}/{run.app}" if base else None, tail, attachment, note)
+        return RunReport(run, app_url, tail, attachment, note, has_output=self._wrote_output(run))
+
+    def app_url(self, run: Run, domain: str | None) -> str | None:
+        """The app's address in links: its own host under the environment's domain (behind
+        the TLS proxy host routing calls for), else the environment's listener."""
+        if domain:
+            return f"https://{run.app}.{domain}/{run.app}"
+        base = self.app_urls.get(run.environment)
+        return f"{base}/{run.app}" if base else None
+
+    def _wrote_output(self, run: Run) -> bool:
+        """Whether the run left anything in its output directory (a page or other files)."""
+        if self.runtime.run_output(run.environment, run.app, run.id) is not None:
+            return True
+        if self.reports is None:
+            return False
+        try:
+            return any((self.reports / run.environment / run.app / str(run.id)).iterdir())
+        except OSError:
+            return False
 
     def _attachment(self, run: Run) -> tuple[Attachment | None, str]:
         assert self.smtp is not None

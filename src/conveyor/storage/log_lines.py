@@ -24,3 +24,15 @@ def lines_after(
             .order_by(table.c.id)
         ).all()
     return [(row.id, row.at, row.line) for row in rows]
+
+
+def last_lines(engine: Engine, table: Table, owner: str, owner_id: int, count: int) -> list[str]:
+    """The last ``count`` lines of ``owner_id``'s log, oldest first (only those are read)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(table.c.line)
+            .where(table.c[owner] == owner_id)
+            .order_by(table.c.id.desc())
+            .limit(count)
+        ).all()
+    return [row.line for row in reversed(rows)]

@@ -22,10 +22,14 @@ def release_facts(connection: Connection) -> list[ReleaseFact]:
             table.c.bundle,
             table.c.state,
             table.c.verified,
+            table.c.created_at,
         ).order_by(table.c.id)
     ).all()
     return [
-        ReleaseFact(r.id, r.app, r.environment, r.bundle, r.state, bool(r.verified)) for r in rows
+        ReleaseFact(
+            r.id, r.app, r.environment, r.bundle, r.state, bool(r.verified), str(r.created_at)
+        )
+        for r in rows
     ]
 
 
@@ -110,10 +114,22 @@ def mark_removed(connection: Connection, bundle_ids: Iterable[str]) -> None:
         connection.execute(update(table).where(table.c.id.in_(ids)).values(removed_at=now()))
 
 
-def restore(connection: Connection, bundle_id: str) -> None:
-    """The bundle was uploaded again: its blob is back."""
+def stored_blob(connection: Connection, bundle_id: str) -> tuple[str, str | None] | None:
+    """(blob, removed_at) of a bundle, or None when there is no such bundle."""
     table = schema.bundles
-    connection.execute(update(table).where(table.c.id == bundle_id).values(removed_at=None))
+    row = connection.execute(
+        select(table.c.blob, table.c.removed_at).where(table.c.id == bundle_id)
+    ).first()
+    return None if row is None else (str(row.blob), row.removed_at)
+
+
+def restore(connection: Connection, bundle_id: str, blob: str, size: int) -> None:
+    """The bundle was uploaded again: its blob is back, as stored now (the same bundle id may
+    come in an archive compressed differently, so with another blob)."""
+    table = schema.bundles
+    connection.execute(
+        update(table).where(table.c.id == bundle_id).values(blob=blob, size=size, removed_at=None)
+    )
 
 
 def delete_log_lines(engine: Engine, kind: str, owners: Iterable[int]) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError as DatabaseIntegrityError
 from conveyor.domain.schedules import Run, RunState, Trigger
 from conveyor.errors import NotFound, OperationInProgress
 from conveyor.storage import schema
-from conveyor.storage.log_lines import append_line, lines_after
+from conveyor.storage.log_lines import append_line, last_lines, lines_after
 from conveyor.storage.store import new_row_id, now
 
 _T = schema.runs
@@ -66,6 +66,11 @@ def append_log(engine: Engine, run_id: int, line: str) -> None:
 def log_lines(engine: Engine, run_id: int, after: int = 0) -> list[tuple[int, str, str]]:
     """(id, at, line) of the run's log after line id ``after``."""
     return lines_after(engine, schema.run_log, "run", run_id, after)
+
+
+def log_tail(engine: Engine, run_id: int, count: int) -> list[str]:
+    """The last ``count`` lines of the run's log, oldest first."""
+    return last_lines(engine, schema.run_log, "run", run_id, count)
 
 
 def get_run(engine: Engine, run_id: int) -> Run:

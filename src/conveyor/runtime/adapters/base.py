@@ -19,6 +19,16 @@ class Confine(Protocol):
     ) -> list[str]: ...
 
 
+#: The file in a runnable app's runs directory naming the run whose output a release serves:
+#: ``<runs dir>/.serving-<release id>``, written when a run succeeds (one per release).
+SERVING_POINTER = ".serving-"
+
+
+def serving_pointer(runs_dir: Path, release_id: int) -> Path:
+    """Where release ``release_id`` finds the run whose output it serves."""
+    return runs_dir / f"{SERVING_POINTER}{release_id}"
+
+
 def unconfined(
     argv: list[str], *, writable_app: bool = False, visible: Sequence[Path] = ()
 ) -> list[str]:
