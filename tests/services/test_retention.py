@@ -497,6 +497,6 @@ def test_the_daily_gc_runs_on_its_own_thread_until_stopped(services, upload, hom
         assert two_passes.wait(60), "the daily gc did not run again after a failed pass"
     finally:
         daily.stop(timeout=60)
-    assert daily._thread is not None and not daily._thread.is_alive()
+    assert not daily.running
     assert said[0].startswith("daily gc removed 2 releases, 2 bundles;")
     assert said[1] == "daily gc: nothing to remove"

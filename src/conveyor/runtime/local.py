@@ -30,7 +30,7 @@ from conveyor.domain.releases import CheckKind, CheckResult
 from conveyor.domain.sleep import describe_seconds, effective_sleep_after
 from conveyor.errors import ConveyorError, NotFound, RuntimeFailure
 from conveyor.runtime.adapters import Launch, LaunchContext, adapter_for
-from conveyor.runtime.adapters.base import Confine
+from conveyor.runtime.adapters.base import Confine, serving_pointer
 from conveyor.runtime.app_data import (
     data_settings,
     environment_variables,
@@ -182,7 +182,7 @@ class LocalRuntime:
                 confine=confine,
                 timeout=spec.timeout,
                 runs_dir=runs_dir,
-                pointer=runs_dir / f".serving-{plan.release_id}" if runs_dir else None,
+                pointer=serving_pointer(runs_dir, plan.release_id) if runs_dir else None,
             )
             for _ in range(spec.workers)
         ]

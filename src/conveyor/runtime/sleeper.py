@@ -4,8 +4,9 @@ often as the shortest ``sleep_after`` of the routed releases asks (every 1 to 30
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Protocol
+
+from conveyor.periodic import Periodic
 
 log = logging.getLogger("conveyor.sleep")
 
@@ -19,24 +20,15 @@ class Sleepy(Protocol):
 class Sleeper:
     def __init__(self, runtime: Sleepy) -> None:
         self.runtime = runtime
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("conveyor-sleeper", self._pass, runtime.sleep_check_interval, log)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="conveyor-sleeper", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._periodic.stop(timeout)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.runtime.sleep_check_interval()):
-            try:
-                slept = self.runtime.sleep_idle()
-            except Exception:  # the sleeper outlives one failed pass (a stuck process)
-                log.exception("putting idle releases to sleep failed")
-                continue
-            if slept:
-                log.info("asleep now: release(s) %s", ", ".join(map(str, slept)))
+    def _pass(self) -> None:
+        slept = self.runtime.sleep_idle()
+        if slept:
+            log.info("asleep now: release(s) %s", ", ".join(map(str, slept)))

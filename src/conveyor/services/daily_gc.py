@@ -4,9 +4,9 @@ the server starts, so a start is not slowed by it) and logs one line of what it 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
+from conveyor.periodic import Periodic
 from conveyor.services.retention import Retention
 
 log = logging.getLogger("conveyor.retention")
@@ -27,29 +27,23 @@ class DailyGc:
         self.interval = interval
         self.first = first
         self.say = say
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        waits = iter([first])
+        self._periodic = Periodic(
+            "conveyor-gc", self.run_once, lambda: next(waits, self.interval), log
+        )
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="conveyor-gc", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._periodic.stop(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._periodic.running
 
     def run_once(self) -> str:
         """One pass, as the server: its one line."""
         line = "daily " + self.retention.collect("server").summary()
         self.say(line)
         return line
-
-    def _loop(self) -> None:
-        wait = self.first
-        while not self._stop.wait(wait):
-            wait = self.interval
-            try:
-                self.run_once()
-            except Exception:  # the next day's pass still comes (a database hiccup)
-                log.exception("daily gc failed")

@@ -4,13 +4,13 @@ starts their runs (each in its own thread, handed to ``submit``)."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.domain.schedules import Trigger
 from conveyor.errors import ConveyorError
+from conveyor.periodic import Periodic
 from conveyor.services import runs, schedules
 from conveyor.services.context import Services
 
@@ -36,17 +36,13 @@ class Scheduler:
         self.submit = submit
         self.interval = interval
         self.say = say
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("conveyor-scheduler", self.tick, lambda: self.interval, log)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="conveyor-scheduler", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._periodic.stop(timeout)
 
     def tick(self, moment: datetime | None = None) -> list[schedules.Due]:
         """Start every run due at ``moment`` (now); return what was due."""
@@ -65,10 +61,3 @@ class Scheduler:
             )
 
         return work
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.tick()
-            except Exception:  # the scheduler outlives one bad tick (a database hiccup)
-                log.exception("scheduler tick failed")
