@@ -232,8 +232,9 @@ class Client:
         return result
 
     def repair(self, environment: str | None) -> dict[str, Any]:
+        """Start repairing (an operation to follow, as a deploy)."""
         result: dict[str, Any] = self.request(
-            "POST", "/repairs", query={"environment": environment}, timeout=1800
+            "POST", "/repairs", query={"environment": environment}
         )
         return result
 

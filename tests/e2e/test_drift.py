@@ -58,13 +58,19 @@ def test_drift_found_and_repaired(tmp_path):
         as_json = server.cli("drift", "--json")
         assert as_json.code == 2 and '"drifted": true' in as_json.out
 
+        # An operation the CLI follows (the request does not wait for the rebuild).
         repaired = server.cli("repair", "--env", "test")
         assert repaired.code == 0, repaired
-        assert "is live in test" in repaired.out
+        assert "repair in test" in repaired.err and "is live in test" in repaired.out
+        assert "repaired: 1 release(s) live on rebuilt runtimes" in repaired.out
         assert server.cli("drift").code == 0
         assert server.get("test", "hello") == (200, "v1")
         kinds = [r["kind"] for r in server.cli_json("history", "hello", "--env", "test")]
         assert kinds == ["repair", "deploy"]
+        nothing = server.cli("repair")  # every environment
+        assert nothing.code == 0, nothing
+        assert "repair in every environment" in nothing.err
+        assert "nothing has drifted; nothing to repair" in nothing.out
     finally:
         server.stop()
 

@@ -7,10 +7,12 @@ import dataclasses
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from conveyor.api.context import Context
 from conveyor.api.permissions import AuthorizedRoute, CurrentUser, needs, visible
+from conveyor.api.shapes import begun_json
 from conveyor.domain.access import Permission
 from conveyor.domain.environments import Policy, environment_from_dict, environment_to_dict
 from conveyor.errors import InvalidInput
@@ -131,18 +133,16 @@ def runtime_drift(
     return {"drifted": any(r["drifted"] for r in runtimes), "runtimes": runtimes}
 
 
-@router.post("/repairs", openapi_extra=needs(Permission.ADMIN))
+@router.post("/repairs", status_code=202, openapi_extra=needs(Permission.ADMIN))
 def repair_runtimes(
     context: Context, user: CurrentUser, environment: str | None = None
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Rebuild drifted runtimes from their locks and move their live releases onto them
-    with blue-green switches. Answers when done."""
-    lines: list[str] = []
-    outcomes = drift.repair(context.services, environment, user.name, lines.append)
-    return {
-        "log": lines,
-        "releases": [{"id": o.release.id, "live": o.live, "message": o.message} for o in outcomes],
-    }
+    with blue-green switches: an operation (202), whose log the client follows."""
+    begun = context.background.submit(
+        lambda started: drift.start_repair(context.services, environment, user.name, started)
+    )
+    return begun_json(context.services, begun)
 
 
 @router.get(

@@ -21,7 +21,8 @@ Where an environment comes from:
     an optional query parameter: checked when given; without it the handler shows only the
     environments the user may see (``visible``);
 ``release:PARAM`` / ``operation:PARAM``
-    the environment of the release or operation whose id is that path parameter;
+    the environment of the release or operation whose id is that path parameter (every
+    environment, for an operation over all of them);
 ``promotion``
     the environment a promotion goes to: the ``to`` query parameter, else the next one;
 ``user:PARAM`` (with SELF_OR_ADMIN)
@@ -43,6 +44,7 @@ from conveyor.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from conveyor.services import pipeline, tokens
 from conveyor.services.context import Services
 from conveyor.storage import catalog, operations, releases
+from conveyor.storage.operations import EVERY_ENVIRONMENT
 from conveyor.storage.tokens import Token
 
 _KEY = "x-permission"
@@ -242,7 +244,12 @@ def _environments(request: Request, need: Need, services: Services) -> list[str]
                 found.append(releases.get_release(connection, release_id).environment)
         elif kind == "operation":
             operation_id = _number(request.path_params[name], "operation")
-            found.append(operations.get_operation(services.store.engine, operation_id).environment)
+            where = operations.get_operation(services.store.engine, operation_id).environment
+            if where == EVERY_ENVIRONMENT:  # e.g. a repair of every environment: all of them
+                with services.store.transaction() as connection:
+                    found.extend(e.name for e in catalog.list_environments(connection))
+            else:
+                found.append(where)
         elif kind == "promotion":
             app = str(request.path_params["app"])
             found.append(pipeline.promotion_target(services, app, request.query_params.get("to")))

@@ -11,6 +11,7 @@ from conveyor.cli import output
 from conveyor.cli.connection import client_of
 from conveyor.cli.environments import changes_from
 from conveyor.cli.exit_codes import ExitCode
+from conveyor.cli.progress import follow_operation
 
 
 @click.command("drift")
@@ -67,10 +68,5 @@ def drift_command(
 def repair_command(ctx: click.Context, environment: str | None) -> int:
     """Rebuild each drifted runtime from its lock and move its live releases onto it with a
     blue-green switch (each a release of kind `repair`, checks included)."""
-    result = client_of(ctx).repair(environment)
-    for line in result["log"]:
-        output.info(line)
-    if not result["releases"]:
-        output.info("nothing has drifted; nothing to repair")
-    failed = [r for r in result["releases"] if not r["live"]]
-    return ExitCode.FAILURE if failed else ExitCode.OK
+    client = client_of(ctx)
+    return follow_operation(client, client.repair(environment))

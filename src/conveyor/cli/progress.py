@@ -21,11 +21,13 @@ def follow_operation(client: Client, answer: dict[str, Any], as_json: bool = Fal
             output.info(str(answer.get("message", "")))
         return ExitCode.OK
     if not as_json:
-        click.echo(
-            f"operation {operation['id']}: {operation['kind']} of {operation['app']} to "
-            f"{operation['environment']}",
-            err=True,
-        )
+        if operation["app"] == "*":  # one operation over many apps, e.g. a repair
+            where = operation["environment"]
+            scope = "every environment" if where == "*" else where
+            what = f"{operation['kind']} in {scope}"
+        else:
+            what = f"{operation['kind']} of {operation['app']} to {operation['environment']}"
+        click.echo(f"operation {operation['id']}: {what}", err=True)
     finished = client.follow(
         operation["id"], (lambda line: None) if as_json else (lambda line: click.echo("  " + line))
     )

@@ -8,11 +8,12 @@ import threading
 import time
 from dataclasses import dataclass
 
+from conveyor.domain.operations import OperationKind, OperationState
 from conveyor.domain.releases import Release, ReleaseKind
 from conveyor.runtime.interface import Log, RuntimeState
 from conveyor.services.context import Services
-from conveyor.services.releasing import Outcome, run_release
-from conveyor.storage import catalog, releases
+from conveyor.services.releasing import Outcome, Started, run_release
+from conveyor.storage import catalog, operations, releases
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,49 @@ def drift(services: Services, environment: str | None = None) -> list[RuntimeChe
         RuntimeCheck(state, [by_id[i] for i in state.releases if i in by_id])
         for state in services.runtime.drift([r.id for r in live])
     ]
+
+
+def start_repair(
+    services: Services, environment: str | None, actor: str, started: Started
+) -> list[Outcome]:
+    """``repair`` as an operation clients follow (``started`` gets its id as soon as it holds
+    the repair of ``environment``, or of every environment): its log says what it rebuilt and
+    which release went live, each release also being an operation of its own."""
+    engine = services.store.engine
+    if environment is not None:
+        with services.store.transaction() as connection:
+            catalog.get_environment(connection, environment)
+    operation = operations.start_operation(
+        engine,
+        OperationKind.REPAIR,
+        operations.EVERY_APP,
+        environment or operations.EVERY_ENVIRONMENT,
+        actor,
+    )
+    started(operation.id)
+    began = time.monotonic()
+
+    def log(line: str) -> None:
+        operations.append_log(engine, operation.id, f"[{time.monotonic() - began:6.2f}s] {line}")
+
+    try:
+        outcomes = repair(services, environment, actor, log)
+    except Exception as exc:
+        operations.finish_operation(engine, operation.id, OperationState.FAILED, str(exc))
+        raise
+    failed = [o for o in outcomes if not o.live]
+    if not outcomes:
+        state, result = OperationState.SUCCEEDED, "nothing has drifted; nothing to repair"
+    elif failed:
+        state = OperationState.FAILED
+        result = f"{len(failed)} of {len(outcomes)} release(s) did not go live: " + "; ".join(
+            f"{o.release.app} in {o.release.environment}: {o.message}" for o in failed
+        )
+    else:
+        state = OperationState.SUCCEEDED
+        result = f"repaired: {len(outcomes)} release(s) live on rebuilt runtimes"
+    operations.finish_operation(engine, operation.id, state, result)
+    return outcomes
 
 
 def repair(services: Services, environment: str | None, actor: str, log: Log) -> list[Outcome]:

@@ -15,6 +15,8 @@ from conveyor.storage.log_lines import append_line, lines_after
 from conveyor.storage.store import new_row_id, now
 
 _T = schema.operations
+#: The app and environment an operation over many of them (a repair) is recorded under.
+EVERY_APP = EVERY_ENVIRONMENT = "*"
 
 
 def start_operation(
