@@ -69,10 +69,19 @@ def status_command(ctx: click.Context, app: str | None, as_json: bool) -> None:
         output.table(
             ["WATCHED REPOSITORY", "BRANCH", "COMMIT", "LAST RESULT"],
             [
-                [w["repository"], w["branch"], (w["commit"] or "-")[:12], w["result"][:90]]
+                [
+                    w["repository"],
+                    w["branch"],
+                    (w["commit"] or "-")[:12],
+                    ("POLL FAILED; before: " if w.get("error") else "") + w["result"][:90],
+                ]
                 for w in found["git"]
             ],
         )
+        for error in sorted(
+            {(w["repository"], w["error"]) for w in found["git"] if w.get("error")}
+        ):
+            output.warn(f"git: {error[0]}: the last poll failed: {error[1]}")
 
 
 def _cell(cell: dict[str, Any]) -> str:

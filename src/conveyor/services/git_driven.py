@@ -9,12 +9,14 @@ checkout of the same commit."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +30,7 @@ from conveyor.errors import ConveyorError, RuntimeFailure
 from conveyor.services import pipeline
 from conveyor.services.bundles import register_bundle
 from conveyor.services.context import Services
-from conveyor.storage import catalog, releases
+from conveyor.storage import catalog, git_watches, releases
 from conveyor.storage.store import now
 
 log = logging.getLogger("conveyor.git")
@@ -59,6 +61,9 @@ class Watch:
     mapping: tuple[tuple[str, str], ...] = ()
     result: str = "not looked at yet"
     at: str = ""
+    #: Why the last poll of the repository failed (a bad URL, a fetch error); None once one
+    #: succeeds again.
+    error: str | None = None
 
 
 @dataclass
@@ -75,8 +80,20 @@ class GitWatcher:
     def start(self) -> None:
         if not self.sources:
             return
+        self.load()
         self._thread = threading.Thread(target=self._run, name="conveyor-git", daemon=True)
         self._thread.start()
+
+    def load(self) -> None:
+        """What was last done for each watched branch, as the store remembers it (a restart
+        carries on from there: no commit released twice, none missed)."""
+        watched = {source.repository for source in self.sources}
+        with self.services.store.transaction() as connection:
+            rows = git_watches.load_watches(connection)
+        with self._lock:
+            for row in rows:
+                if row["repository"] in watched:
+                    self._watches[(row["repository"], row["branch"])] = Watch(**row)
 
     def stop(self, timeout: float = 30) -> None:
         self._stop.set()
@@ -88,14 +105,28 @@ class GitWatcher:
             return sorted(self._watches.values(), key=lambda w: (w.repository, w.branch))
 
     def _run(self) -> None:
-        interval = min(source.poll for source in self.sources)
+        """Poll each repository every its own ``poll`` seconds."""
+        due = [0.0] * len(self.sources)
         while not self._stop.is_set():
-            for source in self.sources:
+            for number, source in enumerate(self.sources):
+                if due[number] > time.monotonic():
+                    continue
                 try:
                     self.poll(source)
                 except Exception as exc:  # noqa: BLE001 - one broken repository must not stop the rest
-                    self.say(f"git: {source.repository}: {exc}")
-            self._stop.wait(interval)
+                    self._failed(source, exc)
+                due[number] = time.monotonic() + source.poll
+            self._stop.wait(max(0.0, min(due) - time.monotonic()))
+
+    def _failed(self, source: GitSource, error: Exception) -> None:
+        """A poll of ``source`` failed: each of its branches shows why (what was done before
+        stays), in `conveyor status`."""
+        text = str(error).strip() or type(error).__name__
+        self.say(f"git: {source.repository}: {text}")
+        for branch in self._in_pipeline_order(source):
+            with self._lock:
+                seen = self._watches.get((source.repository, branch))
+            self._record(replace(seen or Watch(source.repository, branch), error=text), say=False)
 
     # --- one poll ----------------------------------------------------------------------------
 
@@ -109,7 +140,7 @@ class GitWatcher:
             with self._lock:
                 seen = self._watches.get(key)
             if commit is None:
-                if seen is None or seen.result != "no such branch":
+                if seen is None or seen.result != "no such branch" or seen.error is not None:
                     self._record(Watch(source.repository, branch, result="no such branch"))
                 continue
             if seen is not None and seen.commit == commit:
@@ -120,6 +151,8 @@ class GitWatcher:
                     )
                     if again.result != seen.result:
                         self._record(again)
+                elif seen.error is not None:
+                    self._record(replace(seen, error=None), say=False)  # it polls again
                 continue
             self._record(self._release(source, clone, branch, commit))
 
@@ -201,10 +234,14 @@ class GitWatcher:
             return replace(watch, result=f"refused: {exc}")
         return replace(watch, result=outcome.message)
 
-    def _record(self, watch: Watch) -> None:
+    def _record(self, watch: Watch, *, say: bool = True) -> None:
+        watch = replace(watch, at=now())
+        with self.services.store.transaction() as connection:
+            git_watches.save_watch(connection, dataclasses.asdict(watch))
         with self._lock:
-            self._watches[(watch.repository, watch.branch)] = replace(watch, at=now())
-        self.say(f"git: {watch.repository} {watch.branch}: {watch.result}")
+            self._watches[(watch.repository, watch.branch)] = watch
+        if say:
+            self.say(f"git: {watch.repository} {watch.branch}: {watch.result}")
 
     def _clone(self, source: GitSource) -> Path:
         key = hashlib.sha256(source.repository.encode()).hexdigest()[:16]

@@ -197,6 +197,10 @@ def _retention(connection: Connection) -> None:
         connection.execute(text("ALTER TABLE bundles ADD COLUMN removed_at VARCHAR(32)"))
 
 
+def _git_watches(connection: Connection) -> None:
+    schema.metadata.create_all(connection, tables=[schema.git_watches])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "environments, apps, bundles, releases, checks, approvals, operations, audit", _initial
@@ -217,6 +221,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "sleep after an idle time per environment", _sleep),
     Migration(10, "who is emailed how runs end", _run_email),
     Migration(11, "retention: bundles whose files gc removed", _retention),
+    Migration(12, "git-driven mode remembers each watched branch", _git_watches),
 )
 LATEST = MIGRATIONS[-1].version
 

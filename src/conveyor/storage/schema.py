@@ -387,3 +387,21 @@ run_email = Table(
     Column("updated_by", NAME, nullable=False),
     Column("updated_at", STAMP, nullable=False),
 )
+
+
+# Git-driven mode: what the server last did for each watched branch of each repository, so a
+# restart neither releases a commit again nor misses one; ``error``: the last poll's failure.
+git_watches = Table(
+    "git_watches",
+    metadata,
+    Column("repository", Text, primary_key=True),
+    Column("branch", String(255), primary_key=True),
+    Column("commit_id", String(64), nullable=True),
+    Column("app", NAME, nullable=True),
+    Column("environment", NAME, nullable=True),
+    Column("bundle", ID, nullable=True),
+    Column("mapping", Text, nullable=False, server_default="[]"),  # JSON: [[branch, env]]
+    Column("result", Text, nullable=False, server_default=""),
+    Column("error", Text, nullable=True),
+    Column("at", STAMP, nullable=False),
+)
