@@ -31,8 +31,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, root: Path, environments: str | None = None) -> None:
+    def __init__(
+        self, root: Path, environments: str | None = None, arguments: Sequence[str] = ()
+    ) -> None:
         self.root = root
+        #: Given to every start (e.g. --database-url), restarts included.
+        self.arguments = tuple(arguments)
         self.home = root / "home"
         self.environments_file = root / "environments.yml"
         self.template = environments
@@ -55,6 +59,7 @@ class Server:
         return f"http://127.0.0.1:{self.ports[environment]}/{app}{path}"
 
     def start(self, *, with_file: bool = True, arguments: Sequence[str] = ()) -> None:
+        arguments = (*self.arguments, *arguments)
         """Start `conveyor serve`; ``with_file=False`` leaves out ``--environments`` (then the
         environments a first start wrote stay, and `conveyor apply` may change them)."""
         self.starts += 1

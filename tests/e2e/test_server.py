@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,31 @@ import pytest
 from conveyor.storage import operations
 from conveyor.storage.store import Store
 
+from ..conftest import postgres_schema_url
 from .server import CONVEYOR, Server, make_app, wait_for
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def pipeline_server(request, tmp_path: Path) -> Iterator[Server]:
+    """A real server on SQLite (its home's default) and on PostgreSQL (`--database-url`, a
+    schema of its own on CONVEYOR_TEST_DATABASE_URL): the pipeline must behave the same."""
+    if request.param == "sqlite":
+        running = Server(tmp_path)
+        try:
+            running.start()
+            yield running
+        finally:
+            running.stop()
+        return
+    for url in postgres_schema_url():
+        running = Server(tmp_path, arguments=("--database-url", url))
+        try:
+            running.start()
+            yield running
+        finally:
+            running.stop()
 
 
 def bundle_of(server: Server, app: str, environment: str) -> str | None:
@@ -31,7 +54,8 @@ def bundle_of(server: Server, app: str, environment: str) -> str | None:
     return None
 
 
-def test_dev_to_test_to_prod_and_a_failing_bundle_is_refused_by_prod(server, tmp_path):
+def test_dev_to_test_to_prod_and_a_failing_bundle_is_refused_by_prod(pipeline_server, tmp_path):
+    server = pipeline_server
     deployed = server.cli("deploy", str(make_app(tmp_path, "v1")))
     assert deployed.code == 0, deployed
     assert "check tests: passed" in deployed.out and "release 1 is live in dev" in deployed.out
@@ -57,7 +81,8 @@ def test_dev_to_test_to_prod_and_a_failing_bundle_is_refused_by_prod(server, tmp
     assert server.cli("deploy", str(make_app(tmp_path, "v3")), "--env", "prod").code == 3
 
 
-def test_rollback_and_variables(server, tmp_path):
+def test_rollback_and_variables(pipeline_server, tmp_path):
+    server = pipeline_server
     assert server.cli("deploy", str(make_app(tmp_path, "v1"))).code == 0
     assert server.cli("vars", "set", "hello", "GREETING=hi", "--env", "dev").code == 0
     assert server.cli("deploy", str(make_app(tmp_path, "v2"))).code == 0
@@ -199,7 +224,8 @@ def processes_under(directory: Path) -> list[int]:
     return found
 
 
-def test_sigkill_mid_operation_then_restart_serves_the_previous_release(server, tmp_path):
+def test_sigkill_mid_operation_then_restart_serves_the_previous_release(pipeline_server, tmp_path):
+    server = pipeline_server
     assert server.cli("deploy", str(make_app(tmp_path, "v1")), "--env", "test").code == 0
     assert server.cli("promote", "hello", "--to", "prod").code == 0
     # v2 takes 60 s to start: the server is killed while its deploy is in flight.
@@ -242,7 +268,8 @@ def test_sigkill_mid_operation_then_restart_serves_the_previous_release(server, 
     interrupted = next(r for r in history if r["id"] == starting["id"])
     assert interrupted["state"] == "failed"
     assert interrupted["reason"] == "the server stopped while it was starting"
-    store = Store.open(server.home)
+    arguments = dict(zip(server.arguments[::2], server.arguments[1::2], strict=True))
+    store = Store.open(server.home, arguments.get("--database-url"))  # the server's own store
     try:
         states = {
             operations.get_operation(store.engine, number).state.value for number in range(1, 4)
