@@ -2,7 +2,8 @@
 another:
 
     python bench/_servers.py upstream PORT [--work-ms N]
-        a small aiohttp app on 127.0.0.1:PORT answering every GET with a short text body
+        a small aiohttp app on 127.0.0.1:PORT answering every GET with a short text body, but
+        .../mib with 1 MiB streamed in 64 KiB writes and .../ws with a WebSocket echo
     python bench/_servers.py proxy UPSTREAM_URL [--profile FILE]
         Conveyor's Proxy with one listener (free port, printed on stdout) routing /bench/ to
         UPSTREAM_URL with the prefix stripped, until SIGTERM; --profile writes cProfile stats of
@@ -10,6 +11,9 @@ another:
     python bench/_servers.py load URL --connections C --seconds S
         the Python load generator used when wrk is not installed; prints a JSON LoadResult;
         SIGINT stops it early
+    python bench/_servers.py wsload URL --seconds S
+        WebSocket echo round trips (65-byte text messages, one after another on one
+        connection); prints a JSON LoadResult whose requests are round trips
 """
 
 from __future__ import annotations
@@ -26,12 +30,31 @@ import aiohttp
 from aiohttp import web
 
 BODY = b"ok " + b"x" * 61 + b"\n"  # 65 bytes, a small API answer
+BLOCK = b"x" * (64 * 1024)
+MIB_BLOCKS = 16  # 1 MiB
 
 
 def upstream(port: int, work_ms: float) -> None:
-    async def handle(request: web.Request) -> web.Response:
+    async def handle(request: web.Request) -> web.StreamResponse:
         if work_ms:
             await asyncio.sleep(work_ms / 1000)
+        if request.path.endswith("/mib"):
+            streamed = web.StreamResponse(
+                headers={"Content-Type": "application/octet-stream"},
+            )
+            streamed.content_length = len(BLOCK) * MIB_BLOCKS
+            await streamed.prepare(request)
+            for _ in range(MIB_BLOCKS):
+                await streamed.write(BLOCK)
+            await streamed.write_eof()
+            return streamed
+        if request.path.endswith("/ws"):
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            async for message in ws:
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    await ws.send_str(message.data)
+            return ws
         return web.Response(body=BODY, content_type="text/plain")
 
     app = web.Application()
@@ -119,6 +142,38 @@ async def _load(url: str, connections: int, seconds: float) -> dict[str, object]
     }
 
 
+async def _wsload(url: str, seconds: float) -> dict[str, object]:
+    from _support import percentile
+
+    latencies: list[float] = []
+    errors = 0
+    message = BODY.decode()
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url, autoping=False) as ws:
+            for _ in range(200):  # warm up
+                await ws.send_str(message)
+                await ws.receive_str()
+            began = time.monotonic()
+            deadline = began + seconds
+            while time.monotonic() < deadline:
+                start = time.perf_counter()
+                await ws.send_str(message)
+                if await ws.receive_str() != message:
+                    errors += 1
+                latencies.append((time.perf_counter() - start) * 1000)
+            elapsed = time.monotonic() - began
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "rps": len(latencies) / elapsed if elapsed else 0.0,
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+        "errors": errors,
+        "non_2xx": 0,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -132,8 +187,13 @@ def main() -> None:
     ld.add_argument("url")
     ld.add_argument("--connections", type=int, default=32)
     ld.add_argument("--seconds", type=float, default=10.0)
+    ws = commands.add_parser("wsload")
+    ws.add_argument("url")
+    ws.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    if args.command == "upstream":
+    if args.command == "wsload":
+        json.dump(asyncio.run(_wsload(args.url, args.seconds)), sys.stdout)
+    elif args.command == "upstream":
         upstream(args.port, args.work_ms)
     elif args.command == "proxy":
         proxy(args.upstream_url, args.profile)

@@ -13,16 +13,22 @@ missing) is sent, one target after another in this run, to:
           strip the prefix and set X-Forwarded-*
 
 at two concurrencies: 1 connection (the latency one request pays) and 32 (throughput when
-saturated). Prints requests/s, p50/p99 latency, CPU time per request of the proxy process, and
-the ratios. On a 2-core machine the load generator, the proxy and the app share the two cores:
+saturated); then a 1 MiB response streamed by the app in 64 KiB writes (``1MiB`` rows, 4
+connections: MiB/s = req/s) and WebSocket echo round trips of 65-byte messages on one
+connection (``ws-echo`` rows: round trips/s and their latency). Prints requests/s, p50/p99
+latency, CPU time per request of the proxy process, and the ratios; the machine's load average
+is printed first, since other work on a shared machine moves every number. On a 2-core
+machine the load generator, the proxy and the app share the two cores:
 numbers are comparable with each other, not with a dedicated load-testing setup.
 
     .venv/bin/python bench/proxy_overhead.py [--seconds 8] [--connections 1,32] [--profile]
+        [--mib-connections 4] [--no-extra]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pstats
 import shutil
@@ -56,6 +62,7 @@ error_log {tmp}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
@@ -70,7 +77,9 @@ http {{
         location /bench/ {{
             proxy_pass http://app/;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 300s;
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
@@ -96,6 +105,7 @@ class Row:
     result: LoadResult
     proxy_cpu_us: float | None  # CPU time of the proxy per request
     app_cpu_us: float
+    kind: str = ""  # "": 65-byte answers; "1MiB": streamed 1 MiB; "ws-echo": round trips
 
 
 def start_upstream(work_ms: float) -> tuple[subprocess.Popen[bytes], int]:
@@ -145,6 +155,14 @@ def start_nginx(
     return process, port, version
 
 
+def ws_load(url: str, seconds: float) -> LoadResult:
+    """WebSocket echo round trips on one connection (bench/_servers.py wsload)."""
+    ws_url = "ws" + url.removeprefix("http") + "ws"
+    argv = [PYTHON, str(SERVERS), "wsload", ws_url, "--seconds", str(seconds)]
+    output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
+    return LoadResult(**json.loads(output.stdout))
+
+
 def measure(
     tool: str,
     target: Target,
@@ -152,12 +170,17 @@ def measure(
     connections: int,
     seconds: float,
     warmup: float,
+    kind: str = "",
 ) -> Row:
-    if warmup:
-        run_load(tool, target.url, connections, warmup)
+    url = target.url + ("mib" if kind == "1MiB" else "")
+    if warmup and kind != "ws-echo":
+        run_load(tool, url, connections, warmup)
     proxy_before = cpu_seconds(target.process.pid) if target.process else 0.0
     app_before = cpu_seconds(upstream.pid)
-    result = run_load(tool, target.url, connections, seconds)
+    if kind == "ws-echo":
+        result = ws_load(target.url, seconds)
+    else:
+        result = run_load(tool, url, connections, seconds)
     requests = max(1, result.requests)
     proxy_cpu = (
         (cpu_seconds(target.process.pid) - proxy_before) / requests * 1e6
@@ -165,12 +188,12 @@ def measure(
         else None
     )
     app_cpu = (cpu_seconds(upstream.pid) - app_before) / requests * 1e6
-    return Row(target.name, connections, result, proxy_cpu, app_cpu)
+    return Row(target.name, connections, result, proxy_cpu, app_cpu, kind)
 
 
 def print_table(rows: list[Row]) -> None:
     header = (
-        f"{'target':9} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'target':9} {'kind':>7} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'failed':>6} {'proxy CPU us/req':>16} {'app CPU us/req':>14}"
     )
     print(header)
@@ -179,21 +202,22 @@ def print_table(rows: list[Row]) -> None:
         r = row.result
         proxy_cpu = "-" if row.proxy_cpu_us is None else f"{row.proxy_cpu_us:.0f}"
         print(
-            f"{row.target:9} {row.connections:5d} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
+            f"{row.target:9} {row.kind or '65B':>7} {row.connections:5d} {r.rps:9.0f} "
+            f"{r.p50_ms:8.2f} {r.p99_ms:8.2f} "
             f"{r.failures:6d} {proxy_cpu:>16} {row.app_cpu_us:14.0f}"
         )
 
 
-def print_ratios(rows: list[Row], connection_levels: list[int]) -> None:
-    by = {(row.target, row.connections): row.result for row in rows}
+def print_ratios(rows: list[Row]) -> None:
+    by = {(row.target, row.kind, row.connections): row.result for row in rows}
     pairs = [("conveyor", "direct"), ("nginx", "direct"), ("conveyor", "nginx")]
-    for connections in connection_levels:
+    for kind, connections in dict.fromkeys((row.kind, row.connections) for row in rows):
         for a, b in pairs:
-            x, y = by.get((a, connections)), by.get((b, connections))
+            x, y = by.get((a, kind, connections)), by.get((b, kind, connections))
             if x is None or y is None:
                 continue
             print(
-                f"ratio {a}/{b} at {connections:>2} conn: "
+                f"ratio {a}/{b} {kind or '65B':>7} at {connections:>2} conn: "
                 f"req/s {x.rps / y.rps:5.2f}x   p50 {x.p50_ms / y.p50_ms:5.2f}x   "
                 f"p99 {x.p99_ms / y.p99_ms:5.2f}x   "
                 f"added p50 {x.p50_ms - y.p50_ms:+.2f} ms"
@@ -228,11 +252,16 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="also profile the proxy with cProfile"
     )
+    parser.add_argument("--mib-connections", type=int, default=4)
+    parser.add_argument(
+        "--no-extra", action="store_true", help="skip the 1 MiB and WebSocket echo rows"
+    )
     args = parser.parse_args()
     levels = [int(n) for n in args.connections.split(",")]
     tool = load_tool()
 
     print(f"machine: {machine()}")
+    print(f"loadavg before: {Path('/proc/loadavg').read_text().strip()}")
     print(f"load: {describe_tool(tool)}; {args.seconds:g} s per run after {args.warmup:g} s warmup")
     processes: list[subprocess.Popen[bytes]] = []
     nginx: subprocess.Popen[bytes] | None = None
@@ -264,9 +293,26 @@ def main() -> None:
                 for connections in levels
                 for target in targets
             ]
+            if not args.no_extra:
+                rows += [
+                    measure(
+                        tool,
+                        target,
+                        upstream,
+                        args.mib_connections,
+                        args.seconds,
+                        args.warmup,
+                        "1MiB",
+                    )
+                    for target in targets
+                ]
+                rows += [
+                    measure(tool, target, upstream, 1, args.seconds, 0, "ws-echo")
+                    for target in targets
+                ]
             print_table(rows)
             print()
-            print_ratios(rows, levels)
+            print_ratios(rows)
             print(f"\n(measured in {time.monotonic() - began:.0f} s)")
             if args.profile:
                 profile_proxy(tool, upstream_port, max(levels), args.seconds)

@@ -10,8 +10,10 @@ stopped without failing a request.
 The proxy runs its own asyncio event loop in one background thread, so that synchronous
 services can drive it. Every public method runs its work on that loop and waits for it: route
 changes are serialised with request handling, which is what makes a swap atomic without locks.
-Request bodies and responses are streamed both ways over one pooled keep-alive client session;
-WebSockets are relayed frame by frame (see ``proxy_forward``).
+HTTP/1.1 is parsed with httptools on asyncio Protocols (``proxy_server`` for clients,
+``proxy_upstream`` for a pool of keep-alive connections to the workers); request and response
+bodies are streamed both ways with flow control; WebSockets are carried as a tunnel that reads
+frame headers only (``proxy_tunnel``). Routing, the gate and waking are ``proxy_forward``'s.
 """
 
 from __future__ import annotations
@@ -23,25 +25,17 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-import aiohttp
-from aiohttp import web
-
 from conveyor.domain.apps import APP_NAME
 from conveyor.errors import Conflict, InvalidInput, RuntimeFailure
 from conveyor.runtime.proxy_forward import DEFAULT_WEBSOCKET_LIMIT, EnvironmentHandler
 from conveyor.runtime.proxy_gate import Gate
 from conveyor.runtime.proxy_routes import AppRoute, Release
+from conveyor.runtime.proxy_server import Listener
+from conveyor.runtime.proxy_upstream import Pool
 from conveyor.runtime.proxy_wake import Waker, Wakes
 
 T = TypeVar("T")
 
-#: Below the idle timeout of the app servers Conveyor runs (uvicorn 5 s), so the pool drops a
-#: connection before the app closes it under a request in flight.
-_UPSTREAM_KEEPALIVE = 2.0
-_UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0)
-#: Generous: apps (and their cookies) are trusted more than an arbitrary client.
-_UPSTREAM_HEADER_LIMIT = 64 * 1024
-_CLIENT_HEADER_LIMIT = 16 * 1024
 #: How long stop() lets requests still running finish before they are cancelled.
 _SHUTDOWN_TIMEOUT = 2.0
 _SERVICE_RESTART = 1012
@@ -71,8 +65,8 @@ class Proxy:
         self._handlers: dict[str, EnvironmentHandler] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._listeners: dict[str, web.ServerRunner] = {}
+        self._pool: Pool | None = None
+        self._listeners: dict[str, Listener] = {}
         #: environment -> app -> route; listeners read the same dicts.
         self._routes: dict[str, dict[str, AppRoute]] = {}
         #: Every release routed, draining, or forgotten with requests still running.
@@ -103,7 +97,7 @@ class Proxy:
             )
             thread.start()
             self._loop, self._thread = loop, thread
-        self._call(self._open_session)
+        self._call(self._open_pool)
 
     def stop(self) -> None:
         """Close every listener and WebSocket session, the connection pool and the loop thread.
@@ -132,32 +126,20 @@ class Proxy:
             loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
 
-    async def _open_session(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=_UPSTREAM_KEEPALIVE),
-            timeout=_UPSTREAM_TIMEOUT,
-            # The body goes through exactly as the app encoded it.
-            auto_decompress=False,
-            # Never keep one client's cookies to send with another's requests.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            # Add nothing the client did not send (Accept-Encoding would change the response).
-            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
-            trust_env=False,
-            max_line_size=_UPSTREAM_HEADER_LIMIT,
-            max_field_size=_UPSTREAM_HEADER_LIMIT,
-        )
+    async def _open_pool(self) -> None:
+        self._pool = Pool()
 
     async def _shutdown(self) -> None:
         sessions = [s for r in self._releases.values() for s in list(r.websockets)]
         await asyncio.gather(
             *(s.close(_GOING_AWAY, b"proxy stopping") for s in sessions), return_exceptions=True
         )
-        for runner in self._listeners.values():
-            await runner.cleanup()
+        for listener in self._listeners.values():
+            await listener.close(_SHUTDOWN_TIMEOUT)
         self._listeners.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         self._wakes.close()
 
     # --- listeners and routes --------------------------------------------------------------
@@ -193,12 +175,12 @@ class Proxy:
     ) -> int:
         if environment in self._listeners:
             raise Conflict(f"environment {environment} already has a listener")
-        assert self._session is not None
+        assert self._pool is not None
         routes = self._routes.setdefault(environment, {})
         handler = EnvironmentHandler(
             environment,
             routes,
-            self._session,
+            self._pool,
             trusted=self.trusted,
             domain=domain,
             websocket_limit=self.websocket_limit,
@@ -206,26 +188,15 @@ class Proxy:
             wakes=self._wakes,
         )
         self._handlers[environment] = handler
-        server = web.Server(
-            handler,
-            # A client that goes away cancels its request, and with it the upstream one.
-            handler_cancellation=True,
-            access_log=None,
-            auto_decompress=False,
-            max_line_size=_CLIENT_HEADER_LIMIT,
-            max_field_size=_CLIENT_HEADER_LIMIT,
-        )
-        runner = web.ServerRunner(server, shutdown_timeout=_SHUTDOWN_TIMEOUT)
-        await runner.setup()
+        listener = Listener(handler, tls=ssl_context is not None)
         try:
-            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+            port = await listener.start(host, port, ssl_context)
         except OSError as error:
-            await runner.cleanup()
             raise RuntimeFailure(
                 f"cannot listen on {host}:{port} for environment {environment}: {error}"
             ) from error
-        self._listeners[environment] = runner
-        return int(runner.addresses[0][1])
+        self._listeners[environment] = listener
+        return port
 
     def set_route(
         self,

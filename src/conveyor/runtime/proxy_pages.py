@@ -8,9 +8,23 @@ Internal to ``conveyor.runtime.proxy``.
 from __future__ import annotations
 
 import html
-import json
+from typing import Protocol
 
-from aiohttp import web
+from conveyor.runtime.proxy_http import Answer
+
+
+class _Headers(Protocol):
+    def get(self, name: str, default: str) -> str: ...
+
+
+class Asking(Protocol):
+    """What the pages look at in a request."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def headers(self) -> _Headers: ...
 
 
 def prefers_json(accept: str) -> bool:
@@ -47,7 +61,7 @@ _PAGE = """<!doctype html>
 
 
 def page(
-    request: web.BaseRequest,
+    request: Asking,
     status: int,
     code: str,
     title: str,
@@ -56,7 +70,7 @@ def page(
     apps: list[str] | None = None,
     retry_after: int | None = None,
     reload: bool = False,
-) -> web.Response:
+) -> Answer:
     """A page the proxy answers itself: JSON for API clients, HTML for everyone else.
     ``retry_after``: seconds after which the client may try again; ``reload``: the HTML page
     reloads itself then."""
@@ -67,12 +81,7 @@ def page(
         error: dict[str, object] = {"code": code, "message": message}
         if apps is not None:
             error["apps"] = apps
-        return web.Response(
-            status=status,
-            text=json.dumps({"error": error}),
-            content_type="application/json",
-            headers=headers,
-        )
+        return Answer.json(status, {"error": error}, headers)
     listing = ""
     if apps is not None:
         items = "".join(
@@ -87,22 +96,22 @@ def page(
     text = _PAGE.format(
         title=html.escape(title), message=html.escape(message), listing=listing, refresh=refresh
     )
-    return web.Response(status=status, text=text, content_type="text/html", headers=headers)
+    return Answer.text(status, text, "text/html", headers)
 
 
-def is_navigation(request: web.BaseRequest) -> bool:
+def is_navigation(request: Asking) -> bool:
     """Whether a request is a browser loading a page (not a script's fetch, an asset or an API
     client): what may get the "starting" page instead of waiting for a waking app."""
     if request.method != "GET":
         return False
-    mode = request.headers.get("Sec-Fetch-Mode")
-    if mode is not None:
+    mode = request.headers.get("Sec-Fetch-Mode", "")
+    if mode:
         return mode == "navigate"
     accept = request.headers.get("Accept", "")
     return "text/html" in accept and not prefers_json(accept)
 
 
-def starting(request: web.BaseRequest, app: str, environment: str) -> web.Response:
+def starting(request: Asking, app: str, environment: str) -> Answer:
     """A sleeping app is waking: the browser is asked to come back in a moment (503 with
     Retry-After; the page reloads itself)."""
     message = (
@@ -112,7 +121,7 @@ def starting(request: web.BaseRequest, app: str, environment: str) -> web.Respon
     return page(request, 503, "starting", f"{app} is starting", message, retry_after=2, reload=True)
 
 
-def wake_failed(request: web.BaseRequest, app: str, environment: str, why: str) -> web.Response:
+def wake_failed(request: Asking, app: str, environment: str, why: str) -> Answer:
     """A sleeping app could not be started again: why, and where its people see more."""
     message = (
         f"{app} was asleep in {environment} and could not be started again: {why}. "

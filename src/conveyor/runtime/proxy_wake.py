@@ -19,10 +19,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from aiohttp import web
-
 from conveyor.errors import ConveyorError
-from conveyor.runtime.proxy_pages import is_navigation, starting, wake_failed
+from conveyor.runtime.proxy_http import Answer
+from conveyor.runtime.proxy_pages import Asking, is_navigation, starting, wake_failed
 from conveyor.runtime.proxy_routes import Release
 
 #: Starts a sleeping release's processes again and returns its workers' new base URLs;
@@ -56,9 +55,7 @@ class Wakes:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None
 
-    async def hold(
-        self, request: web.BaseRequest, release: Release, websocket: bool
-    ) -> web.StreamResponse | None:
+    async def hold(self, request: Asking, release: Release, websocket: bool) -> Answer | None:
         """Wake ``release`` for ``request``: None once it is awake (forward the request to
         its new upstreams), else the page to answer with (starting, or failed to wake)."""
         failure = release.wake_failure

@@ -1,0 +1,451 @@
+"""The client side of the proxy: one asyncio Protocol per client connection, HTTP/1.1 parsed
+by ``httptools``, each request handed to the environment's handler as a ``Request``.
+
+Requests on a connection are answered in order (pipelined ones wait their turn, with reading
+paused). A request body is buffered only until the handler attaches the connection to the app
+(``Body.attach``); from then on it goes straight to the app's socket, and each side's write
+buffer filling up pauses reading on the other side. A client that goes away cancels its
+request's handler, and with it the upstream exchange. After a WebSocket handshake the
+connection carries a ``proxy_tunnel.Tunnel``'s bytes.
+
+Internal to ``conveyor.runtime.proxy``; runs only on the proxy's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import httptools
+
+from conveyor.runtime.proxy_http import LAST_CHUNK, Answer, Headers, chunk
+
+#: Longest request line or header line a client may send, and all of them together.
+CLIENT_LINE_LIMIT = 16 * 1024
+_CLIENT_HEAD_LIMIT = 8 * CLIENT_LINE_LIMIT
+#: A request body buffered beyond this (before the app's connection takes it) pauses reading.
+_BODY_BUFFER = 256 * 1024
+#: A client connection idle this long between requests is closed (aiohttp's default too).
+KEEPALIVE_TIMEOUT = 75.0
+
+_log = logging.getLogger("conveyor.proxy")
+
+
+class Sink(Protocol):
+    """Where a request body goes once the app's connection is attached."""
+
+    def send(self, data: bytes) -> None: ...
+
+
+class Body:
+    """A request's body as it arrives from the client."""
+
+    __slots__ = ("conn", "chunks", "size", "complete", "sink", "chunked", "waiter")
+
+    def __init__(self, conn: ClientConnection, chunked: bool) -> None:
+        self.conn = conn
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.complete = False
+        self.sink: Sink | None = None
+        #: Sent to the app chunked (the client sent it so): re-framed on the way.
+        self.chunked = chunked
+        self.waiter: asyncio.Future[None] | None = None
+
+    def feed(self, data: bytes) -> None:
+        if self.sink is not None:
+            self.sink.send(chunk(data) if self.chunked else data)
+            return
+        self.chunks.append(data)
+        self.size += len(data)
+        if self.size > _BODY_BUFFER:
+            self.conn.pause("body")
+
+    def finish(self) -> None:
+        self.complete = True
+        if self.sink is not None and self.chunked:
+            self.sink.send(LAST_CHUNK)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def attach(self, sink: Sink) -> None:
+        """Send what arrived so far to ``sink``, and the rest as it comes."""
+        if self.chunks:
+            data = b"".join(self.chunks)
+            self.chunks.clear()
+            self.size = 0
+            sink.send(chunk(data) if self.chunked else data)
+        if self.complete and self.chunked:
+            sink.send(LAST_CHUNK)
+        self.sink = sink
+        self.conn.resume("body")
+
+
+class Request:
+    """One request from a client, as the environment's handler sees it."""
+
+    __slots__ = (
+        "conn",
+        "method",
+        "raw_path",
+        "headers",
+        "version",
+        "keep_alive",
+        "body",
+        "host",
+        "upgrade",
+        "head_sent",
+    )
+
+    def __init__(
+        self,
+        conn: ClientConnection,
+        method: str,
+        raw_path: str,
+        headers: Headers,
+        version: str,
+        keep_alive: bool,
+        body: Body | None,
+    ) -> None:
+        self.conn = conn
+        self.method = method
+        self.raw_path = raw_path
+        self.headers = headers
+        self.version = version
+        # An HTTP/1.0 client is answered once, then the connection closes.
+        self.keep_alive = keep_alive and version == "1.1"
+        #: None: the request has no body (no Content-Length above 0, not chunked).
+        self.body = body
+        self.host = headers.get("Host") or conn.local
+        #: The bytes after the head of a request that upgrades the connection (WebSocket).
+        self.upgrade: bytes | None = None
+        #: The response's head is out: only closing the connection can signal a failure now.
+        self.head_sent = False
+
+    @property
+    def remote(self) -> str | None:
+        return self.conn.remote
+
+    @property
+    def scheme(self) -> str:
+        return self.conn.scheme
+
+    def answer(self, answer: Answer) -> None:
+        """Send a whole response the proxy made itself."""
+        body = self.body
+        if body is not None and not body.complete:
+            self.keep_alive = False  # the rest of the body is not read: the connection closes
+        self.head_sent = True
+        self.conn.write(answer.serialise(head=self.method == "HEAD", close=not self.keep_alive))
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client's connection to an environment's listener."""
+
+    def __init__(
+        self,
+        handle: Callable[[Request], Awaitable[None]],
+        scheme: str,
+        connections: set[ClientConnection],
+    ) -> None:
+        self.handle = handle
+        self.scheme = scheme
+        self.connections = connections
+        self.transport: asyncio.Transport | None = None
+        self.remote: str | None = None
+        self.local = ""
+        self.parser = httptools.HttpRequestParser(self)
+        self.closed = False
+        #: The exchange on the app's side that flow control links this connection to.
+        self.peer: asyncio.BaseTransport | None = None
+        #: After a WebSocket handshake: whose bytes this connection now carries.
+        self.tunnel: Any = None
+        self.idle_since = 0.0
+        self._queue: deque[Request] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._current: Request | None = None
+        self._url = b""
+        self._items: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._in_head = False
+        self._too_large = False
+        self._paused: set[str] = set()
+        self._writing_paused = False
+        self._drained: asyncio.Future[None] | None = None
+
+    # --- the connection ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.remote = str(peer[0]) if isinstance(peer, tuple) else None
+        local = transport.get_extra_info("sockname")
+        if isinstance(local, tuple):
+            self.local = (
+                f"{local[0]}:{local[1]}" if ":" not in local[0] else f"[{local[0]}]:{local[1]}"
+            )
+        self.idle_since = asyncio.get_running_loop().time()
+        self.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.connections.discard(self)
+        if self.tunnel is not None:
+            self.tunnel.client_lost()
+        elif self._task is not None:
+            # A client that goes away cancels its request, and with it the upstream one.
+            self._task.cancel()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        current = self._current
+        if current is not None and current.body is not None:
+            current.body.finish()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.from_client(data)
+            return
+        if self._in_head:
+            self._head_size += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgraded(data[upgrade.args[0] :])
+        except httptools.HttpParserError:
+            self._bad_request(431 if self._too_large else 400)
+            return
+        if self._too_large or self._head_size > 2 * _CLIENT_HEAD_LIMIT:
+            self._bad_request(431)
+
+    def _upgraded(self, rest: bytes) -> None:
+        request = self._last_request()
+        if request is not None and request.headers.get("Upgrade", "").lower() == "websocket":
+            # Reading stops until the app accepts; the bytes after the head wait with it.
+            request.upgrade = rest
+            self.pause("upgrade")
+            return
+        # Another protocol (h2c): answered as plain HTTP/1.1, on a fresh parser.
+        self.parser = httptools.HttpRequestParser(self)
+        if rest:
+            self.data_received(rest)
+
+    def _last_request(self) -> Request | None:
+        if self._queue:
+            return self._queue[-1]
+        task = self._task
+        return getattr(task, "request", None) if task is not None else None
+
+    def _bad_request(self, status: int) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._task is None:
+            # Nothing is being answered: the client hears why, then the connection closes.
+            reason = "headers too large" if status == 431 else "malformed request"
+            answer = Answer.text(status, f"Bad request: {reason}", "text/plain")
+            self.transport.write(answer.serialise(close=True))
+        self.transport.close()
+
+    # --- flow control --------------------------------------------------------------------
+
+    def pause(self, reason: str) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason in self._paused:
+            self._paused.discard(reason)
+            if not self._paused and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        if self.peer is not None:
+            self.peer.pause_reading()  # type: ignore[attr-defined]
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self.peer is not None and not self.peer.is_closing():
+            self.peer.resume_reading()  # type: ignore[attr-defined]
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._writing_paused and not self.closed:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Break the connection: the client must not take a truncated body for a whole one."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- httptools' callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._items = []
+        self._head_size = 0
+        self._in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > CLIENT_LINE_LIMIT:
+            self._too_large = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._items.append((name, value))
+        if len(name) + len(value) > CLIENT_LINE_LIMIT:
+            self._too_large = True
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._too_large or sum(len(n) + len(v) for n, v in self._items) > _CLIENT_HEAD_LIMIT:
+            self._too_large = True
+            return
+        parser = self.parser
+        items = self._items
+        body = None
+        for name, value in items:
+            lower = name.lower()
+            if lower == b"content-length" and value.strip() not in (b"0", b""):
+                body = Body(self, chunked=False)
+            elif lower == b"transfer-encoding" and b"chunked" in value.lower():
+                body = Body(self, chunked=True)
+        request = Request(
+            self,
+            parser.get_method().decode("latin-1"),
+            self._url.decode("latin-1"),
+            Headers(items),
+            parser.get_http_version(),
+            parser.should_keep_alive(),
+            body,
+        )
+        self._current = request
+        if self._task is None:
+            self._start(request)
+        else:
+            self._queue.append(request)
+            self.pause("queue")
+
+    def on_body(self, data: bytes) -> None:
+        current = self._current
+        if current is not None and current.body is not None:
+            current.body.feed(data)
+
+    def on_message_complete(self) -> None:
+        current = self._current
+        if current is not None and current.body is not None:
+            current.body.finish()
+        self._current = None
+
+    # --- answering -----------------------------------------------------------------------
+
+    def _start(self, request: Request) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(request))
+        task.request = request  # type: ignore[attr-defined]
+        self._task = task
+
+    async def _serve(self, request: Request) -> None:
+        try:
+            await self.handle(request)
+        except asyncio.CancelledError:
+            self._task = None
+            self.abort()
+            raise
+        except Exception:  # noqa: BLE001 - one request's failure must not end the listener
+            _log.exception("the proxy failed on %s %s", request.method, request.raw_path)
+            if not request.head_sent:
+                request.keep_alive = False
+                request.answer(Answer.text(500, "Internal proxy error", "text/plain"))
+            self._task = None
+            self.close()
+            return
+        self._task = None
+        body = request.body
+        if self.tunnel is not None:
+            return
+        if not request.keep_alive or (body is not None and not body.complete):
+            self.close()
+            return
+        if request.upgrade is not None:
+            # A WebSocket handshake the app refused: back to HTTP on a fresh parser.
+            self.parser = httptools.HttpRequestParser(self)
+            rest, request.upgrade = request.upgrade, None
+            self.resume("upgrade")
+            if rest:
+                self.data_received(rest)
+        if self._queue and self._task is None:
+            following = self._queue.popleft()
+            if not self._queue:
+                self.resume("queue")
+            self._start(following)
+        else:
+            self.idle_since = asyncio.get_running_loop().time()
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None or self.tunnel is not None
+
+
+class Listener:
+    """One environment's listening socket and its client connections."""
+
+    def __init__(self, handle: Callable[[Request], Awaitable[None]], tls: bool) -> None:
+        self.handle = handle
+        self.scheme = "https" if tls else "http"
+        self.connections: set[ClientConnection] = set()
+        self.server: asyncio.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: ClientConnection(self.handle, self.scheme, self.connections),
+            host,
+            port,
+            ssl=ssl_context,
+            backlog=1024,
+        )
+        self._sweeper = loop.call_later(KEEPALIVE_TIMEOUT / 5, self._sweep)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in list(self.connections):
+            if not conn.busy and now - conn.idle_since > KEEPALIVE_TIMEOUT:
+                conn.close()
+        self._sweeper = loop.call_later(KEEPALIVE_TIMEOUT / 5, self._sweep)
+
+    async def close(self, timeout: float) -> None:
+        """Stop accepting, let requests still running finish for ``timeout`` seconds, then
+        close every connection."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.server is not None:
+            self.server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for conn in list(self.connections):
+            if not conn.busy:
+                conn.close()
+        while any(conn.busy for conn in self.connections) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn.abort() if conn.busy else conn.close()
+        if self.server is not None:
+            await self.server.wait_closed()
