@@ -29,16 +29,9 @@ pytestmark = pytest.mark.e2e
 def pipeline_server(request, tmp_path: Path) -> Iterator[Server]:
     """A real server on SQLite (its home's default) and on PostgreSQL (`--database-url`, a
     schema of its own on CONVEYOR_TEST_DATABASE_URL): the pipeline must behave the same."""
-    if request.param == "sqlite":
-        running = Server(tmp_path)
-        try:
-            running.start()
-            yield running
-        finally:
-            running.stop()
-        return
-    for url in postgres_schema_url():
-        running = Server(tmp_path, arguments=("--database-url", url))
+    urls = postgres_schema_url() if request.param == "postgresql" else iter([None])
+    for url in urls:
+        running = Server(tmp_path, arguments=("--database-url", url) if url else ())
         try:
             running.start()
             yield running
