@@ -17,6 +17,7 @@ from typing import Any
 from conveyor.config.locate import active_name, locate
 from conveyor.config.parse import ConfigFile, EnvRef, ExprRef, load
 from conveyor.config.resolve import (
+    DEFAULT,
     Sourced,
     default_inherits_note,
     materialize,
@@ -160,6 +161,9 @@ class CheckReport:
     sections: list[str]
     checked: list[str]
     problems: list[str]
+    # What does not stop the app (a section `default` stands in for, when lenient), and where
+    # R's config package would read the file differently.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -171,21 +175,29 @@ def check(
     file: str | os.PathLike[str] | None = None,
     use_parent: bool = True,
     environ: Mapping[str, str] | None = None,
+    *,
+    lenient: bool = False,
 ) -> CheckReport:
     """Every problem in the file, not just the first: errors inside sections (tags, duplicate
     keys), the `default` section, section shapes, `inherits:` (missing parents, cycles, an
     ignored `inherits:` in `default`), and for each environment in ``envs`` (default: the
     active name) that it has a section and that its ``!env`` variables are set and it needs
     no ``!expr``. A broken section does not stop the others, or itself, from being checked:
-    whatever can be resolved is."""
+    whatever can be resolved is.
+
+    ``lenient`` turns what ``get()`` only warns about into warnings: an environment with no
+    section (the app reads `default` there) and an ignored `inherits:` in `default`."""
     names = list(envs) or [active_name()]
     try:
         parsed = _load(file, use_parent)
     except ConfigError as exc:
         return CheckReport(os.fspath(file) if file else "config.yml", [], names, [str(exc)])
     problems: list[ConfigError] = list(structure_problems(parsed))
+    warnings: list[str] = []
     note = default_inherits_note(parsed)
-    if note is not None:
+    if note is not None and lenient:
+        warnings.append(note)
+    elif note is not None:
         problems.append(ConfigStructureError(note))
     # Missing parents and cycles are left out of the tree (and reported), not fatal.
     trees = {section: merged_section(parsed, section, problems) for section in parsed.sections}
@@ -193,9 +205,16 @@ def check(
     for name in names:
         if name in trees:
             materialize(parsed, trees[name], name, environment, problems)
+        elif lenient:
+            warnings.append(
+                f"{parsed.path} has no section {name!r}; the app reads `default` there "
+                f"(sections: {', '.join(parsed.sections)})"
+            )
+            if DEFAULT in trees:
+                materialize(parsed, trees[DEFAULT], name, environment, problems)
         else:
             problems.append(unknown_section(parsed, name))
-    return CheckReport(parsed.path, list(parsed.sections), names, _unique(problems))
+    return CheckReport(parsed.path, list(parsed.sections), names, _unique(problems), warnings)
 
 
 def _unique(problems: Iterable[ConfigError]) -> list[str]:
