@@ -20,6 +20,7 @@ from pathlib import Path
 from conveyor.bundles.archive import extract
 from conveyor.bundles.build import BuiltBundle, build_bundle
 from conveyor.config import inspection
+from conveyor.config.resolve import UnknownEnvironment
 from conveyor.runtime.app_data import process_environment
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.steps import run_tests_command
@@ -31,20 +32,6 @@ class CheckStep:
     ok: bool | None  # None: skipped
     detail: str = ""
     warnings: tuple[str, ...] = ()
-
-
-class _EveryVariableSet(dict[str, str]):
-    """An environment in which every `!env` variable is set: on the server they come from the
-    app's variables, which CI cannot see."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __missing__(self, key: str) -> str:
-        return "(set on the server)"
-
-    def get(self, key: str, default: object = None) -> str:
-        return self[key]
 
 
 def default_uv_cache() -> Path:
@@ -97,7 +84,9 @@ def _config(directory: Path, environments: Sequence[str], strict: bool) -> Check
         environments,
         file=directory / "config.yml",
         use_parent=False,
-        environ=_EveryVariableSet(),
+        # Every `!env` variable counts as set: on the server they come from the app's
+        # variables, which CI cannot see.
+        environ=UnknownEnvironment(),
         lenient=not strict,
     )
     warnings = tuple(report.warnings)
