@@ -426,3 +426,61 @@ def test_recursive_alias_is_a_one_line_error(write, capsys):
         assert code == 1
         assert "Traceback" not in err
         assert "contains itself" in err
+
+
+R_AND_PYTHON = """\
+default:
+  password: !env DB_PASSWORD
+  token: !expr Sys.getenv("API_TOKEN", unset = "dev-token")
+  verbose: y
+  quoted: 'n'
+  enabled: yes
+  y: 1
+  'n': 2
+prod:
+  inherits: [staging]
+  debug: N
+"""
+
+
+def test_check_warns_with_the_line_where_r_and_python_read_differently(write, capsys, monkeypatch):
+    path = write(R_AND_PYTHON, "shared.yml")
+    monkeypatch.setenv("DB_PASSWORD", "set")
+    code, _, err = run(capsys, "config", "check", "--file", str(path), "--env", "default")
+    assert code == 1, err  # Conveyor refuses the missing parent (the warning says R ignores it)
+    assert "  - " in err and "inherits from 'staging', which is not a section of this file" in err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    by_line = {int(w.split(", line ")[1].split(":")[0]): w for w in warnings}
+    assert sorted(by_line) == [2, 4, 7, 10, 11], warnings
+    assert 'R gets the text "DB_PASSWORD"' in by_line[2]
+    assert 'Write !expr Sys.getenv("DB_PASSWORD")' in by_line[2]
+    assert "the value y is TRUE to R's yaml package" in by_line[4]
+    assert "the key y is named 'TRUE' in R" in by_line[7]
+    assert (
+        "inherits from 'staging', which is not a section: R's config package ignores"
+        in (by_line[10])
+    )
+    assert "the value N is FALSE" in by_line[11]
+    # Quoted scalars, `yes` (a boolean to both) and Sys.getenv are read alike: no warning.
+    code, out, _ = run(capsys, "config", "check", "--file", str(path), "--env", "default", "--json")
+    assert json.loads(out)["warnings"] == [w.removeprefix("warning: ") for w in warnings]
+
+
+def test_warnings_alone_do_not_fail_the_check(write, capsys):
+    path = write("default:\n  verbose: y\n", "shared.yml")
+    code, out, err = run(capsys, "config", "check", "--file", str(path), "--env", "default")
+    assert code == 0, err
+    assert "line 2: the value y is TRUE" in err
+    assert ": ok (1 sections" in out
+
+
+def test_show_names_the_r_expression_of_a_value_read_with_sys_getenv(write, capsys, monkeypatch):
+    path = write(R_AND_PYTHON, "shared.yml")
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    code, out, _ = run(capsys, "config", "show", "token", "--file", str(path))
+    assert code == 0
+    assert '******** (!expr Sys.getenv("API_TOKEN", unset = "dev-token"), not set, fallback' in out
+    monkeypatch.setenv("API_TOKEN", "t-123")
+    code, out, _ = run(capsys, "config", "show", "token", "--file", str(path), "--json")
+    assert json.loads(out)["values"][0]["env"] == {"variable": "API_TOKEN", "state": "set"}
+    assert "t-123" not in out

@@ -101,7 +101,7 @@ def test_malformed_env_tag_is_a_syntax_error_with_line(write, tag):
 
 
 def test_expr_in_the_active_section_is_a_clear_error(write):
-    write('default:\n  url: local\nprod:\n  key: !expr Sys.getenv("KEY")\n')
+    write('default:\n  url: local\nprod:\n  key: !expr paste0("k", Sys.getenv("KEY"))\n')
     with pytest.raises(UnresolvedValue) as caught:
         config.get("url", config="prod")
     message = str(caught.value)
@@ -109,10 +109,11 @@ def test_expr_in_the_active_section_is_a_clear_error(write):
     assert "key 'key' in section 'prod' is an R expression" in message
     assert "does not run R code" in message
     assert "!env NAME" in message
+    assert '!expr Sys.getenv("NAME")' in message
 
 
 def test_expr_in_other_sections_is_harmless(write):
-    write('default:\n  url: local\nprod: {}\nrstudio:\n  key: !expr Sys.getenv("KEY")\n')
+    write('default:\n  url: local\nprod: {}\nrstudio:\n  key: !expr paste0("k", Sys.time())\n')
     assert config.get("url") == "local"
     assert config.get("url", config="prod") == "local"
 

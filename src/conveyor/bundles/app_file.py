@@ -11,6 +11,7 @@ import yaml
 
 from conveyor.domain.apps import (
     APP_NAME,
+    CI_CONFIG_MODES,
     DEFAULT_BRANCHES,
     DEFAULT_ENTRYPOINTS,
     RUNNABLE_TYPES,
@@ -159,6 +160,7 @@ def parse_app_spec(data: dict[str, Any], path: Path, directory: Path) -> AppSpec
         exclude=tuple(reader.strings("exclude")),
         workers=workers,
         branches=_branches(reader),
+        ci_config=_ci_config(reader),
         build=reader.text("build"),
         max_file_mb=_Fields(limits, path, "limits.").integer("file_mb", 100, minimum=1),
         max_total_mb=_Fields(limits, path, "limits.").integer("total_mb", 500, minimum=1),
@@ -311,6 +313,19 @@ def _branches(reader: _Fields) -> tuple[tuple[str, str], ...]:
     ):
         reader.fail("ci.branches", "must map branch names to environments, e.g. {main: prod}")
     return tuple(sorted(branches.items()))
+
+
+def _ci_config(reader: _Fields) -> str:
+    """`ci.config`: `warn` (the default: an environment without a section in config.yml is a
+    warning, as the app reads `default` there) or `strict` (it fails the check)."""
+    value = reader.mapping("ci").get("config", CI_CONFIG_MODES[0])
+    if value not in CI_CONFIG_MODES:
+        reader.fail(
+            "ci.config",
+            f"{value!r} is not a mode; use `warn` (a missing section in config.yml warns, "
+            f"the default) or `strict` (it fails the check)",
+        )
+    return str(value)
 
 
 class _Fields:

@@ -2,7 +2,9 @@
 
 1. `conveyor lint`: hard-coded hosts, URLs, connection strings and output paths (docs/lint.md);
 2. the app's config.yml for every environment it will run in (structure, `inherits:`, tags;
-   `!env` values are supplied by the server's variables, so they are not required here);
+   `!env` values are supplied by the server's variables, so they are not required here; an
+   environment without a section is a warning, since the app reads `default` there, unless
+   conveyor.yml says `ci: {config: strict}`);
 3. the bundle's own tests, in a runtime built from the bundle's lock exactly as the server
    builds it (uv, the same lock, Conveyor's config library importable), with `CONVEYOR_ENV`
    set to the environment the tests should see."""
@@ -18,6 +20,7 @@ from pathlib import Path
 from conveyor.bundles.archive import extract
 from conveyor.bundles.build import BuiltBundle, build_bundle
 from conveyor.config import inspection
+from conveyor.config.resolve import UnknownEnvironment
 from conveyor.runtime.app_data import process_environment
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.steps import run_tests_command
@@ -28,20 +31,7 @@ class CheckStep:
     name: str
     ok: bool | None  # None: skipped
     detail: str = ""
-
-
-class _EveryVariableSet(dict[str, str]):
-    """An environment in which every `!env` variable is set: on the server they come from the
-    app's variables, which CI cannot see."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __missing__(self, key: str) -> str:
-        return "(set on the server)"
-
-    def get(self, key: str, default: object = None) -> str:
-        return self[key]
+    warnings: tuple[str, ...] = ()
 
 
 def default_uv_cache() -> Path:
@@ -56,10 +46,12 @@ def run_checks(
     tests_env: str,
     progress: Callable[[str], None],
     uv_cache: Path | None = None,
+    strict_config: bool = False,
 ) -> Iterator[CheckStep]:
-    """Each check as it finishes."""
+    """Each check as it finishes. ``strict_config``: an environment without a section in
+    config.yml fails the config check instead of warning."""
     yield _lint(directory)
-    yield _config(directory, environments)
+    yield _config(directory, environments, strict_config)
     yield from _tests(directory, tests_env, progress, uv_cache or default_uv_cache())
 
 
@@ -85,18 +77,25 @@ def _lint(directory: Path) -> CheckStep:
     return CheckStep("lint", False, "\n".join([*lines, *skipped, summary]))
 
 
-def _config(directory: Path, environments: Sequence[str]) -> CheckStep:
+def _config(directory: Path, environments: Sequence[str], strict: bool) -> CheckStep:
     if not (directory / "config.yml").is_file():
         return CheckStep("config", None, "no config.yml")
     report = inspection.check(
         environments,
         file=directory / "config.yml",
         use_parent=False,
-        environ=_EveryVariableSet(),
+        # Every `!env` variable counts as set: on the server they come from the app's
+        # variables, which CI cannot see.
+        environ=UnknownEnvironment(),
+        lenient=not strict,
     )
+    warnings = tuple(report.warnings)
     if report.ok:
-        return CheckStep("config", True, f"config.yml is sound for {', '.join(report.checked)}")
-    return CheckStep("config", False, "\n".join(report.problems))
+        count = len(warnings)
+        noted = f" ({count} warning{'' if count == 1 else 's'})" if count else ""
+        detail = f"config.yml is sound for {', '.join(report.checked)}{noted}"
+        return CheckStep("config", True, detail, warnings)
+    return CheckStep("config", False, "\n".join(report.problems), warnings)
 
 
 def _tests(

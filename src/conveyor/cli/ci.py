@@ -58,11 +58,17 @@ def _checks(path: Path, tests_env: str) -> list[CheckStep]:
     spec = read_app_file(path)
     environments = sorted(set(_ENVIRONMENTS) | {e for _, e in spec.branches})
     for step in run_checks(
-        path, environments=environments, tests_env=tests_env, progress=output.progress
+        path,
+        environments=environments,
+        tests_env=tests_env,
+        progress=output.progress,
+        strict_config=spec.ci_config == "strict",
     ):
         steps.append(step)
         mark = {True: "ok", False: "FAILED", None: "skipped"}[step.ok]
         click.echo(click.style(f"{step.name}: {mark}", bold=True))
+        for warning in step.warnings:
+            click.echo(f"  warning: {warning}")
         if step.detail and step.ok is not True:
             click.echo("  " + step.detail.replace("\n", "\n  "))
         elif step.detail:

@@ -134,12 +134,17 @@ def check_command(envs: tuple[str, ...], file: str | None, as_json: bool) -> int
 
     Checks: a `default` section exists, every section is a mapping, `inherits:` names existing
     sections without cycles, and each named environment has a section whose `!env` variables
-    are set and which needs no R `!expr`. Exits 1 when there are problems.
+    are set and which needs no R `!expr` other than Sys.getenv. Warns, with the line, where
+    R's config package would read the file differently (!env, y/n booleans, `inherits:` of a
+    missing section). Exits 1 when there are problems; warnings alone exit 0.
     """
     report = inspection.check(envs, file)
     if as_json:
         output.as_json(asdict(report) | {"ok": report.ok})
-    elif report.ok:
+        return ExitCode.OK if report.ok else ExitCode.FAILURE
+    for warning in report.warnings:
+        output.warn(warning)
+    if report.ok:
         output.info(
             f"{report.file}: ok ({len(report.sections)} sections; "
             f"checked for {', '.join(report.checked)})"

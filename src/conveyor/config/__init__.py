@@ -25,6 +25,7 @@ from conveyor.config.merge import merge
 from conveyor.config.parse import load
 from conveyor.config.resolve import (
     default_inherits_note,
+    inherits_variables,
     materialize,
     resolved_tree,
     section_to_use,
@@ -105,7 +106,8 @@ def _config(
         warnings.warn(
             f"{warning}. Pass strict=True to make this an error.", ConfigWarning, stacklevel=3
         )
-    # The Config is reused while the variables its !env values read keep their values.
+    # The Config is reused while the variables its !env values (and `inherits:` lines) read
+    # keep their values.
     memo_key = ("config", active)
     cached = parsed.memo.get(memo_key)
     if cached is not None:
@@ -113,7 +115,7 @@ def _config(
         if tuple(os.environ.get(name) for name in variables) == values:
             return made  # type: ignore[no-any-return]
     tree = resolved_tree(parsed, section)
-    variables = variables_read(tree)
+    variables = (*variables_read(tree), *inherits_variables(parsed))
     # Snapshot first, then build: a variable changed in between makes the next get() rebuild.
     snapshot = tuple(os.environ.get(name) for name in variables)
     result = materialize(parsed, tree, section, os.environ)

@@ -1,4 +1,5 @@
-"""Reading a config file: YAML plus the ``!env`` and ``!expr`` tags, remembered by
+"""Reading a config file: YAML plus the ``!env`` and ``!expr`` tags (``!expr Sys.getenv(...)``
+read like ``!env``, see conveyor.config.rexpr), remembered by
 (path, mtime, size) so reading a value in a loop never re-reads the file."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from conveyor.config.rexpr import parse_getenv
 from conveyor.errors import ConfigStructureError, ConfigSyntaxError
 
 
@@ -22,8 +24,13 @@ class EnvRef:
     fallback: Any = None
     has_fallback: bool = False
     line: int = field(default=0, compare=False, repr=False)
+    #: Set when written as R's ``!expr Sys.getenv("NAME"[, "fallback"])``: that code. An unset
+    #: variable then gives the fallback, "" when none is given, as in R.
+    r_code: str | None = None
 
     def describe(self) -> str:
+        if self.r_code is not None:
+            return f"!expr {self.r_code}"
         if self.has_fallback:
             return f"!env [{self.name}, {self.fallback!r}]"
         return f"!env {self.name}"
@@ -31,8 +38,8 @@ class EnvRef:
 
 @dataclass(frozen=True)
 class ExprRef:
-    """``!expr CODE``: an R expression. Kept so R files load; an error if the active section
-    needs it."""
+    """``!expr CODE``: an R expression other than ``Sys.getenv(...)`` (which is read as an
+    EnvRef). Kept so R files load; an error if the active section needs it."""
 
     code: str
     line: int = field(default=0, compare=False, repr=False)
@@ -131,9 +138,14 @@ def _construct_env(loader: yaml.SafeLoader, node: yaml.Node) -> EnvRef:
     )
 
 
-def _construct_expr(loader: yaml.SafeLoader, node: yaml.Node) -> ExprRef:
+def _construct_expr(loader: yaml.SafeLoader, node: yaml.Node) -> EnvRef | ExprRef:
     if isinstance(node, yaml.ScalarNode):
-        return ExprRef(str(loader.construct_scalar(node)), line=node.start_mark.line + 1)
+        code = str(loader.construct_scalar(node))
+        line = node.start_mark.line + 1
+        getenv = parse_getenv(code)
+        if getenv is not None:
+            return EnvRef(getenv.name, getenv.unset, True, line=line, r_code=code.strip())
+        return ExprRef(code, line=line)
     raise yaml.constructor.ConstructorError(
         None, None, "!expr takes a single line of R code", node.start_mark
     )
@@ -148,6 +160,15 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 MAX_ALIAS_EXPANSION = 100_000
 #: How deeply values may nest. Real files nest a handful of levels.
 MAX_DEPTH = 100
+
+
+def yaml_root(text: str) -> yaml.Node | None:
+    """The file's YAML node tree, tags unresolved (for reporting where things are written)."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
 
 
 def parse(text: str, path: str) -> ConfigFile:

@@ -8,6 +8,7 @@ once per parsed file; ``!env`` values are read from the environment on every use
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,21 @@ from conveyor.errors import (
 )
 
 DEFAULT = "default"
+
+
+class UnknownEnvironment(dict[str, str]):
+    """An environment in which every variable is set, to a value not known here: what CI
+    checks with, since on the server the variables come from the app's settings. An
+    `inherits:` read from a variable is then checked with its fallback."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return "(set on the server)"
+
+    def get(self, key: str, default: object = None) -> str:
+        return self[key]
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,8 @@ def structure_problems(cf: ConfigFile) -> list[ConfigError]:
             problems.append(
                 ConfigStructureError(
                     f"{where}: `inherits` in section {name!r} must be a section name or a list "
-                    f"of names, found {_describe(inherits)}"
+                    f'of names (each may be read with !expr Sys.getenv("NAME", "fallback")), '
+                    f"found {_describe(inherits)}"
                 )
             )
     return problems
@@ -107,15 +124,31 @@ def unknown_section(cf: ConfigFile, name: str) -> UnknownSection:
 def resolved_tree(cf: ConfigFile, section: str) -> dict[str, Any]:
     """``section`` with its parents and `default` merged under it; leaves are ``Sourced``.
 
-    Raises the file's first structure problem, or InheritanceError. Memoised per parsed file.
+    Raises the file's first structure problem, or InheritanceError. Memoised per parsed file
+    while the variables its `inherits:` read keep their values.
     """
     memo_key = ("tree", section)
-    tree = cf.memo.get(memo_key)
-    if tree is None:
-        _require_well_formed(cf)
-        tree = merged_section(cf, section)
-        cf.memo[memo_key] = tree
+    values = tuple(os.environ.get(name) for name in inherits_variables(cf))
+    cached = cf.memo.get(memo_key)
+    if cached is not None and cached[0] == values:
+        return cached[1]  # type: ignore[no-any-return]
+    _require_well_formed(cf)
+    tree = merged_section(cf, section, environ=os.environ)
+    cf.memo[memo_key] = (values, tree)
     return tree
+
+
+def inherits_variables(cf: ConfigFile) -> tuple[str, ...]:
+    """The environment variables that `inherits:` lines read (``!expr Sys.getenv(...)``)."""
+    names: list[str] = []
+    for name, body in cf.sections.items():
+        if name == DEFAULT or not isinstance(body, dict):
+            continue
+        inherits = body.get("inherits")
+        for item in inherits if isinstance(inherits, list) else [inherits]:
+            if isinstance(item, EnvRef) and item.r_code is not None:
+                names.append(item.name)
+    return tuple(dict.fromkeys(names))
 
 
 def _require_well_formed(cf: ConfigFile) -> None:
@@ -127,33 +160,61 @@ def _require_well_formed(cf: ConfigFile) -> None:
 
 
 def merged_section(
-    cf: ConfigFile, section: str, problems: list[ConfigError] | None = None
+    cf: ConfigFile,
+    section: str,
+    problems: list[ConfigError] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Like ``resolved_tree`` but without checking the file's shape first: malformed sections
     count as empty. Raises InheritanceError, or, when ``problems`` is a list, appends each
-    one there and leaves out the parents it concerns, resolving the rest of the section."""
-    tree = _with_parents(cf, section, (), problems)
+    one there and leaves out the parents it concerns, resolving the rest of the section.
+    ``environ`` (default: the process's) is what `inherits:` read with Sys.getenv sees."""
+    environment = os.environ if environ is None else environ
+    tree = _with_parents(cf, section, (), problems, environment)
     if section != DEFAULT and DEFAULT in cf.sections:
-        tree = merge(_with_parents(cf, DEFAULT, (), problems), tree)
+        tree = merge(_with_parents(cf, DEFAULT, (), problems, environment), tree)
     return tree
 
 
+def _parents(inherits: Any, environ: Mapping[str, str]) -> list[tuple[str, EnvRef | None]]:
+    """The parent sections `inherits:` names, in order, each with the Sys.getenv it was read
+    by (if any). A variable that reads as "" names no parent: R's config finds no such
+    section and ignores it."""
+    if not _is_names(inherits):
+        return []
+    parents: list[tuple[str, EnvRef | None]] = []
+    for item in inherits if isinstance(inherits, list) else [inherits]:
+        if isinstance(item, str):
+            parents.append((item, None))
+            continue
+        if isinstance(environ, UnknownEnvironment) or item.name not in environ:
+            name = str(item.fallback)
+        else:
+            name = environ[item.name]
+        if name:
+            parents.append((name, item))
+    return parents
+
+
 def _with_parents(
-    cf: ConfigFile, name: str, chain: tuple[str, ...], problems: list[ConfigError] | None
+    cf: ConfigFile,
+    name: str,
+    chain: tuple[str, ...],
+    problems: list[ConfigError] | None,
+    environ: Mapping[str, str],
 ) -> dict[str, Any]:
     # A malformed section or `inherits:` is reported by structure_problems(); treating it as
     # empty here lets `conveyor config check` go on to find every other problem.
     body = cf.sections.get(name)
     body = body if isinstance(body, dict) else {}
-    inherits: Any = body.get("inherits")
-    parents: list[str] = [inherits] if isinstance(inherits, str) else inherits
-    if name == DEFAULT or not _is_names(parents):
-        parents = []
+    parents = [] if name == DEFAULT else _parents(body.get("inherits"), environ)
     tree: dict[str, Any] = {}
     # Earlier parents win over later ones, so merge from the last parent to the first.
-    for parent in reversed(parents):
+    for parent, read_by in reversed(parents):
         try:
-            inherited = _with_parents(cf, parent, _checked(cf, parent, (*chain, name)), problems)
+            inherited = _with_parents(
+                cf, parent, _checked(cf, parent, (*chain, name), read_by), problems, environ
+            )
         except InheritanceError as error:
             if problems is None:
                 raise
@@ -164,7 +225,9 @@ def _with_parents(
     return merge(tree, _sourced(own, name))
 
 
-def _checked(cf: ConfigFile, name: str, chain: tuple[str, ...]) -> tuple[str, ...]:
+def _checked(
+    cf: ConfigFile, name: str, chain: tuple[str, ...], read_by: EnvRef | None = None
+) -> tuple[str, ...]:
     """``chain`` if section ``name`` can be resolved after it; else InheritanceError."""
     if name in chain:
         cycle = chain[chain.index(name) :]
@@ -175,9 +238,16 @@ def _checked(cf: ConfigFile, name: str, chain: tuple[str, ...]) -> tuple[str, ..
     if name not in cf.sections:
         raise InheritanceError(
             f"{cf.path}, line {cf.line_of(chain[-1])}: section {chain[-1]!r} inherits from "
-            f"{name!r}, which is not a section of this file (sections: {_names(cf)})"
+            f"{name!r}{_read_by(read_by)}, which is not a section of this file (sections: "
+            f"{_names(cf)})"
         )
     return chain
+
+
+def _read_by(ref: EnvRef | None) -> str:
+    if ref is None:
+        return ""
+    return f" (read by {ref.describe().removeprefix('!expr ')} at line {ref.line})"
 
 
 def _sourced(body: Mapping[str, Any], section: str) -> dict[str, Any]:
@@ -227,7 +297,9 @@ def materialize(
                 value.line,
                 f"key {key!r} in section {section!r}{_active_note(section, active)} is an R "
                 f"expression (!expr {value.code}); Conveyor does not run R code. Read the value "
-                f"from an environment variable with !env NAME instead",
+                f"from an environment variable with !env NAME instead, or with "
+                f'!expr Sys.getenv("NAME") (optionally with a fallback: "NAME", "fallback"), '
+                f"which R reads too",
             )
             return None
         if isinstance(value, Mapping):
@@ -286,9 +358,18 @@ def _active_note(section: str, active: str) -> str:
 
 
 def _is_names(value: Any) -> bool:
-    if isinstance(value, str):
-        return bool(value)
-    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+    """A section name or a list of names, each written or read with Sys.getenv."""
+    if isinstance(value, list):
+        return all(_is_name(v) for v in value)
+    return _is_name(value)
+
+
+def _is_name(value: Any) -> bool:
+    return (isinstance(value, str) and bool(value)) or _is_getenv(value)
+
+
+def _is_getenv(value: Any) -> bool:
+    return isinstance(value, EnvRef) and value.r_code is not None
 
 
 def _describe(value: Any) -> str:

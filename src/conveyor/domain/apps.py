@@ -91,6 +91,9 @@ class Checks:
 
 #: `ci.branches` when conveyor.yml does not say: test deploys to test, main promotes to prod.
 DEFAULT_BRANCHES: tuple[tuple[str, str], ...] = (("main", "prod"), ("test", "test"))
+#: `ci.config`: how `conveyor check` treats an environment with no section in config.yml
+#: (the app reads `default` there): a warning (the default), or a failure.
+CI_CONFIG_MODES = ("warn", "strict")
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class AppSpec:
     exclude: tuple[str, ...] = ()
     workers: int = 1
     branches: tuple[tuple[str, str], ...] = DEFAULT_BRANCHES
+    ci_config: str = CI_CONFIG_MODES[0]  # "warn" or "strict"
     build: str | None = None  # static sites: a command that produces the directory
     max_file_mb: int = 100
     max_total_mb: int = 500
