@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import urllib.request
 
 import aiohttp
@@ -44,11 +45,35 @@ def test_each_type_answers_at_its_prefix_behind_the_proxy(platform, app):
     assert expected in body
 
 
+QUARTO = shutil.which("quarto")
+#: Why the real render is not tested where Quarto is missing (docs/runtime.md, Quarto).
+NO_QUARTO = (
+    "the Quarto CLI (`quarto`) is not on PATH: install it from quarto.org's official package "
+    "(docs/runtime.md). It cannot be installed from PyPI, Debian or npm alone (PyPI's "
+    "quarto-cli is a source distribution that downloads the binary from GitHub when it is "
+    "built), so the real render is not tested on machines without it"
+)
+
+
+@pytest.mark.skipif(QUARTO is not None, reason=f"this machine has Quarto ({QUARTO})")
 def test_quarto_without_quarto_fails_clearly_and_changes_nothing(platform):
     bundle = platform.upload(EXAMPLES / "annual-report")
     outcome = deploy(platform.services, "annual-report", bundle, "dev", "ana")
     assert not outcome.live
     assert "no `quarto` executable" in outcome.release.reason
+
+
+@pytest.mark.skipif(QUARTO is None, reason=NO_QUARTO)
+def test_quarto_renders_a_qmd_with_a_python_cell_and_serves_it(platform):
+    # examples/annual-report/report.qmd runs a Python cell that reads conveyor.config in the
+    # release's runtime; its output is in the page served at /annual-report/.
+    bundle = platform.upload(EXAMPLES / "annual-report")
+    outcome = deploy(platform.services, "annual-report", bundle, "dev", "ana")
+    assert outcome.live, outcome.message
+    status, body = get(platform.url("dev", "annual-report", "/"))
+    assert status == 200
+    assert "Annual report" in body
+    assert "Prepared for the dev environment" in body
 
 
 async def _websocket_roundtrip(url: str, first_message: str | None) -> str:

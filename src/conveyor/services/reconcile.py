@@ -1,6 +1,6 @@
-"""What a server does when it starts (DESIGN.md, State and restarts): operations that were in
-flight are marked interrupted, releases that were on their way are marked failed, and every live
-release is started again and routed. Nothing else changes."""
+"""What a server does when it starts (docs/architecture.md, State and restarts): operations
+that were in flight are marked interrupted, releases that were on their way are marked failed,
+and every live release is started again and routed. Nothing else changes."""
 
 from __future__ import annotations
 
