@@ -291,7 +291,9 @@ def _named_in(path: Path) -> list[tuple[int, str]]:
     named = list(_inline_spans(prose))
     pending: tuple[int, str] | None = None
     for number, line, language in code:
-        if language in _OUTPUT_BLOCKS and not re.match(r"\s*(\$\s+)?conveyor\s", line):
+        # In output, a command is `conveyor` and one space; a benchmark's table row names the
+        # `conveyor` target in a column (more spaces), which is no command.
+        if language in _OUTPUT_BLOCKS and not re.match(r"\s*(\$\s+)?conveyor \S", line):
             continue
         if pending is not None:
             number, line = pending[0], pending[1] + " " + line.strip()
