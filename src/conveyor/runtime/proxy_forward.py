@@ -216,9 +216,19 @@ class EnvironmentHandler:
         return any(address in network for network in self.trusted)
 
     def _head_for(
-        self, request: Request, route: AppRoute, upstream_path: str, *, websocket: bool = False
+        self,
+        request: Request,
+        route: AppRoute,
+        route_upstream: str,
+        upstream_path: str,
+        *,
+        websocket: bool = False,
     ) -> bytes:
         body = request.body
+        if body is None:
+            length = 0 if request.declared_empty else None
+        else:
+            length = body.length
         return make_upstream_head(
             request.method,
             upstream_path,
@@ -228,8 +238,10 @@ class EnvironmentHandler:
             host=request.host,
             prefix=route.prefix,
             trusted=self._trusted(request),
+            length=length,
             chunked=body is not None and body.chunked,
             websocket=websocket,
+            upstream_host=self.pool.address(route_upstream)[1],
         )
 
     async def _http(
@@ -248,7 +260,7 @@ class EnvironmentHandler:
             request.headers.get("Expect", "").lower() == "100-continue"
         ):
             request.conn.write(_CONTINUE)
-        head = self._head_for(request, route, upstream_path)
+        head = self._head_for(request, route, release.upstreams[index], upstream_path)
         body = request.body
         tried = 0
         retried_idle_connection = False
@@ -300,13 +312,19 @@ class EnvironmentHandler:
         client = request.conn
         status = conn.status
         bodiless = request.method == "HEAD" or status in (204, 304)
+        # The framing is the proxy's own, from what it parsed (a Connection header of the
+        # app's cannot strip it): the body's length, else chunked, else the connection's end.
         framing = b""
         chunked = False
-        if not bodiless and not conn.content_length:
-            if request.version == "1.1":
-                framing, chunked = b"Transfer-Encoding: chunked\r\n", True
-            else:
-                request.keep_alive = False  # an HTTP/1.0 client reads to the connection's end
+        if bodiless:
+            if conn.length is not None and status != 204:
+                framing = b"Content-Length: %d\r\n" % conn.length  # what a GET would get
+        elif conn.content_length and conn.length is not None:
+            framing = b"Content-Length: %d\r\n" % conn.length
+        elif request.version == "1.1":
+            framing, chunked = b"Transfer-Encoding: chunked\r\n", True
+        else:
+            request.keep_alive = False  # an HTTP/1.0 client reads to the connection's end
         if not request.keep_alive:
             framing += b"Connection: close\r\n"
         head = response_head(
@@ -371,7 +389,9 @@ class EnvironmentHandler:
                 return self._unavailable(request, route.app)
             try:
                 conn.begin(
-                    self._head_for(request, route, upstream_path, websocket=True),
+                    self._head_for(
+                        request, route, release.upstreams[index], upstream_path, websocket=True
+                    ),
                     head_request=False,
                 )
                 await conn.head()

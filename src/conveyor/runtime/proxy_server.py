@@ -44,9 +44,9 @@ class Sink(Protocol):
 class Body:
     """A request's body as it arrives from the client."""
 
-    __slots__ = ("conn", "chunks", "size", "complete", "sink", "chunked", "waiter")
+    __slots__ = ("conn", "chunks", "size", "complete", "sink", "chunked", "length", "waiter")
 
-    def __init__(self, conn: ClientConnection, chunked: bool) -> None:
+    def __init__(self, conn: ClientConnection, chunked: bool, length: int | None = None) -> None:
         self.conn = conn
         self.chunks: list[bytes] = []
         self.size = 0
@@ -54,6 +54,8 @@ class Body:
         self.sink: Sink | None = None
         #: Sent to the app chunked (the client sent it so): re-framed on the way.
         self.chunked = chunked
+        #: Otherwise its length, as the parser reads it (the app is told this one).
+        self.length = length
         self.waiter: asyncio.Future[None] | None = None
 
     def feed(self, data: bytes) -> None:
@@ -99,6 +101,7 @@ class Request:
         "host",
         "upgrade",
         "head_sent",
+        "declared_empty",
     )
 
     def __init__(
@@ -125,6 +128,8 @@ class Request:
         self.upgrade: bytes | None = None
         #: The response's head is out: only closing the connection can signal a failure now.
         self.head_sent = False
+        #: No body, and the client said so with ``Content-Length: 0`` (the app is told too).
+        self.declared_empty = False
 
     @property
     def remote(self) -> str | None:
@@ -307,6 +312,8 @@ class ClientConnection(asyncio.Protocol):
             self._too_large = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a chunked body's trailer fields: dropped, never taken for headers
         self._items.append((name, value))
         if len(name) + len(value) > CLIENT_LINE_LIMIT:
             self._too_large = True
@@ -318,22 +325,39 @@ class ClientConnection(asyncio.Protocol):
             return
         parser = self.parser
         items = self._items
-        body = None
+        version = parser.get_http_version()
+        # The body as llhttp frames it (it refuses a Content-Length beside a Transfer-Encoding,
+        # two Content-Lengths, a Transfer-Encoding not ending in chunked): the app is told
+        # this framing, by the proxy, never the client's headers as they came.
+        length: int | None = None
+        chunked = False
+        hosts = 0
         for name, value in items:
             lower = name.lower()
-            if lower == b"content-length" and value.strip() not in (b"0", b""):
-                body = Body(self, chunked=False)
-            elif lower == b"transfer-encoding" and b"chunked" in value.lower():
-                body = Body(self, chunked=True)
+            if lower == b"content-length":
+                length = int(value.strip())  # digits only: llhttp checked
+            elif lower == b"transfer-encoding":
+                chunked = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+            elif lower == b"host":
+                hosts += 1
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            # RFC 9112 3.2: exactly one Host in HTTP/1.1, never several.
+            raise ValueError("a request needs one Host header")
+        body = None
+        if chunked:
+            body = Body(self, chunked=True)
+        elif length:
+            body = Body(self, chunked=False, length=length)
         request = Request(
             self,
             parser.get_method().decode("latin-1"),
             self._url.decode("latin-1"),
             Headers(items),
-            parser.get_http_version(),
+            version,
             parser.should_keep_alive(),
             body,
         )
+        request.declared_empty = length == 0 and not chunked
         self._current = request
         if self._task is None:
             self._start(request)
