@@ -178,6 +178,8 @@ class ClientConnection(asyncio.Protocol):
         self._head_size = 0
         self._in_head = False
         self._too_large = False
+        #: The status of a request the parser refused (0: none): answered after the others.
+        self._failed = 0
         self._paused: set[str] = set()
         self._writing_paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -246,14 +248,42 @@ class ClientConnection(asyncio.Protocol):
         return getattr(task, "request", None) if task is not None else None
 
     def _bad_request(self, status: int) -> None:
-        if self.transport is None or self.transport.is_closing():
+        """The parser failed: nothing more is read. The client hears why (400 or 431), after
+        the answers to the requests before the bad one, then the connection closes."""
+        if self.transport is None or self.transport.is_closing() or self._failed:
             return
-        if self._task is None:
-            # Nothing is being answered: the client hears why, then the connection closes.
-            reason = "headers too large" if status == 431 else "malformed request"
-            answer = Answer.text(status, f"Bad request: {reason}", "text/plain")
-            self.transport.write(answer.serialise(close=True))
-        self.transport.close()
+        self._failed = status
+        self.pause("failed")
+        current, task = self._current, self._task
+        if current is not None and self._queue and self._queue[-1] is current:
+            self._queue.pop()  # a pipelined request that went wrong: never served
+        elif current is not None and task is not None and task.request is current:  # type: ignore[attr-defined]
+            # The request being answered went wrong (its body, say): unless its answer has
+            # begun, it is cancelled and the failure is the answer.
+            if current.head_sent:
+                self.abort()
+            else:
+                task.cancel()  # (maybe before it even started)
+                task.add_done_callback(lambda _: self._cancelled(task))
+            return
+        if task is None and not self._queue:
+            self._answer_failure()
+
+    def _cancelled(self, task: asyncio.Task[None]) -> None:
+        """A request cancelled because its own bytes went wrong: the failure is its answer."""
+        if self._task is task:
+            self._task = None
+        if task.request.head_sent or self.closed:  # type: ignore[attr-defined]
+            self.abort()
+        else:
+            self._answer_failure()
+
+    def _answer_failure(self) -> None:
+        status = self._failed
+        reason = "headers too large" if status == 431 else "malformed request"
+        answer = Answer.text(status, f"Bad request: {reason}", "text/plain")
+        self.write(answer.serialise(close=True))
+        self.close()
 
     # --- flow control --------------------------------------------------------------------
 
@@ -388,7 +418,8 @@ class ClientConnection(asyncio.Protocol):
             await self.handle(request)
         except asyncio.CancelledError:
             self._task = None
-            self.abort()
+            if not self._failed:  # else cancelled because its own bytes went wrong: answered
+                self.abort()
             raise
         except Exception:  # noqa: BLE001 - one request's failure must not end the listener
             _log.exception("the proxy failed on %s %s", request.method, request.raw_path)
@@ -401,6 +432,9 @@ class ClientConnection(asyncio.Protocol):
         self._task = None
         body = request.body
         if self.tunnel is not None:
+            return
+        if self._failed and not self._queue:
+            self._answer_failure()
             return
         if not request.keep_alive or (body is not None and not body.complete):
             self.close()
