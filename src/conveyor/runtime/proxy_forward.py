@@ -104,6 +104,12 @@ class EnvironmentHandler:
             return self._not_deployed(request, app)
         release, index, new_affinity = choice
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        if websocket and (request.body is not None or request.upgrade is None):
+            # A handshake has no body, and says Connection: Upgrade (without it the parser
+            # does not hand the connection over, and a pipelined request would wait forever).
+            request.keep_alive = False
+            message = "A WebSocket handshake has no body and asks for Connection: Upgrade."
+            return page(request, 400, "bad_request", "Bad request", message)
         visitor_cookies: list[str] = []
         private = False
         if self.gate is not None:
@@ -299,6 +305,10 @@ class EnvironmentHandler:
                 conn.close()
                 raise
             break
+        if conn.status == 101:
+            # Switching protocols on a request that asked for none: nothing to relay.
+            conn.close()
+            return self._unavailable(request, route.app)
         cookies = [route.set_cookie(release, index)] if new_affinity else []
         cookies.extend(set_cookies)
         await self._respond(request, conn, cookies, private)

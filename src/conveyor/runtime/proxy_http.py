@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import overload
 
-from conveyor.runtime.proxy_gate import is_private_cookie, without_private_cookies
+from conveyor.runtime.proxy_gate import is_private_set_cookie, without_private_cookies
 
 Header = tuple[bytes, bytes]
 
@@ -60,6 +60,10 @@ _NOT_FORWARDED = HOP_BY_HOP | FRAMING | {b"expect", b"host"}
 #: The proxy offers the app no WebSocket extension: frames cross it as sent, uncompressed, so
 #: it can see their boundaries and sizes.
 _NOT_FORWARDED_TO_WEBSOCKET = _NOT_FORWARDED | {b"sec-websocket-extensions"}
+
+#: What tells a CDN or another shared cache how long to keep a response: never for an app
+#: whose answers are private to each viewer.
+_SHARED_CACHE_CONTROL = frozenset({b"cdn-cache-control", b"surrogate-control"})
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
@@ -206,9 +210,11 @@ def response_head(
         lower = name.lower()
         if lower in HOP_BY_HOP or lower in FRAMING or lower in listed:
             continue
-        if lower == b"set-cookie" and is_private_cookie(value.decode("latin-1")):
+        if lower == b"set-cookie" and is_private_set_cookie(value.decode("latin-1")):
             continue
         if private:
+            if lower in _SHARED_CACHE_CONTROL:
+                continue
             if lower == b"cache-control":
                 if cache_control is None:
                     cache_control = value
@@ -244,7 +250,7 @@ def switching_head(items: list[Header]) -> bytes:
         lower = name.lower()
         if lower in HOP_BY_HOP or lower in listed or lower == b"sec-websocket-extensions":
             continue
-        if lower == b"set-cookie" and is_private_cookie(value.decode("latin-1")):
+        if lower == b"set-cookie" and is_private_set_cookie(value.decode("latin-1")):
             continue
         lines.append(name + b": " + value + b"\r\n")
     lines.append(b"\r\n")
