@@ -104,6 +104,12 @@ class EnvironmentHandler:
             return self._not_deployed(request, app)
         release, index, new_affinity = choice
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        if websocket and (request.body is not None or request.upgrade is None):
+            # A handshake has no body, and says Connection: Upgrade (without it the parser
+            # does not hand the connection over, and a pipelined request would wait forever).
+            request.keep_alive = False
+            message = "A WebSocket handshake has no body and asks for Connection: Upgrade."
+            return page(request, 400, "bad_request", "Bad request", message)
         visitor_cookies: list[str] = []
         private = False
         if self.gate is not None:
@@ -216,9 +222,19 @@ class EnvironmentHandler:
         return any(address in network for network in self.trusted)
 
     def _head_for(
-        self, request: Request, route: AppRoute, upstream_path: str, *, websocket: bool = False
+        self,
+        request: Request,
+        route: AppRoute,
+        route_upstream: str,
+        upstream_path: str,
+        *,
+        websocket: bool = False,
     ) -> bytes:
         body = request.body
+        if body is None:
+            length = 0 if request.declared_empty else None
+        else:
+            length = body.length
         return make_upstream_head(
             request.method,
             upstream_path,
@@ -228,8 +244,10 @@ class EnvironmentHandler:
             host=request.host,
             prefix=route.prefix,
             trusted=self._trusted(request),
+            length=length,
             chunked=body is not None and body.chunked,
             websocket=websocket,
+            upstream_host=self.pool.address(route_upstream)[1],
         )
 
     async def _http(
@@ -248,7 +266,7 @@ class EnvironmentHandler:
             request.headers.get("Expect", "").lower() == "100-continue"
         ):
             request.conn.write(_CONTINUE)
-        head = self._head_for(request, route, upstream_path)
+        head = self._head_for(request, route, release.upstreams[index], upstream_path)
         body = request.body
         tried = 0
         retried_idle_connection = False
@@ -287,6 +305,10 @@ class EnvironmentHandler:
                 conn.close()
                 raise
             break
+        if conn.status == 101:
+            # Switching protocols on a request that asked for none: nothing to relay.
+            conn.close()
+            return self._unavailable(request, route.app)
         cookies = [route.set_cookie(release, index)] if new_affinity else []
         cookies.extend(set_cookies)
         await self._respond(request, conn, cookies, private)
@@ -300,13 +322,19 @@ class EnvironmentHandler:
         client = request.conn
         status = conn.status
         bodiless = request.method == "HEAD" or status in (204, 304)
+        # The framing is the proxy's own, from what it parsed (a Connection header of the
+        # app's cannot strip it): the body's length, else chunked, else the connection's end.
         framing = b""
         chunked = False
-        if not bodiless and not conn.content_length:
-            if request.version == "1.1":
-                framing, chunked = b"Transfer-Encoding: chunked\r\n", True
-            else:
-                request.keep_alive = False  # an HTTP/1.0 client reads to the connection's end
+        if bodiless:
+            if conn.length is not None and status != 204:
+                framing = b"Content-Length: %d\r\n" % conn.length  # what a GET would get
+        elif conn.content_length and conn.length is not None:
+            framing = b"Content-Length: %d\r\n" % conn.length
+        elif request.version == "1.1":
+            framing, chunked = b"Transfer-Encoding: chunked\r\n", True
+        else:
+            request.keep_alive = False  # an HTTP/1.0 client reads to the connection's end
         if not request.keep_alive:
             framing += b"Connection: close\r\n"
         head = response_head(
@@ -371,7 +399,9 @@ class EnvironmentHandler:
                 return self._unavailable(request, route.app)
             try:
                 conn.begin(
-                    self._head_for(request, route, upstream_path, websocket=True),
+                    self._head_for(
+                        request, route, release.upstreams[index], upstream_path, websocket=True
+                    ),
                     head_request=False,
                 )
                 await conn.head()

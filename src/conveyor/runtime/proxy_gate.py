@@ -65,6 +65,16 @@ def is_private_cookie(cookie: str) -> bool:
     return name.removeprefix("__host-").removeprefix("__secure-").startswith("conveyor_")
 
 
+def is_private_set_cookie(header: str) -> bool:
+    """Whether an app's ``Set-Cookie`` header must be dropped: one of Conveyor's cookies, or
+    one a browser could send as one: a cookie without a name (``=conveyor_session=x`` goes
+    back as ``conveyor_session=x``), or whose value starts with a Conveyor cookie's name."""
+    name, equals, value = header.partition(";")[0].partition("=")
+    if not equals or not name.strip():
+        return True
+    return is_private_cookie(name) or ("=" in value and is_private_cookie(value))
+
+
 def without_private_cookies(header: str) -> str:
     """The ``Cookie`` header without Conveyor's own cookies (others kept byte for byte)."""
     kept = [part for part in header.split(";") if part.strip() and not is_private_cookie(part)]

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import overload
 
-from conveyor.runtime.proxy_gate import is_private_cookie, without_private_cookies
+from conveyor.runtime.proxy_gate import is_private_set_cookie, without_private_cookies
 
 Header = tuple[bytes, bytes]
 
@@ -43,13 +43,27 @@ _FORWARDED = frozenset(
         b"x-forwarded-prefix",
         b"forwarded",
         b"x-real-ip",
+        b"client-ip",
+        b"true-client-ip",
+        b"x-client-ip",
     }
 )
-#: The proxy answers Expect itself.
-_NOT_FORWARDED = HOP_BY_HOP | {b"expect"}
+#: How a message's body is delimited. The proxy writes these itself, from what it parsed,
+#: never the peer's: a peer's framing headers that the proxy did not act on would let the
+#: next hop read the body differently (request smuggling, a response split in two).
+FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+#: Headers a ``Connection`` header can never make hop-by-hop (and so remove): the framing,
+#: the Host, and Upgrade (which the proxy handles itself).
+_UNLISTABLE = FRAMING | {b"host", b"upgrade"}
+#: The proxy answers Expect itself, and writes the framing and the Host itself.
+_NOT_FORWARDED = HOP_BY_HOP | FRAMING | {b"expect", b"host"}
 #: The proxy offers the app no WebSocket extension: frames cross it as sent, uncompressed, so
 #: it can see their boundaries and sizes.
 _NOT_FORWARDED_TO_WEBSOCKET = _NOT_FORWARDED | {b"sec-websocket-extensions"}
+
+#: What tells a CDN or another shared cache how long to keep a response: never for an app
+#: whose answers are private to each viewer.
+_SHARED_CACHE_CONTROL = frozenset({b"cdn-cache-control", b"surrogate-control"})
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
@@ -91,7 +105,7 @@ def connection_listed(items: Iterable[Header]) -> frozenset[bytes]:
     for name, value in items:
         if name.lower() == b"connection":
             listed.update(token.strip().lower() for token in value.split(b","))
-    return frozenset(listed)
+    return frozenset(listed - _UNLISTABLE)
 
 
 def _forwarding(lower: bytes) -> bool:
@@ -111,22 +125,31 @@ def upstream_head(
     host: str,
     prefix: str,
     trusted: bool,
+    length: int | None,
     chunked: bool,
     websocket: bool = False,
     upstream_host: bytes = b"",
 ) -> bytes:
     """The request head sent to the app: the client's end-to-end headers, Conveyor's cookies
     taken out, and X-Forwarded-* set by the proxy. The client's own forwarding headers are kept
-    only from a ``trusted`` proxy in front; from anyone else they are replaced."""
+    only from a ``trusted`` proxy in front; from anyone else they are replaced.
+
+    The body's framing is the proxy's own: ``Content-Length: length`` (None: no such line) or
+    ``chunked``, as the proxy parsed the client's body, whatever the client's headers said.
+    The Host is the client's, else ``upstream_host`` (an HTTP/1.0 client may send none)."""
     skip = _NOT_FORWARDED_TO_WEBSOCKET if websocket else _NOT_FORWARDED
     listed = connection_listed(headers.items)
     lines = [f"{method} {path} HTTP/1.1\r\n".encode("latin-1")]
     cookies: list[bytes] = []
     forwarded_for: list[bytes] = []
     proto = forwarded_host = b""
-    has_host = False
+    client_host = None
     for name, value in headers.items:
         lower = name.lower()
+        if lower == b"host":
+            if client_host is None:
+                client_host = value
+            continue
         if lower in skip or lower in listed:
             continue
         if _forwarding(lower):
@@ -141,11 +164,10 @@ def upstream_head(
         if lower == b"cookie":
             cookies.append(value)
             continue
-        if lower == b"host":
-            has_host = True
         lines.append(name + b": " + value + b"\r\n")
-    if not has_host and upstream_host:
-        lines.append(b"Host: " + upstream_host + b"\r\n")
+    host_value = client_host if client_host is not None else upstream_host
+    if host_value:
+        lines.insert(1, b"Host: " + host_value + b"\r\n")
     if cookies:
         # The console's session and the proxy's own cookies never reach an app.
         kept = without_private_cookies(b"; ".join(cookies).decode("latin-1"))
@@ -162,6 +184,8 @@ def upstream_head(
         lines.append(b"Upgrade: websocket\r\nConnection: Upgrade\r\n")
     elif chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
+    elif length is not None:
+        lines.append(b"Content-Length: %d\r\n" % length)
     lines.append(b"\r\n")
     return b"".join(lines)
 
@@ -177,17 +201,20 @@ def response_head(
 ) -> bytes:
     """The response head sent to the client for an app's answer: without hop-by-hop headers
     and without Set-Cookie for Conveyor's own cookie names; ``private``: kept out of shared
-    caches; then ``set_cookies`` and the ``framing`` lines (Transfer-Encoding, Connection)."""
+    caches; then ``set_cookies`` and the ``framing`` lines (Content-Length or
+    Transfer-Encoding, Connection): the app's own framing headers are never passed on."""
     listed = connection_listed(items)
     lines = [b"HTTP/1.1 %d " % status + (status_reason or reason(status)) + b"\r\n"]
     cache_control = vary = None
     for name, value in items:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in listed:
+        if lower in HOP_BY_HOP or lower in FRAMING or lower in listed:
             continue
-        if lower == b"set-cookie" and is_private_cookie(value.decode("latin-1")):
+        if lower == b"set-cookie" and is_private_set_cookie(value.decode("latin-1")):
             continue
         if private:
+            if lower in _SHARED_CACHE_CONTROL:
+                continue
             if lower == b"cache-control":
                 if cache_control is None:
                     cache_control = value
@@ -223,7 +250,7 @@ def switching_head(items: list[Header]) -> bytes:
         lower = name.lower()
         if lower in HOP_BY_HOP or lower in listed or lower == b"sec-websocket-extensions":
             continue
-        if lower == b"set-cookie" and is_private_cookie(value.decode("latin-1")):
+        if lower == b"set-cookie" and is_private_set_cookie(value.decode("latin-1")):
             continue
         lines.append(name + b": " + value + b"\r\n")
     lines.append(b"\r\n")

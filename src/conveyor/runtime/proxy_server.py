@@ -44,9 +44,9 @@ class Sink(Protocol):
 class Body:
     """A request's body as it arrives from the client."""
 
-    __slots__ = ("conn", "chunks", "size", "complete", "sink", "chunked", "waiter")
+    __slots__ = ("conn", "chunks", "size", "complete", "sink", "chunked", "length", "waiter")
 
-    def __init__(self, conn: ClientConnection, chunked: bool) -> None:
+    def __init__(self, conn: ClientConnection, chunked: bool, length: int | None = None) -> None:
         self.conn = conn
         self.chunks: list[bytes] = []
         self.size = 0
@@ -54,6 +54,8 @@ class Body:
         self.sink: Sink | None = None
         #: Sent to the app chunked (the client sent it so): re-framed on the way.
         self.chunked = chunked
+        #: Otherwise its length, as the parser reads it (the app is told this one).
+        self.length = length
         self.waiter: asyncio.Future[None] | None = None
 
     def feed(self, data: bytes) -> None:
@@ -99,6 +101,7 @@ class Request:
         "host",
         "upgrade",
         "head_sent",
+        "declared_empty",
     )
 
     def __init__(
@@ -125,6 +128,8 @@ class Request:
         self.upgrade: bytes | None = None
         #: The response's head is out: only closing the connection can signal a failure now.
         self.head_sent = False
+        #: No body, and the client said so with ``Content-Length: 0`` (the app is told too).
+        self.declared_empty = False
 
     @property
     def remote(self) -> str | None:
@@ -173,6 +178,8 @@ class ClientConnection(asyncio.Protocol):
         self._head_size = 0
         self._in_head = False
         self._too_large = False
+        #: The status of a request the parser refused (0: none): answered after the others.
+        self._failed = 0
         self._paused: set[str] = set()
         self._writing_paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -241,14 +248,42 @@ class ClientConnection(asyncio.Protocol):
         return getattr(task, "request", None) if task is not None else None
 
     def _bad_request(self, status: int) -> None:
-        if self.transport is None or self.transport.is_closing():
+        """The parser failed: nothing more is read. The client hears why (400 or 431), after
+        the answers to the requests before the bad one, then the connection closes."""
+        if self.transport is None or self.transport.is_closing() or self._failed:
             return
-        if self._task is None:
-            # Nothing is being answered: the client hears why, then the connection closes.
-            reason = "headers too large" if status == 431 else "malformed request"
-            answer = Answer.text(status, f"Bad request: {reason}", "text/plain")
-            self.transport.write(answer.serialise(close=True))
-        self.transport.close()
+        self._failed = status
+        self.pause("failed")
+        current, task = self._current, self._task
+        if current is not None and self._queue and self._queue[-1] is current:
+            self._queue.pop()  # a pipelined request that went wrong: never served
+        elif current is not None and task is not None and task.request is current:  # type: ignore[attr-defined]
+            # The request being answered went wrong (its body, say): unless its answer has
+            # begun, it is cancelled and the failure is the answer.
+            if current.head_sent:
+                self.abort()
+            else:
+                task.cancel()  # (maybe before it even started)
+                task.add_done_callback(lambda _: self._cancelled(task))
+            return
+        if task is None and not self._queue:
+            self._answer_failure()
+
+    def _cancelled(self, task: asyncio.Task[None]) -> None:
+        """A request cancelled because its own bytes went wrong: the failure is its answer."""
+        if self._task is task:
+            self._task = None
+        if task.request.head_sent or self.closed:  # type: ignore[attr-defined]
+            self.abort()
+        else:
+            self._answer_failure()
+
+    def _answer_failure(self) -> None:
+        status = self._failed
+        reason = "headers too large" if status == 431 else "malformed request"
+        answer = Answer.text(status, f"Bad request: {reason}", "text/plain")
+        self.write(answer.serialise(close=True))
+        self.close()
 
     # --- flow control --------------------------------------------------------------------
 
@@ -307,6 +342,8 @@ class ClientConnection(asyncio.Protocol):
             self._too_large = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a chunked body's trailer fields: dropped, never taken for headers
         self._items.append((name, value))
         if len(name) + len(value) > CLIENT_LINE_LIMIT:
             self._too_large = True
@@ -318,22 +355,39 @@ class ClientConnection(asyncio.Protocol):
             return
         parser = self.parser
         items = self._items
-        body = None
+        version = parser.get_http_version()
+        # The body as llhttp frames it (it refuses a Content-Length beside a Transfer-Encoding,
+        # two Content-Lengths, a Transfer-Encoding not ending in chunked): the app is told
+        # this framing, by the proxy, never the client's headers as they came.
+        length: int | None = None
+        chunked = False
+        hosts = 0
         for name, value in items:
             lower = name.lower()
-            if lower == b"content-length" and value.strip() not in (b"0", b""):
-                body = Body(self, chunked=False)
-            elif lower == b"transfer-encoding" and b"chunked" in value.lower():
-                body = Body(self, chunked=True)
+            if lower == b"content-length":
+                length = int(value.strip())  # digits only: llhttp checked
+            elif lower == b"transfer-encoding":
+                chunked = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+            elif lower == b"host":
+                hosts += 1
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            # RFC 9112 3.2: exactly one Host in HTTP/1.1, never several.
+            raise ValueError("a request needs one Host header")
+        body = None
+        if chunked:
+            body = Body(self, chunked=True)
+        elif length:
+            body = Body(self, chunked=False, length=length)
         request = Request(
             self,
             parser.get_method().decode("latin-1"),
             self._url.decode("latin-1"),
             Headers(items),
-            parser.get_http_version(),
+            version,
             parser.should_keep_alive(),
             body,
         )
+        request.declared_empty = length == 0 and not chunked
         self._current = request
         if self._task is None:
             self._start(request)
@@ -364,7 +418,8 @@ class ClientConnection(asyncio.Protocol):
             await self.handle(request)
         except asyncio.CancelledError:
             self._task = None
-            self.abort()
+            if not self._failed:  # else cancelled because its own bytes went wrong: answered
+                self.abort()
             raise
         except Exception:  # noqa: BLE001 - one request's failure must not end the listener
             _log.exception("the proxy failed on %s %s", request.method, request.raw_path)
@@ -377,6 +432,9 @@ class ClientConnection(asyncio.Protocol):
         self._task = None
         body = request.body
         if self.tunnel is not None:
+            return
+        if self._failed and not self._queue:
+            self._answer_failure()
             return
         if not request.keep_alive or (body is not None and not body.complete):
             self.close()

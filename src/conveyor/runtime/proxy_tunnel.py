@@ -3,7 +3,10 @@ bytes, and the proxy reads only the frames' headers.
 
 Frames from the client are masked; the proxy does not unmask them, it sums their lengths per
 message (fragments included) and closes the session with 1009 before forwarding a frame that
-takes a message past the limit. Frames from the app are unmasked; close frames are rewritten
+takes a message past the limit. It checks each frame's header too, and closes the session
+with 1002 (protocol error) before forwarding an unmasked frame, one with RSV bits (no
+extension is negotiated through the proxy), a reserved opcode, or a control frame that is
+fragmented or over 125 bytes. Frames from the app are unmasked; close frames are rewritten
 when their code must not go on the wire (no code and 1005 become 1000, 1006 and 1015 become
 1011). Since the proxy always knows where the app's current frame ends, it can put a close
 frame of its own between two frames (1012 when a drain ends the session, 1001 when the proxy
@@ -27,8 +30,19 @@ from conveyor.runtime.proxy_upstream import UpstreamConnection
 _RESERVED_CLOSE_CODES = {0: 1000, 1005: 1000, 1006: 1011, 1015: 1011}
 _ABNORMAL_CLOSURE = 1006
 _MESSAGE_TOO_BIG = 1009
+_PROTOCOL_ERROR = 1002
+_RESERVED_OPCODES = frozenset({3, 4, 5, 6, 7, 11, 12, 13, 14, 15})
 #: How long a closing session waits for the other side's close before it is cut.
 CLOSE_TIMEOUT = 5.0
+
+
+def _client_frame_invalid(first: int, second: int, opcode: int, length: int) -> bool:
+    """Whether a client's frame breaks RFC 6455 5.2-5.5: unmasked, RSV bits set (the proxy
+    lets no extension be negotiated), a reserved opcode, a control frame fragmented or over
+    125 bytes."""
+    if not second & 0x80 or first & 0x70 or opcode in _RESERVED_OPCODES:
+        return True
+    return opcode >= 8 and (length > 125 or not first & 0x80)
 
 
 def wire_close_code(code: int | None) -> int:
@@ -149,11 +163,15 @@ class Tunnel:
                 self._c_partial = data[pos:]
                 break
             size, opcode, length = header
+            if _client_frame_invalid(data[pos], data[pos + 1], opcode, length):
+                self.upstream.send(data[:pos])
+                self._refuse(_PROTOCOL_ERROR, b"protocol error")
+                return
             if opcode < 8:
                 message = length if opcode else self._c_message + length
                 if message > self.limit:
                     self.upstream.send(data[:pos])
-                    self._too_big()
+                    self._refuse(_MESSAGE_TOO_BIG, b"message too big")
                     return
                 self._c_message = 0 if data[pos] & 0x80 else message
             elif opcode == 8:
@@ -162,11 +180,12 @@ class Tunnel:
             pos += size
         self.upstream.send(data[:pos] if self._c_partial else data)
 
-    def _too_big(self) -> None:
+    def _refuse(self, code: int, reason: bytes) -> None:
+        """Stop forwarding the client's frames: both sides get a close frame with ``code``,
+        and both connections are cut if the closing handshake takes too long."""
         self._c_dropping = True
-        reason = b"message too big"
-        self.upstream.send(close_frame(_MESSAGE_TOO_BIG, reason, masked=True))
-        self._close_client(close_frame(_MESSAGE_TOO_BIG, reason))
+        self.upstream.send(close_frame(code, reason, masked=True))
+        self._close_client(close_frame(code, reason))
         self._cut_later()
 
     # --- app to client -------------------------------------------------------------------
@@ -198,6 +217,9 @@ class Tunnel:
                     self._u_partial = data[pos:]
                     break
                 payload = data[pos + size : pos + size + length]
+                if data[pos + 1] & 0x80:  # an app must not mask its frames; read it anyway
+                    key = data[pos + size - 4 : pos + size]
+                    payload = bytes(byte ^ key[i % 4] for i, byte in enumerate(payload))
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 0
                 self.client.write(data[:pos])
                 self._send_close(close_frame(wire_close_code(code), payload[2:]))

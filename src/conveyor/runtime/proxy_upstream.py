@@ -63,6 +63,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = False
         self.until_close = False
         self.content_length = False
+        #: The response's Content-Length as parsed (None: none), which the proxy writes itself.
+        self.length: int | None = None
         self.chunked_out = False
         self.pending: list[bytes] = []
         self.complete = False
@@ -92,7 +94,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self.complete:
             return
-        if self.until_close:
+        if self.until_close and self._error is None:
             self._on_complete()  # a body delimited by the connection's end: whole
             return
         self.broken = True
@@ -104,7 +106,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.tunnel.from_upstream(data)
             return
         if self.parser is None or self.complete:
-            self.close()  # nothing was asked: an app talking out of turn is not trusted
+            # Bytes past the end of the response (or with nothing asked): the app talks out of
+            # turn, and whatever it sends would be taken for the next request's answer. The
+            # connection is broken: never pooled, closed.
+            self._error = "bytes after the response"
+            self.close()
             return
         self._received = True
         try:
@@ -126,6 +132,12 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
         self.closed = True
+
+    def _refuse(self, error: str) -> None:
+        """Stop the parser at once: the connection closes (``data_received``), the exchange
+        fails if it is still going on, and the connection is never pooled."""
+        self._error = error
+        raise ValueError(error)
 
     # --- flow control --------------------------------------------------------------------
 
@@ -153,6 +165,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.pending = []
         self._pending_size = self._head_size = 0
         self.complete = self.broken = self._received = self.until_close = False
+        self.status, self.reason, self.keep_alive = 0, b"", False
+        self.content_length, self.length, self.upgrade = False, None, None
+        self._interim = False
+        self._error = None
         self._head_request = head_request
         self.sink = None
         assert self.transport is not None
@@ -191,6 +207,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- httptools' callbacks ------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        # One response per exchange (after interim ones): a second one in the same bytes is
+        # the app answering out of turn (a 204 or a HEAD answer with a body, say).
+        if self.complete:
+            self._refuse("a second response in one exchange")
+        self.items = []
+        self.reason = b""
+
     def on_status(self, status: bytes) -> None:
         self.reason = status
         self._head_size += len(status)
@@ -220,14 +244,18 @@ class UpstreamConnection(asyncio.Protocol):
             lower = name.lower()
             if lower == b"content-length":
                 length = True
-            elif lower == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
+                self.length = int(value.strip())  # digits only: llhttp checked
+            elif lower == b"transfer-encoding":
+                chunked = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
         framed = length or chunked
         #: The body's length is known (and kept): it is passed on as it comes, not re-framed.
         self.content_length = length and not chunked
         no_body = self._head_request or status in (101, 204, 304)
         self.until_close = not framed and not no_body
-        if self.until_close:
+        if self.until_close or no_body:
+            # A body-less answer is not pooled either: an app that sends a body anyway (to a
+            # HEAD, after a 204 or a 304), even a moment later, would have those bytes taken
+            # for the next request's answer, another client's maybe.
             self.keep_alive = False
         assert self._head is not None
         if not self._head.done():
@@ -238,6 +266,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._on_complete()
 
     def on_body(self, data: bytes) -> None:
+        if self.complete:
+            self._refuse("a body after the response's end")  # a HEAD answer with a body
         sink = self.sink
         if sink is not None:
             sink.write(chunk(data) if self.chunked_out else data)
