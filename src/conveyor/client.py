@@ -48,7 +48,16 @@ class Client:
     ) -> Any:
         """Send a request; the JSON answer (None when empty), or the error it stands for."""
         payload = self._send(method, path, body, data, headers, query, timeout)
-        return json.loads(payload) if payload else None
+        if not payload:
+            return None
+        try:
+            return json.loads(payload)
+        except ValueError:  # e.g. a sign-in page of a proxy, or another web server
+            raise errors.ConveyorError(
+                f"the server at {self.server} did not answer as a Conveyor server does (its "
+                f"answer to {method} /api/v1{path} is not JSON). Point at a Conveyor server "
+                "with --server or CONVEYOR_SERVER"
+            ) from None
 
     def request_text(self, method: str, path: str, *, query: dict[str, Any] | None = None) -> str:
         return self._send(method, path, None, None, None, query, None).decode()

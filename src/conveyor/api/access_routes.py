@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from conveyor.api.context import Context
+from conveyor.api.limits import (
+    LIST_LENGTH,
+    MAX_ID,
+    NAME_LENGTH,
+    Id,
+    Limit,
+    PathName,
+)
 from conveyor.api.permissions import AuthorizedRoute, CurrentToken, CurrentUser, needs
 from conveyor.api.shapes import token_json, user_json
 from conveyor.domain.access import Grant, Permission, parse_grant
@@ -24,21 +32,29 @@ router = APIRouter(route_class=AuthorizedRoute)
 _ADMIN_ROLE = "admin"
 
 
+Name = Annotated[str, Field(max_length=NAME_LENGTH)]
+
+
 class UserBody(BaseModel):
-    name: str
-    roles: list[str] | None = Field(
-        None, description="ENV:ROLE each; leave out for each environment's default roles"
+    name: Name
+    roles: list[Name] | None = Field(
+        None,
+        max_length=LIST_LENGTH,
+        description="ENV:ROLE each; leave out for each environment's default roles",
     )
     admin: bool = False
 
 
 class RoleBody(BaseModel):
-    role: str = Field(description="ENV:ROLE (e.g. prod:approver), or admin")
+    role: str = Field(max_length=NAME_LENGTH, description="ENV:ROLE (e.g. prod:approver), or admin")
 
 
 class TokenBody(BaseModel):
     expires_days: int | None = Field(
-        None, description=f"default {tokens.DEFAULT_EXPIRY_DAYS}; 0: never"
+        None,
+        ge=0,
+        le=tokens.MAX_EXPIRY_DAYS,
+        description=f"default {tokens.DEFAULT_EXPIRY_DAYS}; 0: never",
     )
 
 
@@ -63,19 +79,23 @@ def add_user(context: Context, user: CurrentUser, body: UserBody) -> dict[str, A
 
 
 @router.post("/users/{name}/roles", tags=["users"], openapi_extra=needs(Permission.ADMIN))
-def grant_role(context: Context, user: CurrentUser, name: str, body: RoleBody) -> dict[str, Any]:
+def grant_role(
+    context: Context, user: CurrentUser, name: PathName, body: RoleBody
+) -> dict[str, Any]:
     held, admin = _role(body.role)
     return user_json(users.grant(context.services, name, held, admin=admin, actor=user.name))
 
 
 @router.delete("/users/{name}/roles/{role}", tags=["users"], openapi_extra=needs(Permission.ADMIN))
-def revoke_role(context: Context, user: CurrentUser, name: str, role: str) -> dict[str, Any]:
+def revoke_role(
+    context: Context, user: CurrentUser, name: PathName, role: PathName
+) -> dict[str, Any]:
     held, admin = _role(role)
     return user_json(users.revoke(context.services, name, held, admin=admin, actor=user.name))
 
 
 @router.post("/users/{name}/disable", tags=["users"], openapi_extra=needs(Permission.ADMIN))
-def disable_user(context: Context, user: CurrentUser, name: str) -> dict[str, Any]:
+def disable_user(context: Context, user: CurrentUser, name: PathName) -> dict[str, Any]:
     return user_json(users.disable(context.services, name, actor=user.name))
 
 
@@ -84,7 +104,7 @@ class PasswordBody(BaseModel):
 
 
 class GroupsBody(BaseModel):
-    groups: list[str]
+    groups: list[Name] = Field(max_length=LIST_LENGTH)
 
 
 @router.put(
@@ -93,7 +113,7 @@ class GroupsBody(BaseModel):
     openapi_extra=needs(Permission.SELF_OR_ADMIN, "user:name"),
 )
 def set_password(
-    context: Context, user: CurrentUser, name: str, body: PasswordBody
+    context: Context, user: CurrentUser, name: PathName, body: PasswordBody
 ) -> dict[str, Any]:
     """Set a console password (one's own; an admin anyone's); the user's sessions end."""
     sign_in.set_password(context.services, user, name, body.password)
@@ -101,7 +121,9 @@ def set_password(
 
 
 @router.put("/users/{name}/groups", tags=["users"], openapi_extra=needs(Permission.ADMIN))
-def set_groups(context: Context, user: CurrentUser, name: str, body: GroupsBody) -> dict[str, Any]:
+def set_groups(
+    context: Context, user: CurrentUser, name: PathName, body: GroupsBody
+) -> dict[str, Any]:
     """The groups a user is in (viewer access may name groups)."""
     return user_json(users.set_groups(context.services, name, body.groups, actor=user.name))
 
@@ -130,7 +152,11 @@ def create_own_token(
     openapi_extra=needs(Permission.SELF_OR_ADMIN, "user:name"),
 )
 def create_token(
-    context: Context, user: CurrentUser, presented: CurrentToken, name: str, body: TokenBody
+    context: Context,
+    user: CurrentUser,
+    presented: CurrentToken,
+    name: PathName,
+    body: TokenBody,
 ) -> dict[str, Any]:
     """A token for the user named; for anyone but yourself, only an admin."""
     record, token = tokens.create_token(context.services, user, name, body.expires_days, presented)
@@ -151,7 +177,7 @@ def list_tokens(context: Context, user: CurrentUser) -> list[dict[str, Any]]:
     tags=["tokens"],
     openapi_extra=needs(Permission.SIGNED_IN, note="one's own tokens; an admin any"),
 )
-def revoke_token(context: Context, user: CurrentUser, token_id: int) -> dict[str, Any]:
+def revoke_token(context: Context, user: CurrentUser, token_id: Id) -> dict[str, Any]:
     return token_json(tokens.revoke_token(context.services, user, token_id))
 
 
@@ -159,7 +185,7 @@ def revoke_token(context: Context, user: CurrentUser, token_id: int) -> dict[str
 
 
 @router.get("/audit", tags=["audit"], openapi_extra=needs(Permission.ADMIN))
-def audit_events(context: Context, limit: int = 100) -> list[dict[str, Any]]:
+def audit_events(context: Context, limit: Limit = 100) -> list[dict[str, Any]]:
     with context.services.store.transaction() as connection:
         found = audit.events(connection, limit=limit)
         keyed_from = audit.keyed_from(connection)
@@ -181,8 +207,17 @@ def audit_verify(context: Context) -> dict[str, Any]:
     }
 
 
-@router.get("/audit/export", tags=["audit"], openapi_extra=needs(Permission.ADMIN))
-def audit_export(context: Context, since: int = 0) -> StreamingResponse:
+class JsonLines(StreamingResponse):
+    media_type = "application/x-ndjson"
+
+
+@router.get(
+    "/audit/export",
+    tags=["audit"],
+    response_class=JsonLines,
+    openapi_extra=needs(Permission.ADMIN),
+)
+def audit_export(context: Context, since: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> JsonLines:
     """Events after ``since`` as JSON lines, each with its MAC, for another store."""
     with context.services.store.transaction() as connection:
         found = audit.events(connection, since=since)
@@ -192,7 +227,7 @@ def audit_export(context: Context, since: int = 0) -> StreamingResponse:
         for event in found:
             yield json.dumps(_event_json(event, keyed_from), sort_keys=True) + "\n"
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    return JsonLines(lines())
 
 
 def _event_json(event: AuditEvent, keyed_from: int) -> dict[str, Any]:

@@ -4,6 +4,8 @@ and shape JSON. The routes live one area per module."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, FastAPI
 
 from conveyor import __version__
@@ -16,7 +18,7 @@ from conveyor.api import (
     run_routes,
 )
 from conveyor.api.context import ApiContext
-from conveyor.api.errors import install_error_handlers
+from conveyor.api.errors import error_schemas, install_error_handlers
 from conveyor.api.permissions import AuthorizedRoute, needs
 from conveyor.console import admin as console_admin
 from conveyor.console import oidc as console_oidc
@@ -37,6 +39,7 @@ def create_app(context: ApiContext) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
+    _declare_errors(app)
     app.state.context = context
     app.include_router(_public(), prefix="/api/v1")
     for module in (
@@ -52,6 +55,19 @@ def create_app(context: ApiContext) -> FastAPI:
     for console in (console_pages, console_admin, console_oidc):
         app.include_router(console.router)
     return app
+
+
+def _declare_errors(app: FastAPI) -> None:
+    """Put the error shape every route's error answers refer to into the OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(error_schemas())
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _public() -> APIRouter:

@@ -13,9 +13,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from fastapi import Path as PathParameter
 from pydantic import BaseModel, Field
 
 from conveyor.api.context import Context
+from conveyor.api.limits import (
+    BUNDLE_LENGTH,
+    MAX_ID,
+    TEXT_LENGTH,
+    VALUE_LENGTH,
+    Id,
+    Limit,
+    Offset,
+    OptionalName,
+    PathName,
+    QueryName,
+)
 from conveyor.api.permissions import (
     AuthorizedRoute,
     CurrentUser,
@@ -38,7 +51,7 @@ _SEEN = "only the environments one has a role in"
 
 
 class VariableBody(BaseModel):
-    value: str
+    value: str = Field(max_length=VALUE_LENGTH)
     secret: bool = False
 
 
@@ -49,7 +62,7 @@ def list_apps(context: Context) -> list[str]:
 
 
 @router.get("/status", tags=["apps"], openapi_extra=needs(Permission.SIGNED_IN, note=_SEEN))
-def get_status(context: Context, user: CurrentUser, app: str | None = None) -> dict[str, Any]:
+def get_status(context: Context, user: CurrentUser, app: OptionalName = None) -> dict[str, Any]:
     found = status.status(context.services, app)
     seen = set(visible(user, (e["name"] for e in found.environments)))
     return {
@@ -81,7 +94,11 @@ def get_status(context: Context, user: CurrentUser, app: str | None = None) -> d
     openapi_extra=needs(Permission.VIEW, "query?:environment", note=f"without it, {_SEEN}"),
 )
 def app_history(
-    context: Context, user: CurrentUser, app: str, environment: str | None = None, limit: int = 50
+    context: Context,
+    user: CurrentUser,
+    app: PathName,
+    environment: OptionalName = None,
+    limit: Limit = 50,
 ) -> list[dict[str, Any]]:
     with context.services.store.transaction() as connection:
         seen = visible(user, (e.name for e in catalog.list_environments(connection)))
@@ -94,7 +111,7 @@ def app_history(
     tags=["releases"],
     openapi_extra=needs(Permission.VIEW, "release:release_id"),
 )
-def get_release(context: Context, release_id: int) -> dict[str, Any]:
+def get_release(context: Context, release_id: Id) -> dict[str, Any]:
     with context.services.store.transaction() as connection:
         release = releases.get_release(connection, release_id)
         checks = releases.checks_of(connection, release_id)
@@ -115,14 +132,16 @@ def get_release(context: Context, release_id: int) -> dict[str, Any]:
     ),
 )
 def app_diff(
-    context: Context, user: CurrentUser, app: str, left: str, right: str
+    context: Context, user: CurrentUser, app: PathName, left: QueryName, right: QueryName
 ) -> list[dict[str, Any]]:
     found = status.diff(context.services, app, left, right, compare_secrets=user.admin)
     return [{"aspect": d.aspect, "left": d.left, "right": d.right, "same": d.same} for d in found]
 
 
 @router.get("/apps/{app}/bundles/{ref}", tags=["bundles"], openapi_extra=needs(Permission.UPLOAD))
-def get_bundle(context: Context, app: str, ref: str) -> dict[str, Any]:
+def get_bundle(
+    context: Context, app: PathName, ref: Annotated[str, PathParameter(max_length=BUNDLE_LENGTH)]
+) -> dict[str, Any]:
     with context.services.store.transaction() as connection:
         if not catalog.app_exists(connection, app):
             raise NotFound(f"there is no app {app!r}")
@@ -144,7 +163,9 @@ async def upload_bundle(
     request: Request,
     context: Context,
     user: CurrentUser,
-    provenance: Annotated[str | None, Header(alias=PROVENANCE_HEADER)] = None,
+    provenance: Annotated[
+        str | None, Header(alias=PROVENANCE_HEADER, max_length=TEXT_LENGTH * 10)
+    ] = None,
 ) -> dict[str, Any]:
     """The request body is the bundle archive (application/gzip). Uploading a bundle the
     server has already changes nothing (idempotent by id)."""
@@ -175,10 +196,10 @@ async def upload_bundle(
 )
 def app_logs(
     context: Context,
-    app: str,
-    environment: str,
-    after: int = 0,
-    release: int | None = None,
+    app: PathName,
+    environment: PathName,
+    after: Offset = 0,
+    release: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     wait: Annotated[float, Query(ge=0, le=30)] = 0,
 ) -> dict[str, Any]:
     """What the live release (or ``release``) printed after offset ``after``; with
@@ -208,7 +229,7 @@ def app_logs(
     tags=["variables"],
     openapi_extra=needs(Permission.VIEW, "path:environment"),
 )
-def list_vars(context: Context, app: str, environment: str) -> list[dict[str, Any]]:
+def list_vars(context: Context, app: PathName, environment: PathName) -> list[dict[str, Any]]:
     """Secret values are never returned: they show as a mask."""
     return [
         dataclasses.asdict(v) for v in variables.list_variables(context.services, app, environment)
@@ -223,9 +244,9 @@ def list_vars(context: Context, app: str, environment: str) -> list[dict[str, An
 def set_var(
     context: Context,
     user: CurrentUser,
-    app: str,
-    environment: str,
-    name: str,
+    app: PathName,
+    environment: PathName,
+    name: PathName,
     body: VariableBody,
 ) -> dict[str, Any]:
     """Takes effect with the app's next release in the environment."""
@@ -241,14 +262,17 @@ def set_var(
     openapi_extra=needs(Permission.SET_VARIABLES, "path:environment"),
 )
 def unset_var(
-    context: Context, user: CurrentUser, app: str, environment: str, name: str
+    context: Context, user: CurrentUser, app: PathName, environment: PathName, name: PathName
 ) -> dict[str, Any]:
     variables.unset_variable(context.services, app, environment, name, user.name)
     return {"name": name, "removed": True}
 
 
 class AccessBody(BaseModel):
-    access: str = Field(description="public, signed-in, or users and groups: ana,sales-team")
+    access: str = Field(
+        max_length=TEXT_LENGTH,
+        description="public, signed-in, or users and groups: ana,sales-team",
+    )
 
 
 @router.put(
@@ -257,7 +281,7 @@ class AccessBody(BaseModel):
     openapi_extra=needs(Permission.SET_ACCESS, "path:environment"),
 )
 def set_access(
-    context: Context, user: CurrentUser, app: str, environment: str, body: AccessBody
+    context: Context, user: CurrentUser, app: PathName, environment: PathName, body: AccessBody
 ) -> dict[str, Any]:
     """Who may view the app there; the proxy enforces it from the next request on."""
     access = parse_access(body.access)
@@ -270,7 +294,7 @@ def set_access(
     tags=["viewers"],
     openapi_extra=needs(Permission.SIGNED_IN, note=_SEEN),
 )
-def show_access(context: Context, user: CurrentUser, app: str) -> dict[str, str]:
+def show_access(context: Context, user: CurrentUser, app: PathName) -> dict[str, str]:
     seen = seen_environments_of(context.services, user, app)
     return viewers.access_table(context.services, app, seen)
 
@@ -280,7 +304,7 @@ def show_access(context: Context, user: CurrentUser, app: str) -> dict[str, str]
     tags=["viewers"],
     openapi_extra=needs(Permission.SIGNED_IN, note=_SEEN),
 )
-def show_usage(context: Context, user: CurrentUser, app: str) -> list[dict[str, Any]]:
+def show_usage(context: Context, user: CurrentUser, app: PathName) -> list[dict[str, Any]]:
     """Page views, distinct viewers and sessions per environment, counted by the proxy."""
     with context.services.store.transaction() as connection:
         names = [e.name for e in catalog.list_environments(connection)]

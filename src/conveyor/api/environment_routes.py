@@ -11,6 +11,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from conveyor.api.context import Context
+from conveyor.api.limits import (
+    LIST_LENGTH,
+    MAX_APPROVALS,
+    NAME_LENGTH,
+    TEXT_LENGTH,
+    OptionalName,
+    PathName,
+)
 from conveyor.api.permissions import AuthorizedRoute, CurrentUser, needs, visible
 from conveyor.api.shapes import begun_json
 from conveyor.domain.access import Permission
@@ -24,15 +32,21 @@ router = APIRouter(route_class=AuthorizedRoute, tags=["environments"])
 
 
 class ApplyBody(BaseModel):
-    environments: list[dict[str, Any]]
-    expected: str | None = Field(None, description="the fingerprint the plan was made from")
-    source: str = Field("environments.yml", description="the file applied, for the audit log")
+    environments: list[dict[str, Any]] = Field(max_length=LIST_LENGTH)
+    expected: str | None = Field(
+        None, max_length=TEXT_LENGTH, description="the fingerprint the plan was made from"
+    )
+    source: str = Field(
+        "environments.yml",
+        max_length=TEXT_LENGTH,
+        description="the file applied, for the audit log",
+    )
 
 
 class PolicyBody(BaseModel):
     direct_deploys: bool
-    promotes_from: str | None = None
-    approvals: int = Field(0, ge=0)
+    promotes_from: str | None = Field(None, max_length=NAME_LENGTH)
+    approvals: int = Field(0, ge=0, le=MAX_APPROVALS)
     approver_not_deployer: bool = False
 
 
@@ -88,7 +102,7 @@ def environments_apply(context: Context, user: CurrentUser, body: ApplyBody) -> 
 
 @router.put("/environments/{name}/policy", openapi_extra=needs(Permission.ADMIN))
 def environment_policy(
-    context: Context, user: CurrentUser, name: str, body: PolicyBody
+    context: Context, user: CurrentUser, name: PathName, body: PolicyBody
 ) -> dict[str, Any]:
     """An ad-hoc policy change; refused (403) while a file manages the environments."""
     changed = environments.set_policy(
@@ -108,7 +122,7 @@ def environment_policy(
     ),
 )
 def runtime_drift(
-    context: Context, user: CurrentUser, environment: str | None = None
+    context: Context, user: CurrentUser, environment: OptionalName = None
 ) -> dict[str, Any]:
     """The runtimes of live releases against their locks."""
     found = drift.drift(context.services, environment)
@@ -135,7 +149,7 @@ def runtime_drift(
 
 @router.post("/repairs", status_code=202, openapi_extra=needs(Permission.ADMIN))
 def repair_runtimes(
-    context: Context, user: CurrentUser, environment: str | None = None
+    context: Context, user: CurrentUser, environment: OptionalName = None
 ) -> JSONResponse:
     """Rebuild drifted runtimes from their locks and move their live releases onto them
     with blue-green switches: an operation (202), whose log the client follows."""
@@ -153,7 +167,7 @@ def repair_runtimes(
     ),
 )
 def data_check(
-    context: Context, user: CurrentUser, environment: str | None = None
+    context: Context, user: CurrentUser, environment: OptionalName = None
 ) -> list[dict[str, Any]]:
     """Connect with each read-only data connection's login and show what it could write."""
     with context.services.store.transaction() as connection:

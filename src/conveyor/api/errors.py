@@ -7,9 +7,12 @@ is written for a person and says what to do. The HTTP status follows the type.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor import errors
@@ -26,6 +29,43 @@ STATUS: tuple[tuple[type[errors.ConveyorError], int], ...] = (
     (errors.RuntimeFailure, 500),
     (errors.StorageError, 500),
 )
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable: the error type's name in snake case")
+    message: str = Field(description="for a person: what went wrong and what to do")
+
+
+class Error(BaseModel):
+    """The one shape of every error answer."""
+
+    error: ErrorDetail
+
+
+def _error(description: str) -> dict[str, Any]:
+    # Declared as JSON whatever the route answers when it succeeds (e.g. JSON lines).
+    shape = {"schema": {"$ref": "#/components/schemas/Error"}}
+    return {"description": description, "content": {"application/json": shape}}
+
+
+#: The error answers every operation that needs a token may give, as the OpenAPI document
+#: declares them (each route adds them through api/permissions.py's AuthorizedRoute).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _error("no valid token (`unauthorized`)"),
+    403: _error(
+        "the user lacks the role (`forbidden`, naming it), or the pipeline's rules refuse the "
+        "request (`policy_violation`)"
+    ),
+    404: _error("what the request names does not exist (`not_found`)"),
+    409: _error("the request clashes with the current state (`conflict`, ...)"),
+    422: _error("the request is not valid (`invalid_input`)"),
+}
+
+
+def error_schemas() -> dict[str, Any]:
+    """The OpenAPI components ``Error`` (and what it holds) that ERROR_RESPONSES refer to."""
+    schema = Error.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {**schema.pop("$defs", {}), "Error": schema}
 
 
 def status_of(error: errors.ConveyorError) -> int:
@@ -54,6 +94,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not even decode the body (not UTF-8, ...)
+            return error_response(
+                422,
+                "invalid_input",
+                f"the request is not valid: its body is not JSON ({exc.detail})",
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = (
             f"there is no {request.method} {request.url.path}; see /api/v1/openapi.json"

@@ -39,6 +39,8 @@ from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from conveyor.api.errors import ERROR_RESPONSES
+from conveyor.api.limits import MAX_ID
 from conveyor.domain.access import Permission, User, refusal
 from conveyor.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from conveyor.services import pipeline, tokens
@@ -118,6 +120,9 @@ class AuthorizedRoute(APIRoute):
     session cookie, by overriding ``authenticate``."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        declared = (kwargs.get("openapi_extra") or {}).get(_KEY)
+        if declared and declared["permission"] != str(Permission.PUBLIC):
+            kwargs["responses"] = {**ERROR_RESPONSES, **(kwargs.get("responses") or {})}
         super().__init__(path, endpoint, **kwargs)
         self.need = need_of(self)
 
@@ -260,7 +265,13 @@ def _environments(request: Request, need: Need, services: Services) -> list[str]
 
 
 def _number(text: str, what: str) -> int:
+    """An id from a path, read before FastAPI validates the path: bounded the same way."""
     try:
-        return int(text)
+        number = int(text)
     except ValueError:
-        raise InvalidInput(f"{text!r} is not a {what} id: ids are whole numbers") from None
+        number = 0
+    if not 1 <= number <= MAX_ID:
+        raise InvalidInput(
+            f"{text[:40]!r} is not a {what} id: ids are whole numbers from 1 to {MAX_ID}"
+        )
+    return number

@@ -10,6 +10,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from conveyor.api.context import Context
+from conveyor.api.limits import (
+    BUNDLE_LENGTH,
+    MAX_ID,
+    TEXT_LENGTH,
+    Id,
+    LineId,
+    OptionalName,
+    PathName,
+)
 from conveyor.api.permissions import AuthorizedRoute, CheckedEnvironments, CurrentUser, needs
 from conveyor.api.shapes import begun_json, operation_json
 from conveyor.domain.access import Permission
@@ -21,20 +30,24 @@ router = APIRouter(route_class=AuthorizedRoute)
 
 
 class DeployBody(BaseModel):
-    bundle: str = Field(description="bundle id or a prefix of at least 6 hex digits")
+    bundle: str = Field(
+        max_length=BUNDLE_LENGTH, description="bundle id or a prefix of at least 6 hex digits"
+    )
 
 
 class PromoteBody(BaseModel):
-    bundle: str | None = Field(None, description="default: the bundle live upstream")
+    bundle: str | None = Field(
+        None, max_length=BUNDLE_LENGTH, description="default: the bundle live upstream"
+    )
 
 
 class RollbackBody(BaseModel):
-    to_release: int | None = None
+    to_release: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 class ApproveBody(BaseModel):
-    bundle: str | None = None
-    comment: str = ""
+    bundle: str | None = Field(None, max_length=BUNDLE_LENGTH)
+    comment: str = Field("", max_length=TEXT_LENGTH)
 
 
 @router.post(
@@ -44,7 +57,7 @@ class ApproveBody(BaseModel):
     openapi_extra=needs(Permission.DEPLOY, "path:environment"),
 )
 def start_deploy(
-    context: Context, user: CurrentUser, app: str, environment: str, body: DeployBody
+    context: Context, user: CurrentUser, app: PathName, environment: PathName, body: DeployBody
 ) -> JSONResponse:
     begun = context.background.submit(
         lambda started: pipeline.deploy(
@@ -64,9 +77,9 @@ def start_promotion(
     context: Context,
     user: CurrentUser,
     checked: CheckedEnvironments,
-    app: str,
+    app: PathName,
     body: PromoteBody,
-    to: str | None = None,
+    to: OptionalName = None,
 ) -> JSONResponse:
     """Promote into ``to`` (default: the next environment with something new upstream)."""
     [target] = checked  # where the permission was checked, not resolved again
@@ -85,7 +98,7 @@ def start_promotion(
     openapi_extra=needs(Permission.ROLL_BACK, "path:environment"),
 )
 def start_rollback(
-    context: Context, user: CurrentUser, app: str, environment: str, body: RollbackBody
+    context: Context, user: CurrentUser, app: PathName, environment: PathName, body: RollbackBody
 ) -> JSONResponse:
     begun = context.background.submit(
         lambda started: pipeline.rollback(
@@ -102,7 +115,7 @@ def start_rollback(
     openapi_extra=needs(Permission.APPROVE, "path:environment"),
 )
 def add_approval(
-    context: Context, user: CurrentUser, app: str, environment: str, body: ApproveBody
+    context: Context, user: CurrentUser, app: PathName, environment: PathName, body: ApproveBody
 ) -> dict[str, Any]:
     bundle = pipeline.approve(
         context.services, app, environment, body.bundle, user.name, body.comment
@@ -115,7 +128,7 @@ def add_approval(
     tags=["operations"],
     openapi_extra=needs(Permission.VIEW, "operation:operation_id"),
 )
-def get_operation(context: Context, operation_id: int) -> dict[str, Any]:
+def get_operation(context: Context, operation_id: Id) -> dict[str, Any]:
     return operation_json(operations.get_operation(context.services.store.engine, operation_id))
 
 
@@ -126,8 +139,8 @@ def get_operation(context: Context, operation_id: int) -> dict[str, Any]:
 )
 def follow_operation(
     context: Context,
-    operation_id: int,
-    after: int = 0,
+    operation_id: Id,
+    after: LineId = 0,
     wait: Annotated[float, Query(ge=0, le=30)] = 0,
 ) -> dict[str, Any]:
     """Log lines after line id ``after``; with ``wait``, holds the request up to that many

@@ -4,13 +4,22 @@ environment, runs started by hand, and the record and log of each run."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from conveyor.api.context import Context
+from conveyor.api.limits import (
+    LIST_LENGTH,
+    NAME_LENGTH,
+    TEXT_LENGTH,
+    Id,
+    Limit,
+    LineId,
+    PathName,
+)
 from conveyor.api.permissions import AuthorizedRoute, CurrentUser, needs, seen_environments_of
 from conveyor.domain.access import Permission
 from conveyor.domain.run_email import EmailRule, parse_recipients, parse_when
@@ -25,14 +34,18 @@ _SEEN = "only the environments one has a role in"
 
 
 class ScheduleBody(BaseModel):
-    cron: str = Field(description="five cron fields, e.g. '0 6 * * 1-5', or @daily")
-    timezone: str = Field("UTC", description="an IANA time zone, e.g. Europe/Berlin")
+    cron: str = Field(
+        max_length=NAME_LENGTH, description="five cron fields, e.g. '0 6 * * 1-5', or @daily"
+    )
+    timezone: str = Field(
+        "UTC", max_length=NAME_LENGTH, description="an IANA time zone, e.g. Europe/Berlin"
+    )
 
 
 @router.get(
     "/apps/{app}/schedules", tags=["runs"], openapi_extra=needs(Permission.SIGNED_IN, note=_SEEN)
 )
-def show_schedules(context: Context, user: CurrentUser, app: str) -> list[dict[str, Any]]:
+def show_schedules(context: Context, user: CurrentUser, app: PathName) -> list[dict[str, Any]]:
     seen = seen_environments_of(context.services, user, app)
     return [
         {
@@ -54,7 +67,7 @@ def show_schedules(context: Context, user: CurrentUser, app: str) -> list[dict[s
     openapi_extra=needs(Permission.RUN, "path:environment"),
 )
 def set_schedule(
-    context: Context, user: CurrentUser, app: str, environment: str, body: ScheduleBody
+    context: Context, user: CurrentUser, app: PathName, environment: PathName, body: ScheduleBody
 ) -> dict[str, Any]:
     schedule = parse_schedule(body.cron, body.timezone)
     schedules.set_schedule(context.services, app, environment, schedule, user.name)
@@ -66,7 +79,9 @@ def set_schedule(
     tags=["runs"],
     openapi_extra=needs(Permission.RUN, "path:environment"),
 )
-def unset_schedule(context: Context, user: CurrentUser, app: str, environment: str) -> JSONResponse:
+def unset_schedule(
+    context: Context, user: CurrentUser, app: PathName, environment: PathName
+) -> JSONResponse:
     schedules.unset_schedule(context.services, app, environment, user.name)
     schedule, source = schedules.schedule_of(context.services, app, environment)
     return JSONResponse(
@@ -79,16 +94,19 @@ def unset_schedule(context: Context, user: CurrentUser, app: str, environment: s
 
 
 class EmailBody(BaseModel):
-    to: list[str] = Field(
-        description="the addresses to mail; an empty list: no one (not even conveyor.yml's)"
+    to: list[Annotated[str, Field(max_length=TEXT_LENGTH)]] = Field(
+        max_length=LIST_LENGTH,
+        description="the addresses to mail; an empty list: no one (not even conveyor.yml's)",
     )
-    on: str = Field("failure", description="when: failure, success or always")
+    on: str = Field(
+        "failure", max_length=NAME_LENGTH, description="when: failure, success or always"
+    )
 
 
 @router.get(
     "/apps/{app}/email", tags=["runs"], openapi_extra=needs(Permission.SIGNED_IN, note=_SEEN)
 )
-def show_email(context: Context, user: CurrentUser, app: str) -> dict[str, Any]:
+def show_email(context: Context, user: CurrentUser, app: PathName) -> dict[str, Any]:
     """Who is emailed how the app's runs end, in each environment one sees."""
     seen = seen_environments_of(context.services, user, app)
     return {
@@ -115,7 +133,7 @@ def show_email(context: Context, user: CurrentUser, app: str) -> dict[str, Any]:
     openapi_extra=needs(Permission.RUN, "path:environment"),
 )
 def set_email(
-    context: Context, user: CurrentUser, app: str, environment: str, body: EmailBody
+    context: Context, user: CurrentUser, app: PathName, environment: PathName, body: EmailBody
 ) -> dict[str, Any]:
     """Mail ``to`` when a run of the app there ends as ``on`` says, in place of conveyor.yml's
     rule for that ``on``."""
@@ -136,7 +154,11 @@ def set_email(
     openapi_extra=needs(Permission.RUN, "path:environment"),
 )
 def unset_email(
-    context: Context, user: CurrentUser, app: str, environment: str, on: str | None = None
+    context: Context,
+    user: CurrentUser,
+    app: PathName,
+    environment: PathName,
+    on: Annotated[str | None, Query(max_length=NAME_LENGTH)] = None,
 ) -> dict[str, Any]:
     """Forget what was set there for ``on`` (for every ``on`` without it): conveyor.yml's
     rules apply again where schedules are active."""
@@ -151,7 +173,9 @@ def unset_email(
     status_code=202,
     openapi_extra=needs(Permission.RUN, "path:environment"),
 )
-def start_run(context: Context, user: CurrentUser, app: str, environment: str) -> JSONResponse:
+def start_run(
+    context: Context, user: CurrentUser, app: PathName, environment: PathName
+) -> JSONResponse:
     """Run the live report or job now (also where schedules are paused); follow it with
     GET .../runs/{id}."""
     begun = context.background.submit(
@@ -171,7 +195,7 @@ def start_run(context: Context, user: CurrentUser, app: str, environment: str) -
     openapi_extra=needs(Permission.VIEW, "path:environment"),
 )
 def list_runs(
-    context: Context, app: str, environment: str, limit: int = 50
+    context: Context, app: PathName, environment: PathName, limit: Limit = 50
 ) -> list[dict[str, Any]]:
     return [run_json(r) for r in runs.runs_of(context.services, app, environment, limit)]
 
@@ -182,7 +206,7 @@ def list_runs(
     openapi_extra=needs(Permission.VIEW, "path:environment"),
 )
 def get_run(
-    context: Context, app: str, environment: str, run_id: int, after: int = 0
+    context: Context, app: PathName, environment: PathName, run_id: Id, after: LineId = 0
 ) -> dict[str, Any]:
     """One run and its log lines after line id ``after`` (follow a run by asking again)."""
     engine = context.services.store.engine
