@@ -21,9 +21,9 @@ demo: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest
 
-## test-quick: the same without the slow end-to-end tests
+## test-quick: the same without the slow end-to-end tests, on two processes (pytest-xdist)
 test-quick: lint typecheck
-	$(BIN)/python -m pytest -m 'not e2e'
+	$(BIN)/python -m pytest -m 'not e2e' -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
