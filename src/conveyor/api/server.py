@@ -253,6 +253,9 @@ def serve(
             host=settings.host,
             port=settings.port,
             log_level="warning",
+            # The API keeps asyncio's own loop; only the proxy's thread runs uvloop (its speed
+            # is the data plane's, and the API's work is not bound by its loop).
+            loop="asyncio",
             ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
             ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
             timeout_graceful_shutdown=5,

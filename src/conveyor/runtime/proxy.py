@@ -7,7 +7,8 @@ from it, with its scripts and session) keep reaching it, everyone else gets the 
 closes them with 1012 (service restart) and forgets the release, after which its workers can be
 stopped without failing a request.
 
-The proxy runs its own asyncio event loop in one background thread, so that synchronous
+The proxy runs its own event loop (uvloop's: libuv under asyncio's interface, measured in
+docs/performance.md) in one background thread, so that synchronous
 services can drive it. Every public method runs its work on that loop and waits for it: route
 changes are serialised with request handling, which is what makes a swap atomic without locks.
 HTTP/1.1 is parsed with httptools on asyncio Protocols (``proxy_server`` for clients,
@@ -24,6 +25,8 @@ import ssl
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
+
+import uvloop
 
 from conveyor.domain.apps import APP_NAME
 from conveyor.errors import Conflict, InvalidInput, RuntimeFailure
@@ -91,7 +94,7 @@ class Proxy:
         with self._lifecycle:
             if self._loop is not None:
                 raise Conflict("the proxy is already started")
-            loop = asyncio.new_event_loop()
+            loop = uvloop.new_event_loop()
             thread = threading.Thread(
                 target=self._run_loop, args=(loop,), name="conveyor-proxy", daemon=True
             )

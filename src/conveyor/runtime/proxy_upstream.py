@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import urllib.parse
-from typing import Any
+from typing import Any, cast
 
 import httptools
 
@@ -80,7 +80,8 @@ class UpstreamConnection(asyncio.Protocol):
     # --- the connection ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
 
     def connection_lost(self, exc: Exception | None) -> None:
