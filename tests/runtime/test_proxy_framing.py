@@ -213,3 +213,31 @@ def test_a_late_body_after_a_204_never_reaches_another_client(proxy, base):
                 assert body == b"victim's page!"
 
     asyncio.run(scenario())
+
+
+def test_a_body_that_arrives_before_its_head_is_sent_on_does_not_stall(proxy, base):
+    """An app that answers in one burst fills the proxy's holding buffer before the head goes
+    out, so the proxy stops reading from it; it must read again once the client takes the
+    stream, whether or not the client's side ever fills up (it stalled on uvloop, where one
+    loop pass reads the whole burst)."""
+    size = 4 * 1024 * 1024
+
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
+            await writer.drain()
+
+    async def scenario() -> None:
+        async with raw_upstream(respond) as upstream:
+            await in_thread(proxy.set_route, "dev", "burst", 1, [upstream])
+            async with connection(base) as (reader, writer):
+                for _ in range(8):  # on one connection, as a load generator sends them
+                    writer.write(b"GET /burst/ HTTP/1.1\r\nHost: h\r\n\r\n")
+                    head, body = await one_response(reader)
+                    assert head.startswith(b"HTTP/1.1 200") and len(body) == size
+
+    asyncio.run(scenario())

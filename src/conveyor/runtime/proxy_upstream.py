@@ -71,6 +71,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.broken = False
         self.upgrade: bytes | None = None
         self._pending_size = 0
+        #: Reading stopped because the body waiting for the client passed _PENDING_LIMIT.
+        self._paused_for_pending = False
         self._head_size = 0
         self._received = False
         self._interim = False
@@ -165,6 +167,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.items = []
         self.pending = []
         self._pending_size = self._head_size = 0
+        self._paused_for_pending = False
         self.complete = self.broken = self._received = self.until_close = False
         self.status, self.reason, self.keep_alive = 0, b"", False
         self.content_length, self.length, self.upgrade = False, None, None
@@ -190,7 +193,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = client
         self.peer = client
         client.peer = self.transport
-        if self._pending_size > _PENDING_LIMIT and self.transport is not None:
+        if self._paused_for_pending and self.transport is not None:
+            # Read again: what comes now goes to the client (whose own flow control pauses
+            # this connection when it cannot keep up).
+            self._paused_for_pending = False
             self.transport.resume_reading()
 
     def take_pending(self) -> bytes:
@@ -277,6 +283,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.pending.append(data)
             self._pending_size += len(data)
             if self._pending_size > _PENDING_LIMIT and self.transport is not None:
+                self._paused_for_pending = True
                 self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
