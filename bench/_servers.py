@@ -43,8 +43,8 @@ def upstream(port: int, work_ms: float) -> None:
                 headers={"Content-Type": "application/octet-stream"},
             )
             streamed.content_length = len(BLOCK) * MIB_BLOCKS
-            await streamed.prepare(request)
             try:
+                await streamed.prepare(request)
                 for _ in range(MIB_BLOCKS):
                     await streamed.write(BLOCK)
                 await streamed.write_eof()
