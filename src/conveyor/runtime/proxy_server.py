@@ -311,6 +311,12 @@ class ClientConnection(asyncio.Protocol):
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
+    @property
+    def writing_paused(self) -> bool:
+        """The client is not keeping up: its connection's write buffer is over the high-water
+        mark. An app connection linked to it now must not be read until it drains."""
+        return self._writing_paused
+
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(data)
