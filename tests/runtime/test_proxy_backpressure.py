@@ -81,3 +81,34 @@ def test_an_answer_waits_for_a_client_whose_connection_filled_before_it_streamed
                 assert pushed[0] < BOUND, f"the proxy took {pushed[0] >> 20} MiB"
 
     asyncio.run(scenario())
+
+
+def test_a_client_reading_nothing_gets_no_more_pipelined_answers_buffered(proxy, base):
+    """Pipelined requests are answered one after the other; a client that reads none of the
+    answers must not have the proxy hold one answer after another for it."""
+    requests = [0]
+    answer = 60 * 1024  # one TCP segment on loopback: whole in the proxy before it answers
+
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            requests[0] += 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % answer)
+            writer.write(b"x" * answer)
+            await writer.drain()
+
+    async def scenario() -> None:
+        async with raw_upstream(respond) as upstream:
+            await in_thread(proxy.set_route, "dev", "files", 1, [upstream])
+            small_send_buffers(proxy)
+            async with idle_client(base) as client:
+                pipelined = b"GET /files/page HTTP/1.1\r\nHost: h\r\n\r\n" * 64
+                await asyncio.get_running_loop().sock_sendall(client, pipelined)
+                await asyncio.sleep(SETTLE)
+                # A few answers fill the client's connection; then the proxy waits for it.
+                assert requests[0] < 16, f"{requests[0]} answers held for the client"
+
+    asyncio.run(scenario())
