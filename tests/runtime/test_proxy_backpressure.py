@@ -14,7 +14,7 @@ import socket
 from collections.abc import AsyncIterator
 
 from conveyor.runtime.proxy import Proxy
-from tests.runtime.test_proxy import base, in_thread, proxy, raw_upstream
+from tests.runtime.test_proxy import base, in_thread, proxy, raw_upstream, websocket_accept
 
 __all__ = ["base", "proxy"]  # fixtures
 
@@ -110,5 +110,39 @@ def test_a_client_reading_nothing_gets_no_more_pipelined_answers_buffered(proxy,
                 await asyncio.sleep(SETTLE)
                 # A few answers fill the client's connection; then the proxy waits for it.
                 assert requests[0] < 16, f"{requests[0]} answers held for the client"
+
+    asyncio.run(scenario())
+
+
+def test_a_websocket_client_reading_nothing_holds_the_app_back_from_the_start(proxy, base):
+    """The app's 101 (and what follows it) can fill a slow client's connection before the
+    tunnel starts: the tunnel must not start reading the app regardless."""
+    pushed = [0]
+
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handshake = await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + websocket_accept(handshake) + b"\r\n" + LONG_HEAD + b"\r\n"
+        )
+        frame = b"\x82\x7f" + BLOCK.to_bytes(8, "big") + b"x" * BLOCK  # binary, unmasked
+        for _ in range(ANSWER // BLOCK):
+            writer.write(frame)
+            await writer.drain()
+            pushed[0] += BLOCK
+
+    async def scenario() -> None:
+        async with raw_upstream(respond) as upstream:
+            await in_thread(proxy.set_route, "dev", "live", 1, [upstream])
+            small_send_buffers(proxy)
+            async with idle_client(base) as client:
+                await asyncio.get_running_loop().sock_sendall(
+                    client,
+                    b"GET /live/ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                )
+                await asyncio.sleep(SETTLE)
+                assert pushed[0] < BOUND, f"the proxy took {pushed[0] >> 20} MiB"
 
     asyncio.run(scenario())
