@@ -2,9 +2,10 @@
 by ``httptools``, each request handed to the environment's handler as a ``Request``.
 
 Requests on a connection are answered in order (pipelined ones wait their turn, with reading
-paused). A request body is buffered only until the handler attaches the connection to the app
-(``Body.attach``); from then on it goes straight to the app's socket, and each side's write
-buffer filling up pauses reading on the other side. A client that goes away cancels its
+paused), each once the client has taken most of the answer before it. A request body is
+buffered only until the handler attaches the connection to the app (``Body.attach``); from
+then on it goes straight to the app's socket, and each side's write buffer filling up pauses
+reading on the other side. A client that goes away cancels its
 request's handler, and with it the upstream exchange. After a WebSocket handshake the
 connection carries a ``proxy_tunnel.Tunnel``'s bytes.
 
@@ -311,6 +312,12 @@ class ClientConnection(asyncio.Protocol):
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
+    @property
+    def writing_paused(self) -> bool:
+        """The client is not keeping up: its connection's write buffer is over the high-water
+        mark. An app connection linked to it now must not be read until it drains."""
+        return self._writing_paused
+
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(data)
@@ -417,6 +424,10 @@ class ClientConnection(asyncio.Protocol):
     async def _serve(self, request: Request) -> None:
         try:
             await self.handle(request)
+            # The answer is written, but maybe not yet taken: a client that does not read gets
+            # no further answer (pipelined, or sent after this one) until it does, so what the
+            # proxy holds for it stays bounded.
+            await self.drain()
         except asyncio.CancelledError:
             self._task = None
             if not self._failed:  # else cancelled because its own bytes went wrong: answered

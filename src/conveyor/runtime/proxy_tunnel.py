@@ -133,7 +133,10 @@ class Tunnel:
         if from_client:
             self.from_client(from_client)
         if self.upstream.transport is not None and not self.upstream.closed:
-            self.upstream.transport.resume_reading()
+            # Unless the 101 and the app's first frames already filled the client's connection:
+            # then the app is read once it drains (the client's resume_writing).
+            if not self.client.writing_paused:
+                self.upstream.transport.resume_reading()
         self.client.resume("upgrade")
 
     async def close(self, code: int, reason: bytes) -> None:

@@ -193,10 +193,17 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = client
         self.peer = client
         client.peer = self.transport
-        if self._paused_for_pending and self.transport is not None:
+        paused_for_pending, self._paused_for_pending = self._paused_for_pending, False
+        if self.transport is None:
+            return
+        if client.writing_paused:
+            # The head and first bytes already filled the client's connection (its
+            # pause_writing came before this link, and comes only once): hold the app back
+            # until the client drains, which resumes reading here (resume_writing).
+            self.transport.pause_reading()
+        elif paused_for_pending:
             # Read again: what comes now goes to the client (whose own flow control pauses
             # this connection when it cannot keep up).
-            self._paused_for_pending = False
             self.transport.resume_reading()
 
     def take_pending(self) -> bytes:
