@@ -37,5 +37,12 @@ def test_only_admins_may_collect_garbage(api, admin):
     assert done.status_code == 200, done.text
     answer = done.json()
     assert answer["dry_run"] is True and answer["freed_bytes"] == 0
-    assert set(answer["groups"]) == {"releases", "runtimes", "bundles", "logs", "run outputs"}
+    assert set(answer["groups"]) == {
+        "releases",
+        "runtimes",
+        "bundles",
+        "logs",
+        "run outputs",
+        "bytecode",
+    }
     assert answer["summary"] == "gc: nothing to remove"

@@ -6,6 +6,7 @@ being started while gc runs."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from conveyor.domain.operations import OperationKind, OperationState
 from conveyor.domain.retention import Group, RetentionSettings
 from conveyor.errors import Conflict
 from conveyor.runtime.builds import MARKER
+from conveyor.runtime.bytecode import BytecodeStore
 from conveyor.runtime.memory import MemoryRuntime
 from conveyor.services.pipeline import deploy, promote, rollback
 from conveyor.services.retention import Retention, outcome_json
@@ -500,3 +502,51 @@ def test_the_daily_gc_runs_on_its_own_thread_until_stopped(services, upload, hom
     assert not daily.running
     assert said[0].startswith("daily gc removed 2 releases, 2 bundles;")
     assert said[1] == "daily gc: nothing to remove"
+
+
+def _store_entry(store: Path, name: str, size: int) -> Path:
+    entry = store / "cpython-311" / "803" / name[:2] / f"{name}.pyc"
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_bytes(b"c" * size)
+    return entry
+
+
+def _link_into(runtime: Path, entry: Path) -> None:
+    cache = runtime / "lib" / "__pycache__"
+    runtime.chmod(0o755)
+    (runtime / "lib").chmod(0o755)
+    cache.mkdir(exist_ok=True)
+    os.link(entry, cache / f"{entry.stem}.cpython-311.pyc")
+    runtime.chmod(0o555)
+
+
+def test_gc_trims_the_shared_bytecode_no_runtime_will_link(services, upload, home, tmp_path):
+    """Compiled files shared between runtimes (runtime/bytecode.py) go with the last runtime
+    that links them, and leftovers no runtime links go too; a file a kept runtime links stays,
+    so its next build links it instead of compiling again."""
+    bundles = [upload(str(n)) for n in range(1, 4)]
+    for bundle in bundles:
+        deploy(services, "hello", bundle, "dev", "ana")
+    kept = fake_runtime(home, "a" * 64, lock_of(services, bundles[-1]))
+    going = fake_runtime(home, "b" * 64, "0" * 64)
+    store = BytecodeStore(tmp_path / "uv-bytecode")
+    shared = _store_entry(store.root, "aa01", 300)  # in both runtimes
+    only_going = _store_entry(store.root, "bb02", 500)  # in the runtime gc removes
+    leftover = _store_entry(store.root, "cc03", 700)  # in none (a runtime removed by hand)
+    for runtime in (kept, going):
+        _link_into(runtime, shared)
+    _link_into(going, only_going)
+    retention = Retention(services, home, RetentionSettings(keep_releases=1), bytecode=store)
+
+    dry = retention.collect("ana", dry_run=True)
+    [item] = dry.plan.of(Group.BYTECODE)
+    assert (item.count, item.size, item.detail) == (2, 1200, str(store.root))
+    assert "2 compiled files" in dry.summary() and only_going.exists() and leftover.exists()
+    shown = outcome_json(dry)["groups"]["bytecode"]  # type: ignore[index]
+    assert shown["items"][0]["count"] == 2 and shown["bytes"] == 1200
+
+    done = retention.collect("ana")
+    assert "1 runtime" in done.summary() and "2 compiled files" in done.summary()
+    assert not going.exists() and not only_going.exists() and not leftover.exists()
+    assert kept.exists() and shared.exists() and shared.stat().st_nlink == 2
+    assert retention.collect("ana", dry_run=True).plan.of(Group.BYTECODE) == []

@@ -162,7 +162,7 @@ def serve(
     watcher: GitWatcher | None = None
     scheduler: Scheduler | None = None
     sleeper: Sleeper | None = None
-    retention = Retention(services, settings.home, settings.retention)
+    retention = Retention(services, settings.home, settings.retention, bytecode=builder.bytecode)
     daily_gc = DailyGc(retention, say=say)
     # App listeners follow the API's rules: loopback, TLS, or a TLS proxy in front.
     tls = _tls_context(settings)

@@ -15,9 +15,10 @@ from conveyor.domain.retention import show_bytes
 @click.pass_context
 def gc_command(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     """Remove what no live release, rollback target, bundle awaiting promotion or approval, or
-    running operation needs: old releases' files and bundles, unused runtimes, old logs and
-    run outputs; show what and the space freed. The server does this daily too; its
-    --keep-releases, --keep-runs and --keep-logs say what is kept. Admins only."""
+    running operation needs: old releases' files and bundles, unused runtimes and the shared
+    bytecode only they used, old logs and run outputs; show what and the space freed. The
+    server does this daily too; its --keep-releases, --keep-runs and --keep-logs say what is
+    kept. Admins only."""
     found = client_of(ctx).gc(dry_run)
     if as_json:
         output.as_json(found)

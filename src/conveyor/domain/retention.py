@@ -68,6 +68,8 @@ class Group(StrEnum):
     BUNDLES = "bundles"
     LOGS = "logs"
     RUN_OUTPUTS = "run outputs"
+    #: compiled files in the shared bytecode store that no runtime links any more
+    BYTECODE = "bytecode"
 
 
 # --- facts -----------------------------------------------------------------------------------
@@ -157,6 +159,8 @@ class Item:
     #: (kind, owner) of a log
     key: str | int | tuple[str, int]
     detail: str = ""
+    #: how many files it stands for (the bytecode store's unused files are one item)
+    count: int = 1
 
 
 @dataclass(frozen=True)

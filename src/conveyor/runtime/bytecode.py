@@ -94,15 +94,46 @@ class BytecodeStore:
         key = f"{found.st_ino:x}-{found.st_size:x}-{found.st_mtime_ns:x}"
         return self.root / tag / f"{found.st_dev:x}" / key[:2] / f"{key}.pyc"
 
-    def unused(self) -> list[Path]:
-        """Compiled files no runtime links any more (the store holds their only name)."""
+    def unused(self, once_removed: Iterable[Path] = ()) -> list[tuple[Path, int]]:
+        """Compiled files (with their sizes) no runtime links any more, the store holding
+        their only name, or none but runtimes under the directories ``once_removed``."""
         if not self.root.is_dir():
             return []
-        return sorted(
-            path
-            for path in self.root.rglob("*.pyc")
-            if path.is_file() and os.lstat(path).st_nlink < 2
-        )
+        links_going: dict[tuple[int, int], int] = {}
+        for runtime in once_removed:
+            for directory, _, files in os.walk(runtime):
+                if os.path.basename(directory) != "__pycache__":
+                    continue
+                for name in files:
+                    try:
+                        info = os.lstat(os.path.join(directory, name))
+                    except OSError:
+                        continue
+                    if info.st_nlink > 1:
+                        key = (info.st_dev, info.st_ino)
+                        links_going[key] = links_going.get(key, 0) + 1
+        found = []
+        for path in self.root.rglob("*.pyc"):
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue  # removed meanwhile (another server's gc)
+            other_links = info.st_nlink - 1
+            if stat.S_ISREG(info.st_mode) and other_links <= links_going.get(
+                (info.st_dev, info.st_ino), 0
+            ):
+                found.append((path, info.st_size))
+        return sorted(found)
+
+    def remove_unused(self) -> None:
+        """Remove the compiled files no runtime links now. A runtime being built that links
+        one just before it goes keeps its own link; one that finds it gone compiles it."""
+        for path, _ in self.unused():
+            try:
+                if os.lstat(path).st_nlink < 2:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
 
 
 def _sources(directories: Iterable[Path]) -> Iterable[Path]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from conveyor.domain.retention import (
 )
 from conveyor.runtime.adapters.base import SERVING_POINTER
 from conveyor.runtime.builds import remove_tree
+from conveyor.runtime.bytecode import BytecodeStore
 from conveyor.runtime.installed import freed_by, installed_runtimes, remove_runtime
 from conveyor.services.context import Services
 from conveyor.storage import audit, catalog, retention
@@ -66,9 +67,9 @@ class Outcome:
             return "gc: nothing to remove"
         counts = []
         for group in Group:
-            found = [i for i in self.removed if i.group is group]
-            if found:
-                counts.append(f"{len(found)} {_noun(group, len(found))}")
+            count = sum(i.count for i in self.removed if i.group is group)
+            if count:
+                counts.append(f"{count} {_noun(group, count)}")
         failed = len(self.failed)
         if not counts:
             return (
@@ -83,19 +84,28 @@ class Outcome:
 class Retention:
     """Retention for one server: its home, its settings, its services."""
 
-    def __init__(self, services: Services, home: Path, settings: RetentionSettings) -> None:
+    def __init__(
+        self,
+        services: Services,
+        home: Path,
+        settings: RetentionSettings,
+        *,
+        bytecode: BytecodeStore | None = None,
+    ) -> None:
         self.services = services
         self.home = home
         self.settings = settings
+        #: The runtimes' shared compiled files (none: not trimmed)
+        self.bytecode = bytecode
 
     def collect(self, actor: str, *, dry_run: bool = False, now: datetime | None = None) -> Outcome:
         """Plan, and unless ``dry_run`` remove; a gc that removed something is audited. A dry
         run only reads: it holds no release off."""
         if dry_run:
-            found = plan(self.inventory(), self.settings, now or datetime.now(UTC))
+            found = self._plan(now)
             return Outcome(found, True, self.settings)
         with self.services.files.collecting():
-            found = plan(self.inventory(), self.settings, now or datetime.now(UTC))
+            found = self._plan(now)
             failed = self._remove(found)
         outcome = Outcome(found, False, self.settings, tuple(failed))
         if outcome.removed:
@@ -115,6 +125,27 @@ class Retention:
                     },
                 )
         return outcome
+
+    def _plan(self, now: datetime | None) -> Plan:
+        """The domain's plan, and the shared compiled files no runtime will link once the
+        runtimes it removes are gone (one item: they are many, and go together)."""
+        found = plan(self.inventory(), self.settings, now or datetime.now(UTC))
+        if self.bytecode is None:
+            return found
+        going = [self.home / "runtimes" / str(item.key) for item in found.of(Group.RUNTIMES)]
+        unused = self.bytecode.unused(going)
+        if not unused:
+            return found
+        count = len(unused)
+        item = Item(
+            Group.BYTECODE,
+            f"{count} compiled {'file' if count == 1 else 'files'} no runtime uses",
+            sum(size for _, size in unused),
+            "bytecode",
+            str(self.bytecode.root),
+            count=count,
+        )
+        return replace(found, items=(*found.items, item))
 
     # --- what there is ---------------------------------------------------------------------
 
@@ -263,6 +294,9 @@ class Retention:
             self._try(failed, item, remove_tree, self.home / "releases" / str(item.key))
         for item in found.of(Group.RUNTIMES):
             self._try(failed, item, remove_runtime, self.home / "runtimes", str(item.key))
+        if self.bytecode is not None:
+            for item in found.of(Group.BYTECODE):  # after the runtimes that linked them
+                self._try(failed, item, self.bytecode.remove_unused)
         self._remove_logs(found.of(Group.LOGS), failed)
         outputs = {run_id: (app, env) for run_id, app, env, _ in self._run_keys()}
         for item in found.of(Group.RUN_OUTPUTS):
@@ -321,6 +355,7 @@ def _noun(group: Group, count: int) -> str:
         Group.BUNDLES: "bundle",
         Group.LOGS: "log",
         Group.RUN_OUTPUTS: "run output",
+        Group.BYTECODE: "compiled file",
     }[group]
     return singular if count == 1 else singular + "s"
 
@@ -337,6 +372,7 @@ def outcome_json(outcome: Outcome) -> dict[str, object]:
                     "what": i.what,
                     "bytes": i.size,
                     "detail": i.detail,
+                    "count": i.count,
                     **({"failed": failed[id(i)]} if id(i) in failed else {}),
                 }
                 for i in items
