@@ -30,6 +30,10 @@ CLIENT_LINE_LIMIT = 16 * 1024
 _CLIENT_HEAD_LIMIT = 8 * CLIENT_LINE_LIMIT
 #: A request body buffered beyond this (before the app's connection takes it) pauses reading.
 _BODY_BUFFER = 256 * 1024
+#: Write-buffer marks of every proxy connection, both sides: past the high one the other side
+#: stops being read, below the low one it is read again. Set explicitly: uvloop's own low mark
+#: (a few bytes) differs from asyncio's (a quarter of the high one).
+WRITE_HIGH, WRITE_LOW = 64 * 1024, 16 * 1024
 #: A client connection idle this long between requests is closed (aiohttp's default too).
 KEEPALIVE_TIMEOUT = 75.0
 
@@ -190,6 +194,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if isinstance(peer, tuple) else None

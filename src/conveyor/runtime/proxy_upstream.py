@@ -20,7 +20,7 @@ from typing import Any, cast
 import httptools
 
 from conveyor.runtime.proxy_http import LAST_CHUNK, Header, chunk
-from conveyor.runtime.proxy_server import ClientConnection
+from conveyor.runtime.proxy_server import WRITE_HIGH, WRITE_LOW, ClientConnection
 
 #: Below the idle timeout of the app servers Conveyor runs (uvicorn 5 s), so the pool drops a
 #: connection before the app closes it under a request in flight.
@@ -84,6 +84,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         self.transport = transport
 
     def connection_lost(self, exc: Exception | None) -> None:
