@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 import time
 
-from conveyor.services.pipeline import deploy
+from conveyor.bundles.build import build_bundle
+from conveyor.services.bundles import register_bundle
+from conveyor.services.pipeline import deploy, promote
 from conveyor.storage import audit
 
 from .conftest import BASE, ORIGIN, PASSWORD, csrf_of
@@ -190,3 +192,58 @@ def test_the_board_streams_changes(console):
         first = next(events.iter_lines())
         assert first == "event: replace"
     assert BASE.startswith("http")
+
+
+def _job_bundle(console, version: str = "1") -> str:
+    root = console.tmp / f"src-nightly-{version}"
+    root.mkdir()
+    (root / "conveyor.yml").write_text(
+        "name: nightly\ntype: job\nentrypoint: python job.py\nschedule: '0 6 * * *'\n"
+        "email:\n  - to: [data-team@example.org]\n    on: failure\n"
+    )
+    (root / "job.py").write_text(f"print({version!r})\n")
+    built = build_bundle(root, root / "bundle.tar.gz")
+    return register_bundle(console.services, built.archive, built.provenance, "setup").bundle_id
+
+
+def test_runs_of_a_job_are_listed_started_and_followed_by_who_may(console):
+    """The app's page shows each environment's schedule, recipients and latest runs; Run now
+    needs the run permission there; a run's page shows its log; a run is reachable only
+    through its own app and environment."""
+    bundle = _job_bundle(console)
+    deploy(console.services, "nightly", bundle, "dev", "setup")
+    promote(console.services, "nightly", "setup", to="test")
+    promote(console.services, "nightly", "setup", to="prod")
+    ana = console.user("ana", "dev:developer", "prod:viewer")
+    page = ana.get("/apps/nightly").text
+    assert 'id="runs"' in page and "<code>0 6 * * *</code>" in page
+    assert "paused here: runs only by hand" in page  # dev's schedules are paused
+    assert "data-team@example.org on failure (conveyor.yml)" in page  # prod's schedules run
+    assert "Run now in dev" in page and "Run now in prod" not in page
+    assert page.count("No runs yet.") == 2
+
+    started = ana.post(
+        "/apps/nightly/environments/dev/run", data={"csrf": csrf_of(page)}, headers=ORIGIN
+    )
+    assert started.status_code == 200 and "/apps/nightly/environments/dev/runs/" in str(started.url)
+    run_path = started.url.path
+    for _ in range(100):
+        shown = ana.get(run_path).text
+        if "succeeded" in shown:
+            break
+        time.sleep(0.05)
+    assert "succeeded" in shown and "manual by ana" in shown
+    assert "run 1 of nightly in dev" in shown  # its log
+    assert "/apps/nightly/environments/dev/runs/" in ana.get("/apps/nightly").text
+
+    refused = ana.post(
+        "/apps/nightly/environments/prod/run", data={"csrf": csrf_of(page)}, headers=ORIGIN
+    )
+    assert refused.status_code == 403
+    run_id = run_path.rsplit("/", 1)[1]
+    # The run exists, but not as prod's: no other environment's permission reaches it.
+    assert ana.get(f"/apps/nightly/environments/prod/runs/{run_id}").status_code == 404
+    assert ana.get(f"/apps/hello/environments/dev/runs/{run_id}").status_code == 404
+    outsider = console.user("olga", "test:viewer")
+    assert outsider.get(run_path).status_code == 403
+    assert 'id="runs"' not in console.user("max", "dev:viewer").get("/apps/hello").text

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import update
 
 from conveyor.bundles.app_file import parse_app_spec
-from conveyor.console.pages import _event
+from conveyor.console.live import event as _event
 from conveyor.errors import ManifestError
 from conveyor.services import sign_in
 from conveyor.storage import schema

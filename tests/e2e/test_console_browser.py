@@ -2,7 +2,8 @@
 board, promote, are refused with the reason in place, approve as someone else, promote to
 Prod, roll back; a viewer gets no buttons and a 403 for a request made anyway; an anonymous
 visitor of a `signed-in` app signs in and comes back to it; a Shiny app still works through
-the proxy after sign-in. axe-core checks every page for serious accessibility violations."""
+the proxy after sign-in; a job is run from its page, its log followed to the end. axe-core
+checks every page for serious accessibility violations."""
 
 from __future__ import annotations
 
@@ -253,3 +254,45 @@ def test_a_shiny_app_works_through_the_proxy_after_sign_in(pipeline, chromium, t
 
     # Its WebSocket, opened without the browser's session, is refused at the handshake.
     assert handshake(server.ports["dev"], "/sales-dashboard/websocket/") in (303, 401, 403)
+
+
+def test_a_job_is_run_from_its_page_and_its_log_and_output_are_shown(pipeline, chromium, tmp_path):  # noqa: F811
+    server = pipeline
+    source = tmp_path / "refresh"
+    source.mkdir()
+    (source / "conveyor.yml").write_text("name: refresh\ntype: job\nentrypoint: python job.py\n")
+    (source / "job.py").write_text(
+        "import os, pathlib\n"
+        "print('refreshing the warehouse')\n"
+        "out = pathlib.Path(os.environ['CONVEYOR_RUN_OUTPUT'])\n"
+        "(out / 'index.html').write_text('<h1>refreshed</h1>')\n"
+    )
+    assert server.cli("deploy", str(source), "--env", "dev").code == 0
+    page = chromium.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(server.url + "/apps/refresh")
+    sign_in(page, "ana")
+    page.wait_for_url(server.url + "/apps/refresh")
+    runs = page.locator("#runs")
+    assert "Schedule: none. Email: no one." in runs.inner_text()
+    assert "No runs yet." in runs.inner_text()
+    # Only where there is a live release to run (ana may run in test and prod too).
+    assert page.get_by_role("button", name="Run now in test").count() == 0
+    no_serious_violations(page)
+    page.get_by_role("button", name="Run now in dev").click()
+    page.wait_for_url("**/apps/refresh/environments/dev/runs/*")
+    assert finish(page).startswith("succeeded")
+    wait_for(lambda: "refreshing the warehouse" in page.locator("#log").inner_text(), "the log")
+    no_serious_violations(page)
+    output = page.get_by_role("link", name="Its output")
+    assert output.get_attribute("href") == server.app_url("dev", "refresh", "/_runs/1/")
+    page.goto(server.url + "/apps/refresh")
+    assert "manual by ana" in page.locator("#runs").inner_text()
+
+    # vic views dev: the runs, no button.
+    viewer = chromium.new_context().new_page()
+    viewer.goto(server.url + "/apps/refresh")
+    sign_in(viewer, "vic")
+    viewer.wait_for_url(server.url + "/apps/refresh")
+    assert "manual by ana" in viewer.locator("#runs").inner_text()
+    assert viewer.get_by_role("button", name="Run now in dev").count() == 0

@@ -23,6 +23,7 @@ from conveyor.api.permissions import AuthorizedRoute, needs
 from conveyor.console import admin as console_admin
 from conveyor.console import oidc as console_oidc
 from conveyor.console import pages as console_pages
+from conveyor.console import runs as console_runs
 from conveyor.domain.access import Permission
 
 __all__ = ["ApiContext", "create_app"]
@@ -52,7 +53,7 @@ def create_app(context: ApiContext) -> FastAPI:
     ):
         app.include_router(module.router, prefix="/api/v1")
     # The console beside the API, at the control address's root.
-    for console in (console_pages, console_admin, console_oidc):
+    for console in (console_pages, console_runs, console_admin, console_oidc):
         app.include_router(console.router)
     return app
 

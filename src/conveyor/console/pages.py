@@ -1,12 +1,11 @@
 """The console's pages for everyone signed in: sign-in and sign-out, the board, an app's page,
 the actions (promote, approve, roll back, deploy, variables, viewers), an operation's live
-log, an app's output, and the server-sent events that keep them live."""
+log, an app's output, and the server-sent events that keep them live (runs of reports and jobs
+are console/runs.py's)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -16,6 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from conveyor.api.context import ApiContext, Context
 from conveyor.api.permissions import CheckedEnvironments, CurrentUser, needs, visible
+from conveyor.console.live import event, while_allowed
+from conveyor.console.runs import runs_section
 from conveyor.console.session import (
     COOKIE,
     ConsoleRoute,
@@ -38,7 +39,6 @@ from conveyor.storage import audit, catalog, operations, releases
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
 _STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
-_EVERY = 1.5  # seconds between looks for what changed, for live pages
 
 
 def _address(request: Request) -> str:
@@ -132,12 +132,12 @@ async def board_events(
 
     async def changes() -> AsyncIterator[str]:
         last = ""
-        async for now in _while_allowed(request):
+        async for now in while_allowed(request):
             html = await run_in_threadpool(_board_html, context, now, csrf, apps)
             digest = hashlib.sha256(html.encode()).hexdigest()
             if digest != last:
                 last = digest
-                yield _event("replace", html)
+                yield event("replace", html)
             else:
                 yield ": still here\n\n"
 
@@ -204,6 +204,7 @@ def app_page(
             ],
             bundles=bundles[:20],
             events=list(reversed(events)),
+            runs=runs_section(context, user, app, seen),
         ),
     )
 
@@ -261,10 +262,10 @@ async def log_events(
         try:
             offset, _ = await run_in_threadpool(_log_text, context, app, environment, None)
         except ConveyorError as exc:  # nothing live (any more): say so, and do not come back
-            yield _event("append", str(exc))
-            yield _event("done", "")
+            yield event("append", str(exc))
+            yield event("done", "")
             return
-        async for _ in _while_allowed(request):
+        async for _ in while_allowed(request):
             with context.services.store.transaction() as connection:
                 live = releases.live_release(connection, app, environment)
             if live is not None:
@@ -272,7 +273,7 @@ async def log_events(
                     context.services.runtime.read_log, live.id, offset
                 )
                 for line in text.splitlines():
-                    yield _event("append", line)
+                    yield event("append", line)
             yield ": still here\n\n"
 
     return StreamingResponse(lines(), media_type="text/event-stream")
@@ -473,48 +474,17 @@ async def operation_events(
 
     async def progress() -> AsyncIterator[str]:
         seen = after
-        async for _ in _while_allowed(request, every=0.5):
+        async for _ in while_allowed(request, every=0.5):
             operation = await run_in_threadpool(operations.get_operation, engine, operation_id)
             found = await run_in_threadpool(operations.log_lines, engine, operation_id, seen)
             for line_id, _, line in found:
-                yield _event("append", line, line_id)
+                yield event("append", line, line_id)
                 seen = line_id
             if operation.state is not OperationState.RUNNING and not found:
                 result = f": {operation.result}" if operation.result else ""
-                yield _event("state", f"{operation.state}{result}")
-                yield _event("done", "")
+                yield event("state", f"{operation.state}{result}")
+                yield event("done", "")
                 return
             yield ": still here\n\n"
 
     return StreamingResponse(progress(), media_type="text/event-stream")
-
-
-#: A live stream ends after this long; the browser's EventSource connects again (and is
-#: checked again), so no stream outlives its reason to exist by much.
-STREAM_SECONDS = 600.0
-
-
-async def _while_allowed(request: Request, every: float = _EVERY) -> AsyncIterator[User]:
-    """Yield the user, again every ``every`` seconds, while the browser is there, for at most
-    ``STREAM_SECONDS``, and while the session and the route's permission still hold."""
-    deadline = asyncio.get_running_loop().time() + STREAM_SECONDS
-    first = True
-    while asyncio.get_running_loop().time() < deadline:
-        if not first:
-            await asyncio.sleep(every)
-        first = False
-        if await request.is_disconnected():
-            return
-        try:
-            user, _, _ = await run_in_threadpool(request.state.recheck)
-        except ConveyorError:
-            return
-        yield user
-
-
-def _event(name: str, data: str, event_id: int | None = None) -> str:
-    """One server-sent event. Its data is split on every line break a browser splits on
-    (CR, LF, CRLF), so text inside it cannot end it and start an event of its own."""
-    body = "".join(f"data: {line}\n" for line in re.split(r"\r\n|\r|\n", data))
-    prefix = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{prefix}event: {name}\n{body}\n"

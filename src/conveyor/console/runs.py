@@ -1,0 +1,168 @@
+"""The console's runs of reports and jobs: on the app's page, each environment's schedule,
+who is emailed, the latest runs and a Run now button; a run's own page with its log (live
+while it runs) and a link to its output. The same services and permission checks as
+`conveyor run`, `conveyor runs`, `conveyor schedule show` and `conveyor email show`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from conveyor.api.context import ApiContext, Context
+from conveyor.api.limits import Id, LineId, PathName
+from conveyor.api.permissions import CurrentUser, needs
+from conveyor.console.live import event, while_allowed
+from conveyor.console.session import ConsoleRoute, page_error, page_values, redirect_with_notice
+from conveyor.console.templates import render
+from conveyor.domain.access import Permission, User
+from conveyor.domain.apps import RUNNABLE_TYPES, AppType
+from conveyor.domain.schedules import Run, RunState, Trigger
+from conveyor.errors import ConveyorError, NotFound
+from conveyor.services import run_email, runs, schedules
+from conveyor.services.run_email import EmailState
+from conveyor.services.schedules import ScheduleState
+from conveyor.storage import catalog, releases
+from conveyor.storage import runs as run_records
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+
+#: Runs listed per environment on the app's page (`conveyor runs` lists more).
+LISTED = 10
+
+
+@dataclass(frozen=True)
+class RunsIn:
+    """What the app's page shows of its runs in one environment."""
+
+    environment: str
+    schedule: ScheduleState
+    email: EmailState
+    latest: list[Run]
+    #: Whether the signed-in user may start a run there: the run permission, and a live
+    #: release to run.
+    may_run: bool
+
+
+def runs_section(context: ApiContext, user: User, app: str, seen: list[str]) -> list[RunsIn]:
+    """The app's runs in each environment the user sees; empty for an app that serves
+    requests (only reports and jobs run)."""
+    services = context.services
+    with services.store.transaction() as connection:
+        bundles = catalog.bundles_of(connection, app)
+        if not bundles:
+            return []
+        newest = catalog.get_bundle(connection, app, bundles[0]["id"])
+        live = {e for e in seen if releases.live_release(connection, app, e) is not None}
+    if AppType(newest["manifest"]["type"]) not in RUNNABLE_TYPES or not seen:
+        return []
+    found_schedules = schedules.schedule_table(services, app, seen)
+    emails = run_email.email_table(services, app, seen)
+    return [
+        RunsIn(
+            environment,
+            schedule,
+            email,
+            runs.runs_of(services, app, environment, LISTED),
+            environment in live and user.can(Permission.RUN, environment),
+        )
+        for environment, schedule, email in zip(seen, found_schedules, emails, strict=True)
+    ]
+
+
+@router.post(
+    "/apps/{app}/environments/{environment}/run",
+    openapi_extra=needs(Permission.RUN, "path:environment"),
+)
+def run_now(
+    request: Request, context: Context, user: CurrentUser, app: PathName, environment: PathName
+) -> Response:
+    """Start a run of the live release (as `conveyor run`) and show its page."""
+    try:
+        begun = context.background.submit(
+            lambda started: runs.run(
+                context.services, app, environment, Trigger.MANUAL, user.name, started
+            )
+        )
+    except ConveyorError as exc:
+        return page_error(request, 409, "Refused", str(exc))
+    path = f"/apps/{app}/environments/{environment}/runs/{begun.operation_id}"
+    return redirect_with_notice(request, path, f"Run {begun.operation_id} of {app} started.")
+
+
+@router.get(
+    "/apps/{app}/environments/{environment}/runs/{run_id}",
+    openapi_extra=needs(Permission.VIEW, "path:environment"),
+)
+def run_page(
+    request: Request, context: Context, app: PathName, environment: PathName, run_id: Id
+) -> Response:
+    engine = context.services.store.engine
+    found = _run_of(context, app, environment, run_id)
+    if found is None:
+        return page_error(request, 404, "Not found", f"{app} has no run {run_id} in {environment}.")
+    lines = run_records.log_lines(engine, run_id, 0)
+    base = context.urls.get(environment)
+    return render(
+        "run.html",
+        **page_values(
+            request,
+            title=f"Run {run_id} of {app}",
+            section="board",
+            run=found,
+            lines=[line for _, _, line in lines],
+            after=lines[-1][0] if lines else 0,
+            output=f"{base}/{app}/_runs/{run_id}/" if base else None,
+        ),
+    )
+
+
+@router.get(
+    "/events/apps/{app}/environments/{environment}/runs/{run_id}",
+    openapi_extra=needs(Permission.VIEW, "path:environment"),
+)
+async def run_events(
+    request: Request,
+    context: Context,
+    app: PathName,
+    environment: PathName,
+    run_id: Id,
+    after: LineId = 0,
+) -> StreamingResponse:
+    """The run's log from after line ``after``, then how it ended."""
+    engine = context.services.store.engine
+    resumed = request.headers.get("last-event-id", "")
+    if resumed.isdigit():
+        after = max(after, int(resumed))
+
+    async def progress() -> AsyncIterator[str]:
+        seen = after
+        async for _ in while_allowed(request, every=0.5):
+            found = await run_in_threadpool(_run_of, context, app, environment, run_id)
+            if found is None:
+                return
+            lines = await run_in_threadpool(run_records.log_lines, engine, run_id, seen)
+            for line_id, _, line in lines:
+                yield event("append", line, line_id)
+                seen = line_id
+            if found.state is not RunState.RUNNING and not lines:
+                detail = f": {found.detail}" if found.detail else ""
+                yield event("state", f"{found.state}{detail}")
+                yield event("done", "")
+                return
+            yield ": still here\n\n"
+
+    return StreamingResponse(progress(), media_type="text/event-stream")
+
+
+def _run_of(context: ApiContext, app: str, environment: str, run_id: int) -> Run | None:
+    """The run, when it is of ``app`` in ``environment`` (the permission checked was for
+    that environment: a run elsewhere is as if it did not exist)."""
+    try:
+        found = run_records.get_run(context.services.store.engine, run_id)
+    except NotFound:
+        return None
+    return found if (found.app, found.environment) == (app, environment) else None
