@@ -54,10 +54,21 @@ import platform
 import re
 import sys
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
+
+from packaging._parser import Variable
+from packaging.markers import (
+    EvaluateContext,
+    InvalidMarker,
+    Marker,
+    UndefinedComparison,
+    UndefinedEnvironmentName,
+)
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 import conveyor
 from conveyor.errors import NotFound, RuntimeFailure
@@ -211,7 +222,7 @@ def runtime_drift(runtime_path: Path, lock_file: Path, lock_format: str) -> Runt
     expected = {entry.name for entry in locked if entry.applies is not False}
     for distribution in importlib.metadata.distributions(path=[str(site)]):
         metadata = distribution.metadata  # parsed on each access: once
-        name, version = _normalise(metadata["Name"] or ""), metadata["Version"] or ""
+        name, version = canonicalize_name(metadata["Name"] or ""), metadata["Version"] or ""
         if not name:
             notes.append("a distribution in site-packages has no name in its metadata")
             continue
@@ -538,7 +549,7 @@ def _requirements_entries(
             continue
         entries.append(
             _Locked(
-                _normalise(found["name"]),
+                canonicalize_name(found["name"]),
                 found["version"],
                 _evaluate(found["marker"], environment),
             )
@@ -548,7 +559,7 @@ def _requirements_entries(
 
 def _pylock_entries(data: Mapping[str, Any], environment: Mapping[str, str]) -> list[_Locked]:
     """PEP 751 ``[[packages]]``; markers see no extras and the lock's default groups."""
-    groups = frozenset(_normalise(str(g)) for g in data.get("default-groups", []) or [])
+    groups = frozenset(canonicalize_name(str(g)) for g in data.get("default-groups", []) or [])
     sets = {"extras": frozenset[str](), "dependency_groups": groups}
     entries = []
     for package in data.get("packages", []):
@@ -557,7 +568,7 @@ def _pylock_entries(data: Mapping[str, Any], environment: Mapping[str, str]) -> 
         version = package.get("version")
         entries.append(
             _Locked(
-                _normalise(str(package["name"])),
+                canonicalize_name(str(package["name"])),
                 None if version is None else str(version),
                 _evaluate(package.get("marker"), environment, sets),
             )
@@ -577,7 +588,7 @@ def _uv_lock_entries(
     packages = [p for p in data.get("package", []) if isinstance(p, dict) and "name" in p]
     by_name: dict[str, list[dict[str, Any]]] = {}
     for package in packages:
-        by_name.setdefault(_normalise(str(package["name"])), []).append(package)
+        by_name.setdefault(canonicalize_name(str(package["name"])), []).append(package)
     project: dict[str, Any] = {}
     try:
         project = tomllib.loads(pyproject.read_text(encoding="utf-8"))
@@ -587,12 +598,13 @@ def _uv_lock_entries(
         p for p in packages if _source(p).get("virtual") == "." or _source(p).get("editable") == "."
     ]
     if not roots:
-        name = _normalise(str(project.get("project", {}).get("name", "")))
+        name = canonicalize_name(str(project.get("project", {}).get("name", "")))
         roots = by_name.get(name, [])
     if not roots:
         notes.append("the project was not found in uv.lock; its packages are taken as optional")
         return [
-            _Locked(_normalise(str(p["name"])), _text(p.get("version")), None) for p in packages
+            _Locked(canonicalize_name(str(p["name"])), _text(p.get("version")), None)
+            for p in packages
         ]
     uv_settings = project.get("tool", {}).get("uv", {})
     default_groups = uv_settings.get("default-groups", ["dev"])
@@ -623,7 +635,7 @@ def _uv_lock_entries(
             edges += optional.get(extra, [])
         queue += _follow(edges, by_name, environment, certain, notes)
     return [
-        _Locked(_normalise(str(p["name"])), _text(p.get("version")), reached[id(p)])
+        _Locked(canonicalize_name(str(p["name"])), _text(p.get("version")), reached[id(p)])
         for p in packages
         if id(p) in reached and "virtual" not in _source(p)
     ]
@@ -644,7 +656,7 @@ def _follow(
         applies = _evaluate(edge.get("marker"), environment)
         if applies is False:
             continue
-        candidates = by_name.get(_normalise(str(edge["name"])), [])
+        candidates = by_name.get(canonicalize_name(str(edge["name"])), [])
         if len(candidates) > 1:  # several versions of one name: the edge says which
             candidates = [
                 c
@@ -698,34 +710,7 @@ def _compare(
     return tuple(missing), tuple(extra), tuple(changed)
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 # --- PEP 508 markers and PEP 440 versions ------------------------------------------------------
-
-_TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<string>'[^']*'|"[^"]*")
-      | (?P<op>===|==|!=|<=|>=|~=|<|>|not\s+in(?![\w.])|in(?![\w.]))
-      | (?P<bool>(?:and|or)(?![\w.]))
-      | (?P<paren>[()])
-      | (?P<name>[A-Za-z_][\w.]*)
-    )""",
-    re.VERBOSE,
-)
-_LEGACY_NAMES = {
-    "os.name": "os_name",
-    "sys.platform": "sys_platform",
-    "platform.version": "platform_version",
-    "platform.machine": "platform_machine",
-    "platform.python_implementation": "platform_python_implementation",
-    "python_implementation": "platform_python_implementation",
-}
-
-
-class _Unreadable(Exception):
-    """A marker that is not PEP 508 as this module reads it."""
 
 
 def _evaluate(
@@ -733,204 +718,86 @@ def _evaluate(
     environment: Mapping[str, str],
     sets: Mapping[str, frozenset[str]] | None = None,
 ) -> bool | None:
-    """True or False for the runtime's interpreter; None when it cannot be evaluated (a syntax
-    or a variable this module does not know, or ``extra``, which a lock's entries should not
-    need and uv's conflict markers use in their own way)."""
+    """True or False for the runtime's interpreter; None when it cannot be evaluated: not PEP 508
+    as ``packaging`` reads it, or deciding it needs a comparison that cannot be made (a variable
+    ``environment`` and ``sets`` do not give, such as ``extra``, which a lock's entries should not
+    need and uv's conflict markers use in their own way; a comparison ``packaging`` leaves
+    undefined). ``packaging`` parses the marker and makes each comparison; ``and`` and ``or`` are
+    combined here, so a marker whose other terms decide it is decided all the same."""
     if marker is None or str(marker).strip() == "":
         return True
     try:
-        tokens = _tokens(str(marker))
-        value, position = _or(tokens, 0, environment, sets or {})
-    except _Unreadable:
+        parsed = Marker(str(marker))
+    except InvalidMarker:
         return None
-    return value if position == len(tokens) else None
+    values: dict[str, str | frozenset[str]] = {**environment, **(sets or {})}
+    # packaging's parse tree is private (``Marker._markers``); its shape is the same in 25 and 26:
+    # comparisons as (lhs, op, rhs) tuples, parenthesised groups as lists, "and"/"or" between.
+    # tests/runtime_drift/test_markers.py fails on a packaging that changes it.
+    return _decided(parsed._markers, values, "lock_file" if sets else "requirement")
 
 
-_Token = tuple[str, str]
-
-
-def _tokens(marker: str) -> list[_Token]:
-    tokens, position = [], 0
-    marker = marker.strip()
-    while position < len(marker):
-        found = _TOKEN.match(marker, position)
-        if found is None or found.end() == position:
-            raise _Unreadable(marker)
-        kind = str(found.lastgroup)
-        tokens.append((kind, found[kind]))
-        position = found.end()
-    return tokens
-
-
-def _or(
-    tokens: list[_Token], i: int, env: Mapping[str, str], sets: Mapping[str, frozenset[str]]
-) -> tuple[bool | None, int]:
-    values = []
-    value, i = _and(tokens, i, env, sets)
-    values.append(value)
-    while i < len(tokens) and tokens[i] == ("bool", "or"):
-        value, i = _and(tokens, i + 1, env, sets)
-        values.append(value)
-    return (True if True in values else None if None in values else False), i
-
-
-def _and(
-    tokens: list[_Token], i: int, env: Mapping[str, str], sets: Mapping[str, frozenset[str]]
-) -> tuple[bool | None, int]:
-    values = []
-    value, i = _atom(tokens, i, env, sets)
-    values.append(value)
-    while i < len(tokens) and tokens[i] == ("bool", "and"):
-        value, i = _atom(tokens, i + 1, env, sets)
-        values.append(value)
-    return (False if False in values else None if None in values else True), i
-
-
-def _atom(
-    tokens: list[_Token], i: int, env: Mapping[str, str], sets: Mapping[str, frozenset[str]]
-) -> tuple[bool | None, int]:
-    if i < len(tokens) and tokens[i] == ("paren", "("):
-        value, i = _or(tokens, i + 1, env, sets)
-        if i >= len(tokens) or tokens[i] != ("paren", ")"):
-            raise _Unreadable("unbalanced parentheses")
-        return value, i + 1
-    if i + 3 > len(tokens):
-        raise _Unreadable("an incomplete comparison")
-    left, operator, right = tokens[i], tokens[i + 1], tokens[i + 2]
-    if operator[0] != "op":
-        raise _Unreadable(f"{operator[1]!r} is not a comparison")
-    lhs, rhs = _value(left, env, sets), _value(right, env, sets)
-    if lhs is None or rhs is None:
-        return None, i + 3
-    return _compare_values(lhs, re.sub(r"\s+", " ", operator[1]), rhs), i + 3
-
-
-def _value(
-    token: _Token, env: Mapping[str, str], sets: Mapping[str, frozenset[str]]
-) -> str | frozenset[str] | None:
-    kind, text = token
-    if kind == "string":
-        return text[1:-1]
-    if kind != "name":
-        raise _Unreadable(f"{text!r} is not a value")
-    name = _LEGACY_NAMES.get(text, text)
-    if name in sets:
-        return sets[name]
-    return env.get(name)  # None: `extra`, or a variable this module does not know
-
-
-def _compare_values(
-    lhs: str | frozenset[str], operator: str, rhs: str | frozenset[str]
+def _decided(
+    tree: Sequence[object], values: Mapping[str, str | frozenset[str]], context: EvaluateContext
 ) -> bool | None:
-    if isinstance(lhs, frozenset):
-        return None
-    if isinstance(rhs, frozenset):
-        if operator in ("in", "not in"):
-            return (_normalise(lhs) in rhs) == (operator == "in")
-        return None
-    if operator == "in":
-        return lhs in rhs
-    if operator == "not in":
-        return lhs not in rhs
-    if operator == "===":
-        return lhs == rhs
-    if operator in ("==", "!=") and rhs.endswith(".*"):
-        left, prefix = _parse_version(lhs), _parse_version(rhs[:-2])
-        if left is None or prefix is None:
-            return None
-        matches = (
-            left.epoch == prefix.epoch
-            and _padded(left.release, len(prefix.release))[: len(prefix.release)] == prefix.release
-        )
-        return matches == (operator == "==")
-    left, right = _parse_version(lhs), _parse_version(rhs)
-    if left is None or right is None:
-        strings: dict[str, Callable[[str, str], bool]] = {
-            "==": str.__eq__,
-            "!=": str.__ne__,
-            "<": str.__lt__,
-            "<=": str.__le__,
-            ">": str.__gt__,
-            ">=": str.__ge__,
-        }
-        return strings[operator](lhs, rhs) if operator in strings else None
-    if operator == "~=":
-        if len(right.release) < 2:
-            return None
-        stem = right.release[:-1]
-        return left.key() >= right.key() and _padded(left.release, len(stem))[: len(stem)] == stem
-    comparisons: dict[str, Callable[[Any, Any], bool]] = {
-        "==": lambda a, b: a == b,
-        "!=": lambda a, b: a != b,
-        "<": lambda a, b: a < b,
-        "<=": lambda a, b: a <= b,
-        ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b,
-    }
-    return comparisons[operator](left.key(), right.key()) if operator in comparisons else None
-
-
-_VERSION = re.compile(
-    r"""^\s*v?(?:(?P<epoch>\d+)!)?(?P<release>\d+(?:\.\d+)*)
-        (?:[-_.]?(?P<pre>a|b|c|rc|alpha|beta|pre|preview)[-_.]?(?P<pre_n>\d+)?)?
-        (?:-(?P<post_n1>\d+)|[-_.]?(?P<post>post|rev|r)[-_.]?(?P<post_n2>\d+)?)?
-        (?:[-_.]?(?P<dev>dev)[-_.]?(?P<dev_n>\d+)?)?
-        (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?\s*$""",
-    re.VERBOSE | re.IGNORECASE,
-)
-_PRE = {"a": 0, "alpha": 0, "b": 1, "beta": 1, "c": 2, "rc": 2, "pre": 2, "preview": 2}
-
-
-class _Version(NamedTuple):
-    epoch: int
-    release: tuple[int, ...]
-    pre: tuple[int, int] | None
-    post: int | None
-    dev: int | None
-    local: str | None
-
-    def key(self) -> tuple[Any, ...]:
-        """Ordering as PEP 440 has it (the local label aside)."""
-        release = list(self.release)
-        while len(release) > 1 and release[-1] == 0:
-            release.pop()
-        if self.pre is None and self.post is None and self.dev is not None:
-            pre: tuple[int, ...] = (-1,)  # 1.0.dev1 sorts before 1.0a1
-        elif self.pre is None:
-            pre = (1,)
+    """``and`` binds tighter than ``or``; an unknown (None) term decides only when the others do
+    not: ``False and unknown`` is False, ``True or unknown`` is True."""
+    alternatives: list[list[bool | None]] = [[]]
+    for node in tree:
+        if node == "or":
+            alternatives.append([])
+        elif node == "and":
+            continue
+        elif isinstance(node, list):
+            alternatives[-1].append(_decided(node, values, context))
+        elif isinstance(node, tuple) and len(node) == 3:
+            alternatives[-1].append(_comparison(node, values, context))
         else:
-            pre = (0, *self.pre)
-        post = (-1,) if self.post is None else (0, self.post)
-        dev = (1,) if self.dev is None else (0, self.dev)
-        return (self.epoch, tuple(release), pre, post, dev)
+            return None  # a shape this module does not know
+    terms = [False if False in t else None if None in t else True for t in alternatives]
+    return True if True in terms else None if None in terms else False
 
 
-def _parse_version(text: str) -> _Version | None:
-    found = _VERSION.match(text)
-    if found is None:
+def _comparison(
+    node: tuple[Any, Any, Any], values: Mapping[str, str | frozenset[str]], context: EvaluateContext
+) -> bool | None:
+    """One comparison, made by ``packaging`` with ``values`` only: a variable they do not give is
+    unknown here, never taken from the server's own interpreter (``Marker.evaluate`` would)."""
+    lhs, op, rhs = node
+    names = [side.value for side in (lhs, rhs) if isinstance(side, Variable)]
+    if len(names) != 1 or names[0] not in values:
         return None
-    pre = None if found["pre"] is None else (_PRE[found["pre"].lower()], int(found["pre_n"] or 0))
-    post = None
-    if found["post_n1"] is not None or found["post"] is not None:
-        post = int(found["post_n1"] or found["post_n2"] or 0)
-    local = found["local"]
-    return _Version(
-        epoch=int(found["epoch"] or 0),
-        release=tuple(int(part) for part in found["release"].split(".")),
-        pre=pre,
-        post=post,
-        dev=None if found["dev"] is None else int(found["dev_n"] or 0),
-        local=None if local is None else re.sub(r"[-_]", ".", local.lower()),
-    )
+    if not isinstance(values[names[0]], str) and not (
+        isinstance(rhs, Variable) and op.value in ("in", "not in")
+    ):
+        return None  # a set (extras, dependency_groups) only in `'name' in set`
+    if op.value in ("<", "<=", ">", ">=", "~=") and not all(
+        _is_version(str(values[side.value]) if isinstance(side, Variable) else side.value)
+        for side in (lhs, rhs)
+    ):
+        # PEP 508 orders strings that are not versions as Python does; packaging's releases
+        # disagree (26 says False): unknown here, so the entry is neither missing nor extra.
+        return None
+    try:
+        one = Marker(" ".join(part.serialize() for part in node))
+        return one.evaluate(values, context)
+    # InvalidVersion: packaging 25 on a value that is no version (`'3.11.*' < python_version`);
+    # KeyError: packaging before 26.3 for a variable it was not given.
+    except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName, InvalidVersion, KeyError):
+        return None
 
 
-def _padded(release: tuple[int, ...], length: int) -> tuple[int, ...]:
-    return release + (0,) * max(0, length - len(release))
+def _is_version(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
 
 
 def _same_version(locked: str, installed: str) -> bool:
     """PEP 440 equality (``1.0`` is ``1.0.0``; spelling aside); text equality otherwise."""
-    left, right = _parse_version(locked), _parse_version(installed)
-    if left is None or right is None:
+    try:
+        return Version(locked) == Version(installed)
+    except InvalidVersion:
         return locked.strip().lower() == installed.strip().lower()
-    return left.key() == right.key() and left.local == right.local
