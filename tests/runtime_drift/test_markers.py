@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.runtime.drift import (
+from conveyor.runtime.drift import _same_version
+from conveyor.runtime.lock_entries import (
     _evaluate,
     _pylock_entries,
     _requirements_entries,
-    _same_version,
     _uv_lock_entries,
 )
 
