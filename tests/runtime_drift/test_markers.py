@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.runtime.drift import (
+from conveyor.runtime.drift import _same_version
+from conveyor.runtime.lock_entries import (
     _evaluate,
     _pylock_entries,
     _requirements_entries,
-    _same_version,
     _uv_lock_entries,
 )
 
@@ -58,10 +58,38 @@ LINUX_311 = {
         # ... but an or/and that is decided regardless is decided.
         ("sys_platform == 'linux' or extra == 'x'", True),
         ("sys_platform == 'win32' and extra == 'x'", False),
+        # Ordering strings that are not versions: PEP 508 says as Python does, packaging 26
+        # says False; neither is a reason to call an entry missing or extra.
+        ("sys_platform < 'win32'", None),
+        ("platform_version >= '#1'", None),
+        ("'a' == 'a'", None),  # no variable: nothing about the runtime
     ],
 )
 def test_markers_are_evaluated_for_the_runtime(marker, expected):
     assert _evaluate(marker, LINUX_311) is expected
+
+
+def test_markers_see_only_the_runtime_never_the_server():
+    """A runtime unlike the Python running the tests: every answer is the runtime's; a variable
+    its environment does not give is unknown, not filled in from the server's interpreter."""
+    pypy_windows = {
+        **LINUX_311,
+        "python_version": "3.9",
+        "python_full_version": "3.9.18",
+        "implementation_name": "pypy",
+        "implementation_version": "7.3.13",
+        "platform_python_implementation": "PyPy",
+        "os_name": "nt",
+        "sys_platform": "win32",
+        "platform_machine": "AMD64",
+        "platform_system": "Windows",
+    }
+    assert _evaluate("sys_platform == 'win32' and python_version < '3.10'", pypy_windows) is True
+    assert _evaluate("implementation_name == 'pypy' and os_name == 'nt'", pypy_windows) is True
+    assert _evaluate("platform_machine == 'x86_64'", pypy_windows) is False
+    without_machine = {k: v for k, v in LINUX_311.items() if k != "platform_machine"}
+    for machine in ("x86_64", "aarch64"):
+        assert _evaluate(f"platform_machine == '{machine}'", without_machine) is None
 
 
 def test_group_and_extra_sets_of_pylock_markers():

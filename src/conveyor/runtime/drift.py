@@ -4,10 +4,11 @@ A runtime is built read-only and synced exactly to its lock (``conveyor.runtime.
 person with shell access can still make it writable and "fix things by hand": install or remove a
 package, upgrade one, edit a file. ``runtime_drift`` finds all of that without starting the
 runtime's Python: it reads the installed distributions with ``importlib.metadata`` pointed at the
-runtime's site-packages and compares them with the lock (distributions missing, extra, or at
-another version), then checks every installed file against the sha256 its distribution's
-``RECORD`` lists, and looks for files in site-packages that no ``RECORD`` lists (a ``.pth`` or a
-module dropped in by hand). Only drift is reported, not what a build itself makes:
+runtime's site-packages and compares them with the lock's entries (read by
+``conveyor.runtime.lock_entries``): distributions missing, extra, or at another version. Then it
+checks every installed file against the sha256 its distribution's ``RECORD`` lists, and looks for
+files in site-packages that no ``RECORD`` lists (a ``.pth`` or a module dropped in by hand). Only
+drift is reported, not what a build itself makes:
 
 - the venv's own files (``bin/activate``, ``pyvenv.cfg``, ...) are in no ``RECORD`` and are not
   looked at; in site-packages, Conveyor's ``.pth`` for its library is expected;
@@ -15,8 +16,9 @@ module dropped in by hand). Only drift is reported, not what a build itself make
   ``__pycache__`` is never run without its source beside it, so ``__pycache__`` is skipped;
 - ``RECORD`` lines without a hash (``RECORD`` itself) are not checked;
 - a lock's entries are matched with their environment markers evaluated for the runtime's
-  interpreter, so ``colorama ; sys_platform == 'win32'`` is not "missing" on Linux. A marker this
-  module cannot evaluate makes its entry optional: never reported missing, its version accepted.
+  interpreter (its environment built here from the runtime, never the server's own Python), so
+  ``colorama ; sys_platform == 'win32'`` is not "missing" on Linux. A marker that cannot be
+  evaluated makes its entry optional: never reported missing, its version accepted;
 - Conveyor's library copy (``conveyor-lib``) is compared with this Conveyor's own library when
   the runtime was built from it (the runtime's id, which covers the library, says so); a runtime
   built by another Conveyor gets a note instead.
@@ -51,13 +53,14 @@ import importlib.metadata
 import json
 import os
 import platform
-import re
 import sys
-import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 import conveyor
 from conveyor.errors import NotFound, RuntimeFailure
@@ -72,6 +75,7 @@ from conveyor.runtime.builds import (
     runtime_id,
 )
 from conveyor.runtime.interpreters import Interpreter
+from conveyor.runtime.lock_entries import LockEntry, read_lock
 
 #: Files a runtime's site-packages has that no RECORD lists: Conveyor's .pth for its library,
 #: and the virtualenv shim some uv versions add.
@@ -202,7 +206,7 @@ def runtime_drift(runtime_path: Path, lock_file: Path, lock_format: str) -> Runt
     notes: list[str] = []
     site = _site_packages(root, str(marker.get("python", "")))
     environment = _marker_environment(root, marker)
-    locked = _read_lock(lock_file, lock_format, lock_bytes, environment, notes)
+    locked = read_lock(lock_file, lock_format, lock_bytes, environment, notes)
 
     listed: set[str] = set()
     files: list[FileDrift] = []
@@ -211,7 +215,7 @@ def runtime_drift(runtime_path: Path, lock_file: Path, lock_format: str) -> Runt
     expected = {entry.name for entry in locked if entry.applies is not False}
     for distribution in importlib.metadata.distributions(path=[str(site)]):
         metadata = distribution.metadata  # parsed on each access: once
-        name, version = _normalise(metadata["Name"] or ""), metadata["Version"] or ""
+        name, version = canonicalize_name(metadata["Name"] or ""), metadata["Version"] or ""
         if not name:
             notes.append("a distribution in site-packages has no name in its metadata")
             continue
@@ -483,198 +487,15 @@ def _built_from_this_library(
     return runtime_id(stand_in, lock_format, lock_bytes, companion) == marker.get("id")
 
 
-# --- the lock ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Locked:
-    """One entry of a lock: ``version`` None when it does not pin one (a URL); ``applies`` None
-    when its marker could not be evaluated."""
-
-    name: str
-    version: str | None
-    applies: bool | None
-
-
-def _read_lock(
-    lock_file: Path,
-    lock_format: str,
-    lock_bytes: bytes,
-    environment: Mapping[str, str],
-    notes: list[str],
-) -> list[_Locked]:
-    text = lock_bytes.decode("utf-8")
-    if lock_format == "requirements-txt":
-        return _requirements_entries(text, environment, notes)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RuntimeFailure(f"{lock_file} is not valid TOML: {exc}") from None
-    if lock_format == "pylock.toml":
-        return _pylock_entries(data, environment)
-    return _uv_lock_entries(data, lock_file.parent / "pyproject.toml", environment, notes)
-
-
-_REQUIREMENT = re.compile(
-    r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*"
-    r"(?:===?\s*(?P<version>[^\s;]+)|@\s*\S+)\s*(?:;\s*(?P<marker>.*?))?\s*$"
-)
-
-
-def _requirements_entries(
-    text: str, environment: Mapping[str, str], notes: list[str]
-) -> list[_Locked]:
-    """``name==version [; marker]`` lines; options (``--hash``, ``--index-url``) are skipped."""
-    entries = []
-    joined = re.sub(r"\\\r?\n", " ", text)
-    for raw in joined.splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith(("#", "-")):
-            continue
-        requirement = re.split(r"\s--", line, maxsplit=1)[0].strip()
-        found = _REQUIREMENT.match(requirement)
-        if found is None:
-            notes.append(f"the lock line {requirement!r} was not understood; not checked")
-            continue
-        entries.append(
-            _Locked(
-                _normalise(found["name"]),
-                found["version"],
-                _evaluate(found["marker"], environment),
-            )
-        )
-    return entries
-
-
-def _pylock_entries(data: Mapping[str, Any], environment: Mapping[str, str]) -> list[_Locked]:
-    """PEP 751 ``[[packages]]``; markers see no extras and the lock's default groups."""
-    groups = frozenset(_normalise(str(g)) for g in data.get("default-groups", []) or [])
-    sets = {"extras": frozenset[str](), "dependency_groups": groups}
-    entries = []
-    for package in data.get("packages", []):
-        if not isinstance(package, dict) or "name" not in package:
-            continue
-        version = package.get("version")
-        entries.append(
-            _Locked(
-                _normalise(str(package["name"])),
-                None if version is None else str(version),
-                _evaluate(package.get("marker"), environment, sets),
-            )
-        )
-    return entries
-
-
-def _uv_lock_entries(
-    data: Mapping[str, Any],
-    pyproject: Path,
-    environment: Mapping[str, str],
-    notes: list[str],
-) -> list[_Locked]:
-    """What ``uv sync --frozen --no-install-project`` installs: the packages reached from the
-    project through its dependencies and its default dependency groups, following the markers
-    and extras on each edge. The project itself, and virtual packages, are not installed."""
-    packages = [p for p in data.get("package", []) if isinstance(p, dict) and "name" in p]
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for package in packages:
-        by_name.setdefault(_normalise(str(package["name"])), []).append(package)
-    project: dict[str, Any] = {}
-    try:
-        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        notes.append(f"{pyproject} could not be read; its default groups are taken as dev")
-    roots = [
-        p for p in packages if _source(p).get("virtual") == "." or _source(p).get("editable") == "."
-    ]
-    if not roots:
-        name = _normalise(str(project.get("project", {}).get("name", "")))
-        roots = by_name.get(name, [])
-    if not roots:
-        notes.append("the project was not found in uv.lock; its packages are taken as optional")
-        return [
-            _Locked(_normalise(str(p["name"])), _text(p.get("version")), None) for p in packages
-        ]
-    uv_settings = project.get("tool", {}).get("uv", {})
-    default_groups = uv_settings.get("default-groups", ["dev"])
-
-    # Breadth-first over (package, extras); a package reached only through a marker that could
-    # not be evaluated is optional (None), through any evaluated one required (True).
-    reached: dict[int, bool | None] = {}
-    queue: list[tuple[dict[str, Any], frozenset[str], bool | None]] = []
-    for root in roots:
-        groups = root.get("dev-dependencies", {}) or {}
-        chosen = groups if default_groups == "all" else default_groups
-        edges = list(root.get("dependencies", []))
-        for group in chosen:
-            edges += groups.get(group, [])
-        queue += _follow(edges, by_name, environment, True, notes)
-    seen: set[tuple[int, frozenset[str], bool | None]] = set()
-    while queue:
-        package, extras, certain = queue.pop()
-        key = (id(package), extras, certain)
-        if key in seen:
-            continue
-        seen.add(key)
-        if reached.get(id(package)) is not True:
-            reached[id(package)] = certain
-        edges = list(package.get("dependencies", []))
-        optional = package.get("optional-dependencies", {}) or {}
-        for extra in extras:
-            edges += optional.get(extra, [])
-        queue += _follow(edges, by_name, environment, certain, notes)
-    return [
-        _Locked(_normalise(str(p["name"])), _text(p.get("version")), reached[id(p)])
-        for p in packages
-        if id(p) in reached and "virtual" not in _source(p)
-    ]
-
-
-def _follow(
-    edges: Iterable[Any],
-    by_name: Mapping[str, list[dict[str, Any]]],
-    environment: Mapping[str, str],
-    certain: bool | None,
-    notes: list[str],
-) -> list[tuple[dict[str, Any], frozenset[str], bool | None]]:
-    """The packages ``edges`` (uv.lock dependency entries) lead to for this interpreter."""
-    found = []
-    for edge in edges:
-        if not isinstance(edge, dict) or "name" not in edge:
-            continue
-        applies = _evaluate(edge.get("marker"), environment)
-        if applies is False:
-            continue
-        candidates = by_name.get(_normalise(str(edge["name"])), [])
-        if len(candidates) > 1:  # several versions of one name: the edge says which
-            candidates = [
-                c
-                for c in candidates
-                if edge.get("version") in (None, c.get("version"))
-                and edge.get("source") in (None, c.get("source"))
-            ]
-        if len(candidates) != 1:
-            notes.append(f"uv.lock: cannot tell which {edge['name']} a dependency means")
-            continue
-        extras = frozenset(str(e) for e in edge.get("extra", []) or [])
-        found.append((candidates[0], extras, certain if applies else None))
-    return found
-
-
-def _source(package: Mapping[str, Any]) -> Mapping[str, Any]:
-    source = package.get("source", {})
-    return source if isinstance(source, dict) else {}
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+# --- the comparison --------------------------------------------------------------------------
 
 
 def _compare(
-    locked: list[_Locked], installed: Mapping[str, list[str]], notes: list[str]
+    locked: list[LockEntry], installed: Mapping[str, list[str]], notes: list[str]
 ) -> tuple[
     tuple[DistributionDrift, ...], tuple[DistributionDrift, ...], tuple[DistributionDrift, ...]
 ]:
-    by_name: dict[str, list[_Locked]] = {}
+    by_name: dict[str, list[LockEntry]] = {}
     for entry in locked:
         by_name.setdefault(entry.name, []).append(entry)
     missing, extra, changed = [], [], []
@@ -698,239 +519,9 @@ def _compare(
     return tuple(missing), tuple(extra), tuple(changed)
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-# --- PEP 508 markers and PEP 440 versions ------------------------------------------------------
-
-_TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<string>'[^']*'|"[^"]*")
-      | (?P<op>===|==|!=|<=|>=|~=|<|>|not\s+in(?![\w.])|in(?![\w.]))
-      | (?P<bool>(?:and|or)(?![\w.]))
-      | (?P<paren>[()])
-      | (?P<name>[A-Za-z_][\w.]*)
-    )""",
-    re.VERBOSE,
-)
-_LEGACY_NAMES = {
-    "os.name": "os_name",
-    "sys.platform": "sys_platform",
-    "platform.version": "platform_version",
-    "platform.machine": "platform_machine",
-    "platform.python_implementation": "platform_python_implementation",
-    "python_implementation": "platform_python_implementation",
-}
-
-
-class _Unreadable(Exception):
-    """A marker that is not PEP 508 as this module reads it."""
-
-
-def _evaluate(
-    marker: object,
-    environment: Mapping[str, str],
-    sets: Mapping[str, frozenset[str]] | None = None,
-) -> bool | None:
-    """True or False for the runtime's interpreter; None when it cannot be evaluated (a syntax
-    or a variable this module does not know, or ``extra``, which a lock's entries should not
-    need and uv's conflict markers use in their own way)."""
-    if marker is None or str(marker).strip() == "":
-        return True
-    try:
-        tokens = _tokens(str(marker))
-        value, position = _or(tokens, 0, environment, sets or {})
-    except _Unreadable:
-        return None
-    return value if position == len(tokens) else None
-
-
-_Token = tuple[str, str]
-
-
-def _tokens(marker: str) -> list[_Token]:
-    tokens, position = [], 0
-    marker = marker.strip()
-    while position < len(marker):
-        found = _TOKEN.match(marker, position)
-        if found is None or found.end() == position:
-            raise _Unreadable(marker)
-        kind = str(found.lastgroup)
-        tokens.append((kind, found[kind]))
-        position = found.end()
-    return tokens
-
-
-def _or(
-    tokens: list[_Token], i: int, env: Mapping[str, str], sets: Mapping[str, frozenset[str]]
-) -> tuple[bool | None, int]:
-    values = []
-    value, i = _and(tokens, i, env, sets)
-    values.append(value)
-    while i < len(tokens) and tokens[i] == ("bool", "or"):
-        value, i = _and(tokens, i + 1, env, sets)
-        values.append(value)
-    return (True if True in values else None if None in values else False), i
-
-
-def _and(
-    tokens: list[_Token], i: int, env: Mapping[str, str], sets: Mapping[str, frozenset[str]]
-) -> tuple[bool | None, int]:
-    values = []
-    value, i = _atom(tokens, i, env, sets)
-    values.append(value)
-    while i < len(tokens) and tokens[i] == ("bool", "and"):
-        value, i = _atom(tokens, i + 1, env, sets)
-        values.append(value)
-    return (False if False in values else None if None in values else True), i
-
-
-def _atom(
-    tokens: list[_Token], i: int, env: Mapping[str, str], sets: Mapping[str, frozenset[str]]
-) -> tuple[bool | None, int]:
-    if i < len(tokens) and tokens[i] == ("paren", "("):
-        value, i = _or(tokens, i + 1, env, sets)
-        if i >= len(tokens) or tokens[i] != ("paren", ")"):
-            raise _Unreadable("unbalanced parentheses")
-        return value, i + 1
-    if i + 3 > len(tokens):
-        raise _Unreadable("an incomplete comparison")
-    left, operator, right = tokens[i], tokens[i + 1], tokens[i + 2]
-    if operator[0] != "op":
-        raise _Unreadable(f"{operator[1]!r} is not a comparison")
-    lhs, rhs = _value(left, env, sets), _value(right, env, sets)
-    if lhs is None or rhs is None:
-        return None, i + 3
-    return _compare_values(lhs, re.sub(r"\s+", " ", operator[1]), rhs), i + 3
-
-
-def _value(
-    token: _Token, env: Mapping[str, str], sets: Mapping[str, frozenset[str]]
-) -> str | frozenset[str] | None:
-    kind, text = token
-    if kind == "string":
-        return text[1:-1]
-    if kind != "name":
-        raise _Unreadable(f"{text!r} is not a value")
-    name = _LEGACY_NAMES.get(text, text)
-    if name in sets:
-        return sets[name]
-    return env.get(name)  # None: `extra`, or a variable this module does not know
-
-
-def _compare_values(
-    lhs: str | frozenset[str], operator: str, rhs: str | frozenset[str]
-) -> bool | None:
-    if isinstance(lhs, frozenset):
-        return None
-    if isinstance(rhs, frozenset):
-        if operator in ("in", "not in"):
-            return (_normalise(lhs) in rhs) == (operator == "in")
-        return None
-    if operator == "in":
-        return lhs in rhs
-    if operator == "not in":
-        return lhs not in rhs
-    if operator == "===":
-        return lhs == rhs
-    if operator in ("==", "!=") and rhs.endswith(".*"):
-        left, prefix = _parse_version(lhs), _parse_version(rhs[:-2])
-        if left is None or prefix is None:
-            return None
-        matches = (
-            left.epoch == prefix.epoch
-            and _padded(left.release, len(prefix.release))[: len(prefix.release)] == prefix.release
-        )
-        return matches == (operator == "==")
-    left, right = _parse_version(lhs), _parse_version(rhs)
-    if left is None or right is None:
-        strings: dict[str, Callable[[str, str], bool]] = {
-            "==": str.__eq__,
-            "!=": str.__ne__,
-            "<": str.__lt__,
-            "<=": str.__le__,
-            ">": str.__gt__,
-            ">=": str.__ge__,
-        }
-        return strings[operator](lhs, rhs) if operator in strings else None
-    if operator == "~=":
-        if len(right.release) < 2:
-            return None
-        stem = right.release[:-1]
-        return left.key() >= right.key() and _padded(left.release, len(stem))[: len(stem)] == stem
-    comparisons: dict[str, Callable[[Any, Any], bool]] = {
-        "==": lambda a, b: a == b,
-        "!=": lambda a, b: a != b,
-        "<": lambda a, b: a < b,
-        "<=": lambda a, b: a <= b,
-        ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b,
-    }
-    return comparisons[operator](left.key(), right.key()) if operator in comparisons else None
-
-
-_VERSION = re.compile(
-    r"""^\s*v?(?:(?P<epoch>\d+)!)?(?P<release>\d+(?:\.\d+)*)
-        (?:[-_.]?(?P<pre>a|b|c|rc|alpha|beta|pre|preview)[-_.]?(?P<pre_n>\d+)?)?
-        (?:-(?P<post_n1>\d+)|[-_.]?(?P<post>post|rev|r)[-_.]?(?P<post_n2>\d+)?)?
-        (?:[-_.]?(?P<dev>dev)[-_.]?(?P<dev_n>\d+)?)?
-        (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?\s*$""",
-    re.VERBOSE | re.IGNORECASE,
-)
-_PRE = {"a": 0, "alpha": 0, "b": 1, "beta": 1, "c": 2, "rc": 2, "pre": 2, "preview": 2}
-
-
-class _Version(NamedTuple):
-    epoch: int
-    release: tuple[int, ...]
-    pre: tuple[int, int] | None
-    post: int | None
-    dev: int | None
-    local: str | None
-
-    def key(self) -> tuple[Any, ...]:
-        """Ordering as PEP 440 has it (the local label aside)."""
-        release = list(self.release)
-        while len(release) > 1 and release[-1] == 0:
-            release.pop()
-        if self.pre is None and self.post is None and self.dev is not None:
-            pre: tuple[int, ...] = (-1,)  # 1.0.dev1 sorts before 1.0a1
-        elif self.pre is None:
-            pre = (1,)
-        else:
-            pre = (0, *self.pre)
-        post = (-1,) if self.post is None else (0, self.post)
-        dev = (1,) if self.dev is None else (0, self.dev)
-        return (self.epoch, tuple(release), pre, post, dev)
-
-
-def _parse_version(text: str) -> _Version | None:
-    found = _VERSION.match(text)
-    if found is None:
-        return None
-    pre = None if found["pre"] is None else (_PRE[found["pre"].lower()], int(found["pre_n"] or 0))
-    post = None
-    if found["post_n1"] is not None or found["post"] is not None:
-        post = int(found["post_n1"] or found["post_n2"] or 0)
-    local = found["local"]
-    return _Version(
-        epoch=int(found["epoch"] or 0),
-        release=tuple(int(part) for part in found["release"].split(".")),
-        pre=pre,
-        post=post,
-        dev=None if found["dev"] is None else int(found["dev_n"] or 0),
-        local=None if local is None else re.sub(r"[-_]", ".", local.lower()),
-    )
-
-
-def _padded(release: tuple[int, ...], length: int) -> tuple[int, ...]:
-    return release + (0,) * max(0, length - len(release))
-
-
 def _same_version(locked: str, installed: str) -> bool:
     """PEP 440 equality (``1.0`` is ``1.0.0``; spelling aside); text equality otherwise."""
-    left, right = _parse_version(locked), _parse_version(installed)
-    if left is None or right is None:
+    try:
+        return Version(locked) == Version(installed)
+    except InvalidVersion:
         return locked.strip().lower() == installed.strip().lower()
-    return left.key() == right.key() and left.local == right.local
