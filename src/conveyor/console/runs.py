@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from conveyor.api.context import ApiContext, Context
 from conveyor.api.limits import Id, LineId, PathName
 from conveyor.api.permissions import CurrentUser, needs
-from conveyor.console.live import event, while_allowed
+from conveyor.console.live import event, resumed_after, while_allowed
 from conveyor.console.session import ConsoleRoute, page_error, page_values, redirect_with_notice
 from conveyor.console.templates import render
 from conveyor.domain.access import Permission, User
@@ -134,9 +134,7 @@ async def run_events(
 ) -> StreamingResponse:
     """The run's log from after line ``after``, then how it ended."""
     engine = context.services.store.engine
-    resumed = request.headers.get("last-event-id", "")
-    if resumed.isdigit():
-        after = max(after, int(resumed))
+    after = resumed_after(request, after)
 
     async def progress() -> AsyncIterator[str]:
         seen = after

@@ -1,0 +1,68 @@
+"""Runs of reports and jobs in the console, against odd input: a stream resumed with a
+Last-Event-ID that is not a line id."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conveyor.bundles.build import build_bundle
+from conveyor.services.bundles import register_bundle
+from conveyor.services.pipeline import deploy
+
+from .conftest import ORIGIN, csrf_of
+
+
+def _job(console, version: str = "1", extra: str = "") -> str:
+    root = console.tmp / f"src-nightly-{version}"
+    root.mkdir()
+    (root / "conveyor.yml").write_text(
+        f"name: nightly\ntype: job\nentrypoint: python job.py\n{extra}"
+    )
+    (root / "job.py").write_text(f"print({version!r})\n")
+    built = build_bundle(root, root / "bundle.tar.gz")
+    return register_bundle(console.services, built.archive, built.provenance, "setup").bundle_id
+
+
+def _finished_run(console, browser) -> str:
+    """Run nightly in dev from its page; the run's path once it has ended."""
+    page = browser.get("/apps/nightly").text
+    started = browser.post(
+        "/apps/nightly/environments/dev/run", data={"csrf": csrf_of(page)}, headers=ORIGIN
+    )
+    assert started.status_code == 200, started.text
+    path = started.url.path
+    for _ in range(100):
+        if "succeeded" in browser.get(path).text:
+            return path
+        time.sleep(0.05)
+    raise AssertionError("the run did not end")
+
+
+@pytest.mark.parametrize(
+    "resumed",
+    ["9" * 5000, "99999999999999999999999", str(2**31), "-1", "1.5", b"\xb2"],
+    ids=["5000-digits", "past-64-bits", "past-max-id", "negative", "fraction", "superscript"],
+)
+def test_a_run_stream_resumed_from_an_odd_last_event_id_is_refused_not_a_crash(console, resumed):
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    ana = console.user("ana", "dev:developer")
+    path = _finished_run(console, ana)
+    answer = ana.get("/events" + path, headers={"Last-Event-ID": resumed})
+    assert answer.status_code == 400 and "<html" in answer.text
+    # A line id the server gave goes on after it.
+    resumed_at_1 = ana.get("/events" + path, headers={"Last-Event-ID": "1"}).text
+    assert "id: 1\n" not in resumed_at_1 and "id: 2\n" in resumed_at_1
+
+
+@pytest.mark.parametrize("resumed", ["9" * 5000, b"\xb2", str(2**63)])
+def test_an_operation_stream_resumed_from_an_odd_last_event_id_is_refused_not_a_crash(
+    console, resumed
+):
+    deploy(console.services, "hello", console.bundle(), "dev", "setup")
+    ana = console.user("ana", "dev:developer")
+    answer = ana.get("/events/operations/1", headers={"Last-Event-ID": resumed})
+    assert answer.status_code == 400 and "<html" in answer.text
+    # As the run's stream: an `after` out of bounds is refused before any database sees it.
+    assert ana.get("/events/operations/1?after=99999999999999999999").status_code == 422
