@@ -1,5 +1,6 @@
 """Runs of reports and jobs in the console, against odd input: a stream resumed with a
-Last-Event-ID that is not a line id."""
+Last-Event-ID that is not a line id, a stream of a run that is not there (or not the app's and
+environment's)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from conveyor.bundles.build import build_bundle
 from conveyor.services.bundles import register_bundle
-from conveyor.services.pipeline import deploy
+from conveyor.services.pipeline import deploy, promote
 
 from .conftest import ORIGIN, csrf_of
 
@@ -66,3 +67,21 @@ def test_an_operation_stream_resumed_from_an_odd_last_event_id_is_refused_not_a_
     assert answer.status_code == 400 and "<html" in answer.text
     # As the run's stream: an `after` out of bounds is refused before any database sees it.
     assert ana.get("/events/operations/1?after=99999999999999999999").status_code == 422
+
+
+def test_the_stream_of_a_run_that_is_not_there_is_a_404_like_its_page(console):
+    """Not an empty 200, after which a browser's EventSource connects again and again; and
+    the same for a run of another environment or app as for one that does not exist."""
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    promote(console.services, "nightly", "setup", to="test")
+    ana = console.user("ana", "dev:developer", "test:viewer")
+    run_id = _finished_run(console, ana).rsplit("/", 1)[1]
+    for path in (
+        f"/apps/nightly/environments/test/runs/{run_id}",  # dev's run, asked as test's
+        f"/apps/hello/environments/dev/runs/{run_id}",  # nightly's run, asked as hello's
+        "/apps/nightly/environments/dev/runs/999999",  # none at all
+    ):
+        page = ana.get(path)
+        events = ana.get("/events" + path)
+        assert page.status_code == events.status_code == 404, path
+        assert "event:" not in events.text

@@ -131,10 +131,14 @@ async def run_events(
     environment: PathName,
     run_id: Id,
     after: LineId = 0,
-) -> StreamingResponse:
-    """The run's log from after line ``after``, then how it ended."""
+) -> Response:
+    """The run's log from after line ``after``, then how it ended. A run that is not there
+    (or not the app's there) is a 404, as its page: a browser's EventSource gives up on it
+    rather than connecting again and again to an empty stream."""
     engine = context.services.store.engine
     after = resumed_after(request, after)
+    if await run_in_threadpool(_run_of, context, app, environment, run_id) is None:
+        return page_error(request, 404, "Not found", f"{app} has no run {run_id} in {environment}.")
 
     async def progress() -> AsyncIterator[str]:
         seen = after
