@@ -1,6 +1,6 @@
 """Runs of reports and jobs in the console, against odd input: a stream resumed with a
 Last-Event-ID that is not a line id, a stream of a run that is not there (or not the app's and
-environment's)."""
+environment's), an app whose live releases are of different types."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import time
 import pytest
 
 from conveyor.bundles.build import build_bundle
+from conveyor.domain.schedules import Trigger
+from conveyor.services import runs
 from conveyor.services.bundles import register_bundle
 from conveyor.services.pipeline import deploy, promote
 
@@ -85,3 +87,29 @@ def test_the_stream_of_a_run_that_is_not_there_is_a_404_like_its_page(console):
         events = ana.get("/events" + path)
         assert page.status_code == events.status_code == 404, path
         assert "event:" not in events.text
+
+
+def test_runs_are_shown_where_the_live_release_is_a_job_though_the_newest_bundle_serves(console):
+    """Prod still runs the job while dev moved on to a web app: prod's runs and Run now stay
+    on the app's page; dev, serving requests, offers no Run now."""
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    promote(console.services, "nightly", "setup", to="test")
+    promote(console.services, "nightly", "setup", to="prod")
+    runs.run(console.services, "nightly", "prod", Trigger.MANUAL, "setup")
+    deploy(console.services, "nightly", console.bundle("2", app="nightly"), "dev", "setup")
+    page = console.user("root", admin=True).get("/apps/nightly").text
+    assert 'id="runs"' in page
+    assert "Run now in prod" in page and "/apps/nightly/environments/prod/runs/1" in page
+    assert "Run now in dev" not in page
+
+
+def test_run_now_is_offered_only_where_the_live_release_runs(console):
+    """The newest bundle is a job, in dev only; prod serves requests: Run now there would
+    only be refused."""
+    deploy(console.services, "nightly", console.bundle("1", app="nightly"), "dev", "setup")
+    promote(console.services, "nightly", "setup", to="test")
+    promote(console.services, "nightly", "setup", to="prod")
+    deploy(console.services, "nightly", _job(console, "2"), "dev", "setup")
+    page = console.user("root", admin=True).get("/apps/nightly").text
+    assert "Run now in dev" in page
+    assert "Run now in prod" not in page and "Run now in test" not in page

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -48,29 +49,46 @@ class RunsIn:
 
 
 def runs_section(context: ApiContext, user: User, app: str, seen: list[str]) -> list[RunsIn]:
-    """The app's runs in each environment the user sees; empty for an app that serves
-    requests (only reports and jobs run)."""
+    """The app's runs in each environment the user sees where it runs: its live release
+    there is a report or job, or nothing is live there and its newest bundle is one, or it
+    ran there before (a release of another type went live since). Empty for an app that
+    only serves requests. Run now is offered only where the live release runs."""
     services = context.services
     with services.store.transaction() as connection:
         bundles = catalog.bundles_of(connection, app)
-        if not bundles:
+        if not bundles or not seen:
             return []
-        newest = catalog.get_bundle(connection, app, bundles[0]["id"])
-        live = {e for e in seen if releases.live_release(connection, app, e) is not None}
-    if AppType(newest["manifest"]["type"]) not in RUNNABLE_TYPES or not seen:
+        newest = _runnable(catalog.get_bundle(connection, app, bundles[0]["id"]))
+        live_runs: dict[str, bool] = {}
+        for environment in seen:
+            live = releases.live_release(connection, app, environment)
+            if live is not None:
+                bundle = catalog.get_bundle(connection, app, live.bundle_id)
+                live_runs[environment] = _runnable(bundle)
+        shown = [
+            environment
+            for environment in seen
+            if live_runs.get(environment, newest)
+            or run_records.latest_runs(connection, app, environment, 1)
+        ]
+    if not shown:
         return []
-    found_schedules = schedules.schedule_table(services, app, seen)
-    emails = run_email.email_table(services, app, seen)
+    found_schedules = schedules.schedule_table(services, app, shown)
+    emails = run_email.email_table(services, app, shown)
     return [
         RunsIn(
             environment,
             schedule,
             email,
             runs.runs_of(services, app, environment, LISTED),
-            environment in live and user.can(Permission.RUN, environment),
+            live_runs.get(environment, False) and user.can(Permission.RUN, environment),
         )
-        for environment, schedule, email in zip(seen, found_schedules, emails, strict=True)
+        for environment, schedule, email in zip(shown, found_schedules, emails, strict=True)
     ]
+
+
+def _runnable(bundle: dict[str, Any]) -> bool:
+    return AppType(bundle["manifest"]["type"]) in RUNNABLE_TYPES
 
 
 @router.post(
