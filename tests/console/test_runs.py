@@ -1,18 +1,24 @@
 """Runs of reports and jobs in the console, against odd input: a stream resumed with a
 Last-Event-ID that is not a line id, a stream of a run that is not there (or not the app's and
-environment's), an app whose live releases are of different types."""
+environment's), an app whose live releases are of different types, a schedule that never
+comes due."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import insert
 
 from conveyor.bundles.build import build_bundle
 from conveyor.domain.schedules import Trigger
-from conveyor.services import runs
+from conveyor.errors import ConveyorError
+from conveyor.services import runs, schedules
 from conveyor.services.bundles import register_bundle
 from conveyor.services.pipeline import deploy, promote
+from conveyor.storage import schema
+from conveyor.storage.store import now
 
 from .conftest import ORIGIN, csrf_of
 
@@ -113,3 +119,34 @@ def test_run_now_is_offered_only_where_the_live_release_runs(console):
     page = console.user("root", admin=True).get("/apps/nightly").text
     assert "Run now in dev" in page
     assert "Run now in prod" not in page and "Run now in test" not in page
+
+
+def test_a_schedule_that_never_comes_due_is_refused_in_conveyor_yml(console):
+    """30 February passes croniter's syntax check but has no next run (nor a last one)."""
+    with pytest.raises(ConveyorError, match="never comes due"):
+        _job(console, extra="schedule: '0 6 30 2 *'\n")
+
+
+def test_a_stored_schedule_that_never_comes_due_breaks_neither_the_page_nor_the_scheduler(
+    console,
+):
+    """One stored before the check (or written into the database): the app's page says it
+    never comes due, and the schedules of other apps still come due."""
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    promote(console.services, "nightly", "setup", to="test")
+    with console.services.store.transaction() as connection:
+        connection.execute(
+            insert(schema.schedules).values(
+                app="nightly",
+                environment="test",
+                cron="0 6 30 2 *",
+                timezone="UTC",
+                updated_by="ana",
+                updated_at=now(),
+                last_slot=None,
+            )
+        )
+    page = console.user("root", admin=True).get("/apps/nightly")
+    assert page.status_code == 200
+    assert "<code>0 6 30 2 *</code> (UTC, set by ana), never comes due." in page.text
+    schedules.due(console.services, datetime.now(UTC))  # no error: the others go on
