@@ -1,10 +1,11 @@
 """Runs of reports and jobs in the console, against odd input: a stream resumed with a
 Last-Event-ID that is not a line id, a stream of a run that is not there (or not the app's and
 environment's), an app whose live releases are of different types, a schedule that never
-comes due."""
+comes due, and the link to a run's output in an environment with host routing."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 
@@ -17,7 +18,7 @@ from conveyor.errors import ConveyorError
 from conveyor.services import runs, schedules
 from conveyor.services.bundles import register_bundle
 from conveyor.services.pipeline import deploy, promote
-from conveyor.storage import schema
+from conveyor.storage import catalog, schema
 from conveyor.storage.store import now
 
 from .conftest import ORIGIN, csrf_of
@@ -150,3 +151,24 @@ def test_a_stored_schedule_that_never_comes_due_breaks_neither_the_page_nor_the_
     assert page.status_code == 200
     assert "<code>0 6 30 2 *</code> (UTC, set by ana), never comes due." in page.text
     schedules.due(console.services, datetime.now(UTC))  # no error: the others go on
+
+
+def test_a_runs_output_is_linked_at_the_apps_own_host_where_the_environment_has_one(console):
+    """With host routing the output is linked as run emails link it, at the app's own origin,
+    not at the listener every app of the environment shares (nor an address only the
+    server's machine reaches); without it, at the listener."""
+    console.context.urls = {"dev": "http://127.0.0.1:8701", "test": "http://127.0.0.1:8702"}
+    with console.services.store.transaction() as connection:
+        dev = catalog.get_environment(connection, "dev")
+        catalog.save_environments(connection, [dataclasses.replace(dev, domain="dev.example.com")])
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    promote(console.services, "nightly", "setup", to="test")
+    root = console.user("root", admin=True)
+    path = _finished_run(console, root)
+    run_id = path.rsplit("/", 1)[1]
+    page = root.get(path).text
+    assert f'href="https://nightly.dev.example.com/nightly/_runs/{run_id}/"' in page
+    assert "127.0.0.1:8701" not in page
+    test_run = runs.run(console.services, "nightly", "test", Trigger.MANUAL, "setup")
+    page = root.get(f"/apps/nightly/environments/test/runs/{test_run.id}").text
+    assert f'href="http://127.0.0.1:8702/nightly/_runs/{test_run.id}/"' in page

@@ -123,7 +123,11 @@ def run_page(
     if found is None:
         return page_error(request, 404, "Not found", f"{app} has no run {run_id} in {environment}.")
     lines = run_records.log_lines(engine, run_id, 0)
-    base = context.urls.get(environment)
+    with context.services.store.transaction() as connection:
+        domain = catalog.get_environment(connection, environment).domain
+    # As run emails link it: at the app's own origin where the environment has host routing
+    # (not the listener every app there shares), else at the environment's listener.
+    base = f"https://{app}.{domain}" if domain else context.urls.get(environment)
     return render(
         "run.html",
         **page_values(
