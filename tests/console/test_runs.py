@@ -42,7 +42,7 @@ def _finished_run(console, browser) -> str:
         "/apps/nightly/environments/dev/run", data={"csrf": csrf_of(page)}, headers=ORIGIN
     )
     assert started.status_code == 200, started.text
-    path = started.url.path
+    path = str(started.url.path)
     for _ in range(100):
         if "succeeded" in browser.get(path).text:
             return path
