@@ -121,3 +121,13 @@ def test_the_audit_export_declares_json_lines(api):
     spec = api.client.get(f"{V1}/openapi.json").json()
     content = spec["paths"][f"{V1}/audit/export"]["get"]["responses"]["200"]["content"]
     assert list(content) == ["application/x-ndjson"]
+
+
+def test_a_schedule_that_never_comes_due_is_an_invalid_input(api, admin):
+    """30 February passes croniter's syntax check, but has no slot to start from."""
+    api.bundle()  # the app exists; nothing is live: a schedule set ahead of its release
+    answer = api.client.put(
+        f"{V1}/apps/hello/environments/dev/schedule", json={"cron": "0 6 30 2 *"}, headers=admin
+    )
+    assert refused(answer) == "invalid_input"
+    assert "never comes due" in answer.json()["error"]["message"]

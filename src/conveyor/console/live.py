@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from conveyor.api.limits import MAX_ID
 from conveyor.domain.access import User
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, InvalidInput
 
 #: Seconds between looks for what changed, for live pages.
 EVERY = 1.5
@@ -45,3 +46,19 @@ def event(name: str, data: str, event_id: int | None = None) -> str:
     body = "".join(f"data: {line}\n" for line in re.split(r"\r\n|\r|\n", data))
     prefix = f"id: {event_id}\n" if event_id is not None else ""
     return f"{prefix}event: {name}\n{body}\n"
+
+
+def resumed_after(request: Request, after: int) -> int:
+    """Where a stream goes on from: after line ``after`` (what the page showed), or further
+    when a reconnecting browser says it saw more (its Last-Event-ID, a line id the stream
+    sent). Any other Last-Event-ID is refused (InvalidInput) like an ``after`` out of bounds:
+    never a number too long to read or too large for the database."""
+    resumed = request.headers.get("last-event-id", "")
+    if not resumed:
+        return after
+    if not (resumed.isascii() and resumed.isdigit() and len(resumed) <= len(str(MAX_ID))):
+        raise InvalidInput(f"Last-Event-ID: {resumed[:40]!r} is not a line id of this stream")
+    line_id = int(resumed)
+    if line_id > MAX_ID:
+        raise InvalidInput(f"Last-Event-ID: {line_id} is not a line id of this stream")
+    return max(after, line_id)

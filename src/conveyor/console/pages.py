@@ -14,8 +14,9 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from starlette.concurrency import run_in_threadpool
 
 from conveyor.api.context import ApiContext, Context
+from conveyor.api.limits import LineId
 from conveyor.api.permissions import CheckedEnvironments, CurrentUser, needs, visible
-from conveyor.console.live import event, while_allowed
+from conveyor.console.live import event, resumed_after, while_allowed
 from conveyor.console.runs import runs_section
 from conveyor.console.session import (
     COOKIE,
@@ -463,14 +464,12 @@ def operation_page(request: Request, context: Context, operation_id: int) -> Res
     openapi_extra=needs(Permission.VIEW, "operation:operation_id"),
 )
 async def operation_events(
-    request: Request, context: Context, operation_id: int, after: int = 0
+    request: Request, context: Context, operation_id: int, after: LineId = 0
 ) -> StreamingResponse:
     """The operation's log from after line ``after`` (what the page showed already; a
     reconnecting browser's Last-Event-ID goes further), then its end."""
     engine = context.services.store.engine
-    resumed = request.headers.get("last-event-id", "")
-    if resumed.isdigit():
-        after = max(after, int(resumed))
+    after = resumed_after(request, after)
 
     async def progress() -> AsyncIterator[str]:
         seen = after

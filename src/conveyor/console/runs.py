@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -15,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from conveyor.api.context import ApiContext, Context
 from conveyor.api.limits import Id, LineId, PathName
 from conveyor.api.permissions import CurrentUser, needs
-from conveyor.console.live import event, while_allowed
+from conveyor.console.live import event, resumed_after, while_allowed
 from conveyor.console.session import ConsoleRoute, page_error, page_values, redirect_with_notice
 from conveyor.console.templates import render
 from conveyor.domain.access import Permission, User
@@ -48,29 +49,46 @@ class RunsIn:
 
 
 def runs_section(context: ApiContext, user: User, app: str, seen: list[str]) -> list[RunsIn]:
-    """The app's runs in each environment the user sees; empty for an app that serves
-    requests (only reports and jobs run)."""
+    """The app's runs in each environment the user sees where it runs: its live release
+    there is a report or job, or nothing is live there and its newest bundle is one, or it
+    ran there before (a release of another type went live since). Empty for an app that
+    only serves requests. Run now is offered only where the live release runs."""
     services = context.services
     with services.store.transaction() as connection:
         bundles = catalog.bundles_of(connection, app)
-        if not bundles:
+        if not bundles or not seen:
             return []
-        newest = catalog.get_bundle(connection, app, bundles[0]["id"])
-        live = {e for e in seen if releases.live_release(connection, app, e) is not None}
-    if AppType(newest["manifest"]["type"]) not in RUNNABLE_TYPES or not seen:
+        newest = _runnable(catalog.get_bundle(connection, app, bundles[0]["id"]))
+        live_runs: dict[str, bool] = {}
+        for environment in seen:
+            live = releases.live_release(connection, app, environment)
+            if live is not None:
+                bundle = catalog.get_bundle(connection, app, live.bundle_id)
+                live_runs[environment] = _runnable(bundle)
+        shown = [
+            environment
+            for environment in seen
+            if live_runs.get(environment, newest)
+            or run_records.latest_runs(connection, app, environment, 1)
+        ]
+    if not shown:
         return []
-    found_schedules = schedules.schedule_table(services, app, seen)
-    emails = run_email.email_table(services, app, seen)
+    found_schedules = schedules.schedule_table(services, app, shown)
+    emails = run_email.email_table(services, app, shown)
     return [
         RunsIn(
             environment,
             schedule,
             email,
             runs.runs_of(services, app, environment, LISTED),
-            environment in live and user.can(Permission.RUN, environment),
+            live_runs.get(environment, False) and user.can(Permission.RUN, environment),
         )
-        for environment, schedule, email in zip(seen, found_schedules, emails, strict=True)
+        for environment, schedule, email in zip(shown, found_schedules, emails, strict=True)
     ]
+
+
+def _runnable(bundle: dict[str, Any]) -> bool:
+    return AppType(bundle["manifest"]["type"]) in RUNNABLE_TYPES
 
 
 @router.post(
@@ -105,7 +123,11 @@ def run_page(
     if found is None:
         return page_error(request, 404, "Not found", f"{app} has no run {run_id} in {environment}.")
     lines = run_records.log_lines(engine, run_id, 0)
-    base = context.urls.get(environment)
+    with context.services.store.transaction() as connection:
+        domain = catalog.get_environment(connection, environment).domain
+    # As run emails link it: at the app's own origin where the environment has host routing
+    # (not the listener every app there shares), else at the environment's listener.
+    base = f"https://{app}.{domain}" if domain else context.urls.get(environment)
     return render(
         "run.html",
         **page_values(
@@ -131,12 +153,14 @@ async def run_events(
     environment: PathName,
     run_id: Id,
     after: LineId = 0,
-) -> StreamingResponse:
-    """The run's log from after line ``after``, then how it ended."""
+) -> Response:
+    """The run's log from after line ``after``, then how it ended. A run that is not there
+    (or not the app's there) is a 404, as its page: a browser's EventSource gives up on it
+    rather than connecting again and again to an empty stream."""
     engine = context.services.store.engine
-    resumed = request.headers.get("last-event-id", "")
-    if resumed.isdigit():
-        after = max(after, int(resumed))
+    after = resumed_after(request, after)
+    if await run_in_threadpool(_run_of, context, app, environment, run_id) is None:
+        return page_error(request, 404, "Not found", f"{app} has no run {run_id} in {environment}.")
 
     async def progress() -> AsyncIterator[str]:
         seen = after

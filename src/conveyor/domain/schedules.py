@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from conveyor.errors import InvalidInput
 
@@ -66,7 +66,28 @@ def parse_schedule(cron: str, timezone: str | None = None) -> Schedule:
         raise InvalidInput(
             f"{zone!r} is not a time zone; use an IANA name such as Europe/Berlin or UTC"
         ) from None
-    return Schedule(cron, zone)
+    schedule = Schedule(cron, zone)
+    if not comes_due(schedule):
+        raise InvalidInput(
+            f"{cron!r} never comes due: no month it names has that day (30 February, "
+            "31 April, ...); '0 6 28 2 *' comes every year"
+        )
+    return schedule
+
+
+#: A fixed moment to look for a schedule's slots from (no clock here): a cron expression's
+#: slots repeat within years, so one that has none after it has none at all.
+_SINCE = datetime(2001, 1, 1, tzinfo=UTC)
+
+
+def comes_due(schedule: Schedule) -> bool:
+    """Whether the schedule has slots at all: '0 6 30 2 *' (30 February) passes croniter's
+    syntax check and then has no next slot, nor a last one."""
+    try:
+        schedule.next_slot(_SINCE)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from conveyor.domain.apps import RUNNABLE_TYPES, AppType
-from conveyor.domain.schedules import ACTIVE, Schedule
+from conveyor.domain.schedules import ACTIVE, Schedule, comes_due
 from conveyor.errors import InvalidInput, NotFound
 from conveyor.services.context import Services
 from conveyor.storage import audit, catalog, releases, schema
@@ -30,7 +30,7 @@ class ScheduleState:
     source: str
     #: False in an environment whose schedules are paused (runs only by hand there).
     active: bool
-    next_run: str | None  # ISO 8601, UTC; None when paused or unscheduled
+    next_run: str | None  # ISO 8601, UTC; None when paused, unscheduled or never due
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,9 @@ def schedule_table(
             environment = catalog.get_environment(connection, name)
             schedule, source = _effective(connection, app, name)
             active = environment.schedules == ACTIVE
-            upcoming = schedule.next_slot(moment).isoformat() if schedule and active else None
+            upcoming = None
+            if schedule and active and comes_due(schedule):
+                upcoming = schedule.next_slot(moment).isoformat()
             found.append(ScheduleState(name, schedule, source, active, upcoming))
     return found
 
@@ -104,8 +106,8 @@ def due(services: Services, moment: datetime) -> list[Due]:
         environments = {e.name: e for e in catalog.list_environments(connection)}
         for release in releases.all_live(connection):
             schedule, _ = _effective(connection, release.app, release.environment)
-            if schedule is None:
-                continue
+            if schedule is None or not comes_due(schedule):
+                continue  # none, or one stored before never-due ones were refused
             slot = schedule.latest_slot(moment).isoformat()
             row = _row(connection, release.app, release.environment)
             last = row.last_slot if row is not None else None

@@ -1,0 +1,174 @@
+"""Runs of reports and jobs in the console, against odd input: a stream resumed with a
+Last-Event-ID that is not a line id, a stream of a run that is not there (or not the app's and
+environment's), an app whose live releases are of different types, a schedule that never
+comes due, and the link to a run's output in an environment with host routing."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import insert
+
+from conveyor.bundles.build import build_bundle
+from conveyor.domain.schedules import Trigger
+from conveyor.errors import ConveyorError
+from conveyor.services import runs, schedules
+from conveyor.services.bundles import register_bundle
+from conveyor.services.pipeline import deploy, promote
+from conveyor.storage import catalog, schema
+from conveyor.storage.store import now
+
+from .conftest import ORIGIN, csrf_of
+
+
+def _job(console, version: str = "1", extra: str = "") -> str:
+    root = console.tmp / f"src-nightly-{version}"
+    root.mkdir()
+    (root / "conveyor.yml").write_text(
+        f"name: nightly\ntype: job\nentrypoint: python job.py\n{extra}"
+    )
+    (root / "job.py").write_text(f"print({version!r})\n")
+    built = build_bundle(root, root / "bundle.tar.gz")
+    return register_bundle(console.services, built.archive, built.provenance, "setup").bundle_id
+
+
+def _finished_run(console, browser) -> str:
+    """Run nightly in dev from its page; the run's path once it has ended."""
+    page = browser.get("/apps/nightly").text
+    started = browser.post(
+        "/apps/nightly/environments/dev/run", data={"csrf": csrf_of(page)}, headers=ORIGIN
+    )
+    assert started.status_code == 200, started.text
+    path = str(started.url.path)
+    for _ in range(100):
+        if "succeeded" in browser.get(path).text:
+            return path
+        time.sleep(0.05)
+    raise AssertionError("the run did not end")
+
+
+@pytest.mark.parametrize(
+    "resumed",
+    ["9" * 5000, "99999999999999999999999", str(2**31), "-1", "1.5", b"\xb2"],
+    ids=["5000-digits", "past-64-bits", "past-max-id", "negative", "fraction", "superscript"],
+)
+def test_a_run_stream_resumed_from_an_odd_last_event_id_is_refused_not_a_crash(console, resumed):
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    ana = console.user("ana", "dev:developer")
+    path = _finished_run(console, ana)
+    answer = ana.get("/events" + path, headers={"Last-Event-ID": resumed})
+    assert answer.status_code == 400 and "<html" in answer.text
+    # A line id the server gave goes on after it.
+    resumed_at_1 = ana.get("/events" + path, headers={"Last-Event-ID": "1"}).text
+    assert "id: 1\n" not in resumed_at_1 and "id: 2\n" in resumed_at_1
+
+
+@pytest.mark.parametrize("resumed", ["9" * 5000, b"\xb2", str(2**63)])
+def test_an_operation_stream_resumed_from_an_odd_last_event_id_is_refused_not_a_crash(
+    console, resumed
+):
+    deploy(console.services, "hello", console.bundle(), "dev", "setup")
+    ana = console.user("ana", "dev:developer")
+    answer = ana.get("/events/operations/1", headers={"Last-Event-ID": resumed})
+    assert answer.status_code == 400 and "<html" in answer.text
+    # As the run's stream: an `after` out of bounds is refused before any database sees it.
+    assert ana.get("/events/operations/1?after=99999999999999999999").status_code == 422
+
+
+def test_the_stream_of_a_run_that_is_not_there_is_a_404_like_its_page(console):
+    """Not an empty 200, after which a browser's EventSource connects again and again; and
+    the same for a run of another environment or app as for one that does not exist."""
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    promote(console.services, "nightly", "setup", to="test")
+    ana = console.user("ana", "dev:developer", "test:viewer")
+    run_id = _finished_run(console, ana).rsplit("/", 1)[1]
+    for path in (
+        f"/apps/nightly/environments/test/runs/{run_id}",  # dev's run, asked as test's
+        f"/apps/hello/environments/dev/runs/{run_id}",  # nightly's run, asked as hello's
+        "/apps/nightly/environments/dev/runs/999999",  # none at all
+    ):
+        page = ana.get(path)
+        events = ana.get("/events" + path)
+        assert page.status_code == events.status_code == 404, path
+        assert "event:" not in events.text
+
+
+def test_runs_are_shown_where_the_live_release_is_a_job_though_the_newest_bundle_serves(console):
+    """Prod still runs the job while dev moved on to a web app: prod's runs and Run now stay
+    on the app's page; dev, serving requests, offers no Run now."""
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    promote(console.services, "nightly", "setup", to="test")
+    promote(console.services, "nightly", "setup", to="prod")
+    runs.run(console.services, "nightly", "prod", Trigger.MANUAL, "setup")
+    deploy(console.services, "nightly", console.bundle("2", app="nightly"), "dev", "setup")
+    page = console.user("root", admin=True).get("/apps/nightly").text
+    assert 'id="runs"' in page
+    assert "Run now in prod" in page and "/apps/nightly/environments/prod/runs/1" in page
+    assert "Run now in dev" not in page
+
+
+def test_run_now_is_offered_only_where_the_live_release_runs(console):
+    """The newest bundle is a job, in dev only; prod serves requests: Run now there would
+    only be refused."""
+    deploy(console.services, "nightly", console.bundle("1", app="nightly"), "dev", "setup")
+    promote(console.services, "nightly", "setup", to="test")
+    promote(console.services, "nightly", "setup", to="prod")
+    deploy(console.services, "nightly", _job(console, "2"), "dev", "setup")
+    page = console.user("root", admin=True).get("/apps/nightly").text
+    assert "Run now in dev" in page
+    assert "Run now in prod" not in page and "Run now in test" not in page
+
+
+def test_a_schedule_that_never_comes_due_is_refused_in_conveyor_yml(console):
+    """30 February passes croniter's syntax check but has no next run (nor a last one)."""
+    with pytest.raises(ConveyorError, match="never comes due"):
+        _job(console, extra="schedule: '0 6 30 2 *'\n")
+
+
+def test_a_stored_schedule_that_never_comes_due_breaks_neither_the_page_nor_the_scheduler(
+    console,
+):
+    """One stored before the check (or written into the database): the app's page says it
+    never comes due, and the schedules of other apps still come due."""
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    promote(console.services, "nightly", "setup", to="test")
+    with console.services.store.transaction() as connection:
+        connection.execute(
+            insert(schema.schedules).values(
+                app="nightly",
+                environment="test",
+                cron="0 6 30 2 *",
+                timezone="UTC",
+                updated_by="ana",
+                updated_at=now(),
+                last_slot=None,
+            )
+        )
+    page = console.user("root", admin=True).get("/apps/nightly")
+    assert page.status_code == 200
+    assert "<code>0 6 30 2 *</code> (UTC, set by ana), never comes due." in page.text
+    schedules.due(console.services, datetime.now(UTC))  # no error: the others go on
+
+
+def test_a_runs_output_is_linked_at_the_apps_own_host_where_the_environment_has_one(console):
+    """With host routing the output is linked as run emails link it, at the app's own origin,
+    not at the listener every app of the environment shares (nor an address only the
+    server's machine reaches); without it, at the listener."""
+    console.context.urls = {"dev": "http://127.0.0.1:8701", "test": "http://127.0.0.1:8702"}
+    with console.services.store.transaction() as connection:
+        dev = catalog.get_environment(connection, "dev")
+        catalog.save_environments(connection, [dataclasses.replace(dev, domain="dev.example.com")])
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    promote(console.services, "nightly", "setup", to="test")
+    root = console.user("root", admin=True)
+    path = _finished_run(console, root)
+    run_id = path.rsplit("/", 1)[1]
+    page = root.get(path).text
+    assert f'href="https://nightly.dev.example.com/nightly/_runs/{run_id}/"' in page
+    assert "127.0.0.1:8701" not in page
+    test_run = runs.run(console.services, "nightly", "test", Trigger.MANUAL, "setup")
+    page = root.get(f"/apps/nightly/environments/test/runs/{test_run.id}").text
+    assert f'href="http://127.0.0.1:8702/nightly/_runs/{test_run.id}/"' in page
