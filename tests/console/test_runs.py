@@ -172,3 +172,25 @@ def test_a_runs_output_is_linked_at_the_apps_own_host_where_the_environment_has_
     test_run = runs.run(console.services, "nightly", "test", Trigger.MANUAL, "setup")
     page = root.get(f"/apps/nightly/environments/test/runs/{test_run.id}").text
     assert f'href="http://127.0.0.1:8702/nightly/_runs/{test_run.id}/"' in page
+
+
+def test_a_failed_run_links_no_output(console):
+    """A failed run leaves the previous output served and has none of its own to link."""
+    bundle = _job(console)
+    deploy(console.services, "nightly", bundle, "dev", "setup")
+    console.context.urls["dev"] = "http://127.0.0.1:8701"
+    ana = console.user("ana", "dev:developer")
+    path = _finished_run(console, ana)
+    assert "Its output</a>" in ana.get(path).text
+    console.services.runtime.failing_runs.add(bundle)
+    page = ana.get("/apps/nightly").text
+    started = ana.post(
+        "/apps/nightly/environments/dev/run", data={"csrf": csrf_of(page)}, headers=ORIGIN
+    )
+    failed = str(started.url.path)
+    for _ in range(100):
+        shown = ana.get(failed).text
+        if "failed" in shown:
+            break
+        time.sleep(0.05)
+    assert "failed: run 2 failed (exit code 1)" in shown and "Its output" not in shown

@@ -284,6 +284,7 @@ def test_a_job_is_run_from_its_page_and_its_log_and_output_are_shown(pipeline, c
     assert finish(page).startswith("succeeded")
     wait_for(lambda: "refreshing the warehouse" in page.locator("#log").inner_text(), "the log")
     no_serious_violations(page)
+    page.reload()  # the link to its output is there once the run succeeded
     output = page.get_by_role("link", name="Its output")
     assert output.get_attribute("href") == server.app_url("dev", "refresh", "/_runs/1/")
     page.goto(server.url + "/apps/refresh")
