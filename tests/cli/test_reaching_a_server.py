@@ -44,3 +44,32 @@ def test_the_server_refuses_plain_http_beyond_loopback(host):
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
 def test_loopback_needs_no_tls(host):
     check_exposure(ServerSettings(home=Path("/nonexistent"), host=host))
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("https://apps.example.org", "give ENV=URL"),
+        ("prod=apps.example.org", "an http:// or https:// address with a host"),
+        ("prod=https://apps.example.org/?x=1", "an http:// or https:// address with a host"),
+        ("prod=https://ana:secret@apps.example.org", "an http:// or https:// address"),
+        ("prod=ftp://apps.example.org", "an http:// or https:// address with a host"),
+    ],
+)
+def test_a_bad_app_url_is_refused_before_the_server_starts(capsys, tmp_path, value, says):
+    code = main(["serve", "--home", str(tmp_path / "home"), "--app-url", value])
+    err = capsys.readouterr().err
+    assert code == 64 and says in err and "Traceback" not in err, err
+    assert not (tmp_path / "home").exists()
+
+
+def test_an_app_url_for_an_environment_the_server_lacks_is_refused(capsys, tmp_path):
+    code = main(
+        [
+            "serve", "--home", str(tmp_path / "home"), "--port", str(closed_port()),
+            "--app-url", "staging=https://apps.example.org",
+        ]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err, err
+    assert "--app-url names staging, but this server's environments are dev, test, prod" in err

@@ -87,6 +87,8 @@ def mailing_server(tmp_path: Path, smtp) -> Iterator[Server]:
     arguments = [
         "--smtp-host", "127.0.0.1", "--smtp-port", str(port), "--smtp-security", "none",
         "--smtp-from", "conveyor@example.com", "--smtp-username", "conveyor",
+        # test is served through a proxy at this address: its links go there.
+        "--app-url", "test=https://reports.example.org/conveyor/",
     ]  # fmt: skip
     try:
         running.start(arguments=arguments)
@@ -155,7 +157,7 @@ def test_runs_are_mailed_to_their_lists(mailing_server, smtp, tmp_path):
     assert message["Subject"] == f"[Conveyor] refresh in test: run {first['id']} succeeded"
     assert message["From"] == "conveyor@example.com"
     body = message.get_body(("plain",)).get_content()
-    assert server.app_url("test", "refresh", f"/_runs/{first['id']}/") in body
+    assert f"https://reports.example.org/conveyor/refresh/_runs/{first['id']}/" in body
     [attached] = list(message.iter_attachments())
     assert attached.get_filename() == f"refresh-run-{first['id']}.html"
     assert attached.get_content() == f"refreshed by run {first['id']} in test"
@@ -179,6 +181,7 @@ def test_runs_are_mailed_to_their_lists(mailing_server, smtp, tmp_path):
     assert not inbox.about(f"run {dev_failed['id']} ")
     assert "email" not in run_log(server, "dev", dev_failed["id"])
     assert inbox.logins and PASSWORD not in server.log()
+    assert "(links: https://reports.example.org/conveyor/<app>/)" in server.log()
 
 
 def test_a_refused_recipient_is_written_to_the_run_s_log(mailing_server, smtp, tmp_path):

@@ -78,6 +78,9 @@ class ServerSettings:
     websocket_limit: int = DEFAULT_WEBSOCKET_LIMIT
     #: The console's public address (behind a proxy); default the control address.
     console_url: str | None = None
+    #: environment -> the public address of its listener (behind a proxy), for the links in
+    #: run emails and the console; default the listener's own address.
+    app_urls: dict[str, str] = field(default_factory=dict)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     #: The SMTP server run emails go through; None: no email.
     smtp: SmtpSettings | None = None
@@ -137,7 +140,10 @@ def serve(
     runtime = LocalRuntime(settings.home, proxy, builder=builder)
     background = Background()
     #: environment -> its listener's address, filled as each one listens
+    #: environment -> where links to its apps point (--app-url, else its listener)
     urls: dict[str, str] = {}
+    #: environment -> its listener's own address
+    listeners: dict[str, str] = {}
     mailer = RunMailer(
         store,
         runtime,
@@ -168,6 +174,12 @@ def serve(
     tls = _tls_context(settings)
     try:
         running = _environments(services, settings, say)
+        unknown = sorted(set(settings.app_urls) - {e.name for e in running})
+        if unknown:
+            raise InvalidInput(
+                f"--app-url names {', '.join(unknown)}, but this server's environments are "
+                f"{', '.join(e.name for e in running)}"
+            )
         for environment in running:
             if environment.isolation == "required" and runtime.sandboxing.isolation.value == "none":
                 say(
@@ -185,7 +197,9 @@ def serve(
                 domain=environment.domain,
                 ssl_context=tls,
             )
-            urls[environment.name] = f"{scheme}://{_display(settings.host)}:{port}"
+            listener = f"{scheme}://{_display(settings.host)}:{port}"
+            listeners[environment.name] = listener
+            urls[environment.name] = settings.app_urls.get(environment.name, listener)
 
         for environment in running:
             listen(environment)
@@ -244,7 +258,9 @@ def serve(
                 console=settings.console,
                 console_url=settings.console_url,
                 smtp_configured=settings.smtp is not None,
-                is_app_address=lambda url: _is_app_address(url, urls, running),
+                is_app_address=lambda url: _is_app_address(
+                    url, [*listeners.values(), *urls.values()], running
+                ),
                 retention=retention,
             )
         )
@@ -268,8 +284,9 @@ def serve(
         server = _Server(config)
         gate.start()
         say(f"Conveyor console on {console_url}/ (API under /api/v1)")
-        for name, url in urls.items():
-            say(f"  {name:<6} {url}/<app>/")
+        for name, listener in listeners.items():
+            public = f" (links: {urls[name]}/<app>/)" if urls[name] != listener else ""
+            say(f"  {name:<6} {listener}/<app>/{public}")
         say("Ctrl-C or SIGTERM stops the server (apps stop with it and start again next time)")
         server.run()
     finally:
@@ -295,14 +312,14 @@ def serve(
         say("stopped")
 
 
-def _is_app_address(url: str, urls: dict[str, str], running: list[Environment]) -> bool:
+def _is_app_address(url: str, urls: list[str], running: list[Environment]) -> bool:
     """Whether ``url`` is on one of this server's listeners: a listener's own address, or a
     host of an environment's domain."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False
     base = f"{parts.scheme}://{parts.netloc}"
-    if base in urls.values():
+    if base in urls:
         return True
     host = (parts.hostname or "").lower()
     return any(e.domain and host.endswith("." + e.domain) for e in running)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.parse
 from pathlib import Path
 
 import click
@@ -76,6 +77,16 @@ from conveyor.storage.store import default_home
     metavar="URL",
     help="The console's public address, when a proxy serves it (sign-in redirects go there). "
     "Default: the control address.",
+)
+@click.option(
+    "--app-url",
+    "app_urls",
+    multiple=True,
+    metavar="ENV=URL",
+    help="The public address of an environment's listener, when a proxy serves it (e.g. "
+    "prod=https://apps.example.org): links to its apps in run emails and the console use it. "
+    "Repeat for more. Default: the listener's own address; an environment with a domain "
+    "links to each app's own host instead.",
 )
 @click.option(
     "--cookie-domain",
@@ -161,6 +172,7 @@ def serve_command(
     trusted_proxies: tuple[str, ...],
     websocket_max_message: str,
     console_url: str | None,
+    app_urls: tuple[str, ...],
     cookie_domain: str | None,
     oidc_issuer: str | None,
     oidc_client_id: str | None,
@@ -208,6 +220,7 @@ def serve_command(
         trusted_proxies=list(trusted_proxies),
         websocket_limit=parse_size(websocket_max_message, "--websocket-max-message"),
         console_url=console_url,
+        app_urls=_app_urls(app_urls),
         console=ConsoleSettings(
             cookie_domain=cookie_domain,
             oidc=_oidc(oidc_issuer, oidc_client_id, oidc_username_claim, oidc_label),
@@ -227,6 +240,38 @@ def serve_command(
         ),
     )
     serve(settings, lambda line: click.echo(line, err=True), _show_token)
+
+
+def _app_urls(values: tuple[str, ...]) -> dict[str, str]:
+    """``ENV=URL`` pairs: an http(s) address with a host, maybe a path prefix, nothing else."""
+    found: dict[str, str] = {}
+    for value in values:
+        environment, _, url = value.partition("=")
+        environment = environment.strip()
+        parts = urllib.parse.urlsplit(url.strip())
+        if not environment or not url:
+            raise click.BadParameter(
+                f"{value!r}: give ENV=URL, e.g. prod=https://apps.example.org",
+                param_hint="--app-url",
+            )
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+        ):
+            raise click.BadParameter(
+                f"{url!r} for {environment}: an http:// or https:// address with a host (and at "
+                "most a path) is expected, e.g. https://apps.example.org",
+                param_hint="--app-url",
+            )
+        if environment in found:
+            raise click.BadParameter(f"{environment} is given twice", param_hint="--app-url")
+        found[environment] = urllib.parse.urlunsplit(
+            (parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")
+        )
+    return found
 
 
 def _oidc(issuer: str | None, client_id: str | None, claim: str, label: str) -> OidcSettings | None:
