@@ -144,8 +144,11 @@ def test_idle_apps_sleep_and_wake_on_a_request_or_a_websocket(server):
     shown = server.cli("status")
     assert "sleeping" in shown.out, shown
     # gc keeps what a sleeping release needs to wake: its files, bundle and runtime.
-    collected = server.cli("gc")
-    assert collected.code == 0, collected
+    collected = server.cli_json("gc", "--json")
+    assert isinstance(collected, dict)
+    # (The bytecode store beside the uv cache the test suite shares may hold other tests'
+    # leftovers, which gc removes: nothing of this server's.)
+    assert {g for g, found in collected["groups"].items() if found["items"]} <= {"bytecode"}
 
     # An API call is held while the same release starts again, then answered by it.
     status, body = get_json(server.app_url("dev", "forecast-api", "/forecast?region=west"))
@@ -163,7 +166,9 @@ def test_idle_apps_sleep_and_wake_on_a_request_or_a_websocket(server):
     assert "woke on a request" in server.cli("logs", "sales-dashboard", "--env", "dev").out
 
     # A wake is not a deploy: no release, no check, no audit event.
-    assert server.cli_json("audit", "--limit", "500") == audit
+    after = server.cli_json("audit", "--limit", "500")
+    assert isinstance(after, list)
+    assert [e for e in after if e["action"] != "server.gc"] == audit
     history = server.cli_json("history", "forecast-api", "--env", "dev")
     assert isinstance(history, list) and len(history) == 1
 
