@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from conveyor.errors import RuntimeFailure
-from conveyor.runtime.builds import LIBRARY_DIR, MARKER, RuntimeBuilder
+from conveyor.runtime.app_library import LIBRARY_DIR
+from conveyor.runtime.builds import MARKER, RuntimeBuilder
 from tests.runtime_inspection import make_lock, run_in, uv_project_lock, writable
 
 BUILDING = "building runtime"

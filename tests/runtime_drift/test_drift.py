@@ -18,7 +18,8 @@ import pytest
 
 from conveyor.bundles.lock import uv_binary
 from conveyor.errors import NotFound, RuntimeFailure
-from conveyor.runtime.builds import LIBRARY_DIR, RuntimeBuilder, RuntimeInfo
+from conveyor.runtime.app_library import LIBRARY_DIR
+from conveyor.runtime.builds import RuntimeBuilder, RuntimeInfo
 from conveyor.runtime.drift import DistributionDrift, FileDrift, repair, runtime_drift
 from tests.runtime_inspection import make_lock, run_in, uv_project_lock, writable
 

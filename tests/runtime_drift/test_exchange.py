@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from conveyor.runtime import builds
+from conveyor.runtime import read_only_trees
 
 
 def two_runtimes(tmp_path):
     for name in ("old", "new"):
         (tmp_path / name / "lib").mkdir(parents=True)
         (tmp_path / name / "lib" / "which").write_text(name)
-        builds._make_read_only(tmp_path / name)
+        read_only_trees.make_read_only(tmp_path / name)
     return tmp_path / "new", tmp_path / "old"
 
 
@@ -26,8 +26,8 @@ def test_an_atomic_exchange_on_linux(tmp_path, monkeypatch):
     def no_rename(*arguments):
         raise AssertionError("the fallback ran")
 
-    monkeypatch.setattr(builds.os, "rename", no_rename)
-    builds._exchange(new, old)
+    monkeypatch.setattr(read_only_trees.os, "rename", no_rename)
+    read_only_trees.exchange_directories(new, old)
     assert (old / "lib" / "which").read_text() == "new"
     assert (new / "lib" / "which").read_text() == "old"
 
@@ -38,10 +38,10 @@ def test_three_renames_where_renameat2_is_missing(tmp_path, monkeypatch):
     def no_library(*arguments, **keywords):
         raise OSError("no libc here")
 
-    monkeypatch.setattr(builds.ctypes, "CDLL", no_library)
-    builds._exchange(new, old)
+    monkeypatch.setattr(read_only_trees.ctypes, "CDLL", no_library)
+    read_only_trees.exchange_directories(new, old)
     assert (old / "lib" / "which").read_text() == "new"
     assert (new / "lib" / "which").read_text() == "old"
     assert sorted(os.listdir(tmp_path)) == ["new", "old"]
-    builds.remove_tree(new)
+    read_only_trees.remove_tree(new)
     assert not new.exists()

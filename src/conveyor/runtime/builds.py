@@ -4,27 +4,23 @@ A runtime lives at ``CONVEYOR_HOME/runtimes/<id>``, where the id is the sha256 o
 interpreter's full version, its platform tag and the lock's bytes. Every release whose bundle
 carries that lock, in any environment, runs in the same directory, so Test and Prod run the same
 installed files. A runtime is a virtual environment synced exactly to the lock with uv, plus
-Conveyor's app-facing library (``conveyor.config``) on its path, so apps import it without
-listing Conveyor.
+Conveyor's app-facing library (``conveyor.config``; see ``conveyor.runtime.app_library``) on its
+path, so apps import it without listing Conveyor.
 
 A build happens in a temporary directory beside the final one and is renamed into place only
-when it is complete, verified and read-only; a failed build leaves nothing. One file lock per id
+when it is complete, verified and read-only (``conveyor.runtime.read_only_trees``); a failed
+build leaves nothing. One file lock per id
 makes two threads or processes that need the same missing runtime build it once.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import fcntl
-import functools
 import hashlib
 import json
 import os
 import re
 import secrets
-import shutil
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,17 +30,14 @@ from pathlib import Path
 
 import conveyor
 from conveyor.errors import RuntimeFailure
+from conveyor.runtime.app_library import LIBRARY_DIR, add_library, library_digest
 from conveyor.runtime.bytecode import BytecodeStore
 from conveyor.runtime.interpreters import Interpreter, choose, discover
+from conveyor.runtime.read_only_trees import exchange_directories, make_read_only, remove_tree
 from conveyor.runtime.steps import run_step
 
 MARKER = ".conveyor-runtime.json"
-LIBRARY_DIR = "conveyor-lib"
 LOCK_FORMATS = ("requirements-txt", "uv.lock", "pylock.toml")
-#: What of Conveyor an app's runtime gets: the package root, its errors, the config and data
-#: libraries, and the server of reports' and jobs' outputs.
-LIBRARY_FILES = ("__init__.py", "errors.py", "py.typed", "config", "data", "outputs_server.py")
-_PTH_FILE = "_conveyor_lib.pth"
 #: A runtime's directory name: its id.
 RUNTIME_ID = re.compile(r"^[0-9a-f]{64}$")
 #: A runtime replaced by ``rebuild``: ``.retired-<id>-<UTC time>-<random>``.
@@ -191,11 +184,11 @@ class RuntimeBuilder:
             )
             python = building / "bin" / "python"
             self._install(python, building, lock_file, lock_format, log)
-            _add_library(building)
+            add_library(building)
             self._compile(python, building, log)
             _write_marker(building, identity, interpreter, lock_format, lock_bytes)
             # Read-only (and readable by the builder user) before its own Python runs.
-            _make_read_only(building)
+            make_read_only(building)
             self._verify(python, building, log)
             # Atomic: readers see no runtime or a complete one, never a partial one.
             os.rename(building, final)
@@ -359,7 +352,7 @@ class RuntimeBuilder:
                     return self._info(identity, interpreter, reused=False)
                 stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
                 retired = self.root / f"{RETIRED_PREFIX}{identity}-{stamp}-{secrets.token_hex(2)}"
-                _exchange(staged, final)
+                exchange_directories(staged, final)
             except OSError as exc:
                 remove_tree(staged, ignore_errors=True)
                 raise RuntimeFailure(f"swapping in runtime {identity[:12]} failed: {exc}") from exc
@@ -564,26 +557,6 @@ def _uv_binary() -> str:
     return str(find_uv_bin())
 
 
-def _add_library(venv: Path) -> None:
-    """Copy Conveyor's app-facing modules into the runtime and put them on its path with a .pth
-    file. A relative entry, resolved against site-packages, so the runtime can be renamed."""
-    source = Path(conveyor.__file__).parent
-    target = venv / LIBRARY_DIR / "conveyor"
-    target.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in LIBRARY_FILES:
-        item = source / name
-        if item.is_dir():
-            shutil.copytree(item, target / name, ignore=ignore)
-        elif item.is_file():
-            shutil.copy2(item, target / name)
-    site_packages = sorted(venv.glob("lib/python*/site-packages"))
-    if len(site_packages) != 1:
-        raise RuntimeFailure(f"cannot find the site-packages of the runtime being built ({venv})")
-    relative = os.path.relpath(venv / LIBRARY_DIR, site_packages[0])
-    (site_packages[0] / _PTH_FILE).write_text(relative + "\n", encoding="utf-8")
-
-
 def _write_marker(
     venv: Path, identity: str, interpreter: Interpreter, lock_format: str, lock: bytes
 ) -> None:
@@ -601,94 +574,8 @@ def _write_marker(
     (venv / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
-def _make_read_only(root: Path) -> None:
-    """Clear every write bit in the tree, and let everyone read it: sandboxed apps run as
-    users of their own (the server's home, 0700, keeps everyone else out). Symbolic links are
-    left alone: their own mode means nothing on Linux, and following one (bin/python) would
-    change the interpreter's file."""
-    for directory, subdirectories, files in os.walk(root, topdown=False):
-        for name in [*files, *subdirectories]:
-            path = os.path.join(directory, name)
-            mode = os.lstat(path).st_mode
-            if not stat.S_ISLNK(mode):
-                os.chmod(path, _readable(mode))
-    os.chmod(root, _readable(os.lstat(root).st_mode))
-
-
-def _readable(mode: int) -> int:
-    """``mode`` without write bits, readable by all, and executable by all where anyone
-    could execute it (directories always)."""
-    executable = stat.S_ISDIR(mode) or stat.S_IMODE(mode) & 0o111
-    return 0o555 if executable else 0o444
-
-
-def _exchange(first: Path, second: Path) -> None:
-    """Swap two directories of one parent: one atomic ``renameat2(RENAME_EXCHANGE)`` on Linux,
-    so ``second`` always names one of them; three renames where that call is missing or the
-    filesystem refuses it (``second`` is missing for an instant). Renames within one parent need
-    write permission on the parent only, not on the (read-only) directories themselves."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        renameat2 = None
-    if renameat2 is not None:
-        fd, name = ctypes.c_int, ctypes.c_char_p
-        renameat2.argtypes = (fd, name, fd, name, ctypes.c_uint)
-        renameat2.restype = ctypes.c_int
-        at_fdcwd, rename_exchange = -100, 2
-        result = renameat2(
-            at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange
-        )
-        if result == 0:
-            return
-        code = ctypes.get_errno()
-        if code not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-            raise OSError(code, os.strerror(code), str(second))
-    aside = second.with_name(f"{second.name}.exchange-{secrets.token_hex(4)}")
-    os.rename(second, aside)
-    try:
-        os.rename(first, second)
-    except OSError:
-        os.rename(aside, second)
-        raise
-    os.rename(aside, first)
-
-
-def remove_tree(root: Path, *, ignore_errors: bool = False) -> None:
-    """Delete a tree, read-only parts (runtimes, rendered outputs) included; missing is fine.
-    ``ignore_errors``: leave behind what cannot be removed instead of raising OSError."""
-    if not root.exists() and not root.is_symlink():
-        return
-    try:
-        if root.is_symlink() or not root.is_dir():
-            root.unlink()
-            return
-        for directory, _, _ in os.walk(root):
-            os.chmod(directory, stat.S_IMODE(os.lstat(directory).st_mode) | stat.S_IWUSR)
-        shutil.rmtree(root)
-    except OSError:
-        if not ignore_errors:
-            raise
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def _uv_detail(line: str) -> bool:
     """uv lines that only repeat what its summary says ("Installed 23 packages")."""
     return line.startswith((" + ", " - ", "Activate with:")) or line.endswith(
         "conveyor/__init__.py"
     )
-
-
-@functools.cache
-def library_digest() -> str:
-    """sha256 of the app-facing library a runtime gets (LIBRARY_FILES, .py files only)."""
-    root = Path(conveyor.__file__).parent
-    digest = hashlib.sha256()
-    for name in LIBRARY_FILES:
-        item = root / name
-        files = sorted(item.rglob("*.py")) if item.is_dir() else [item]
-        for path in files:
-            if path.suffix == ".py":
-                digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-                digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()

@@ -64,10 +64,8 @@ from packaging.version import InvalidVersion, Version
 
 import conveyor
 from conveyor.errors import NotFound, RuntimeFailure
+from conveyor.runtime.app_library import LIBRARY_DIR, LIBRARY_FILES, PTH_FILE
 from conveyor.runtime.builds import (
-    _PTH_FILE,
-    LIBRARY_DIR,
-    LIBRARY_FILES,
     LOCK_FORMATS,
     MARKER,
     RuntimeBuilder,
@@ -79,7 +77,7 @@ from conveyor.runtime.lock_entries import LockEntry, read_lock
 
 #: Files a runtime's site-packages has that no RECORD lists: Conveyor's .pth for its library,
 #: and the virtualenv shim some uv versions add.
-_UNRECORDED = (_PTH_FILE, "_virtualenv.pth", "_virtualenv.py")
+_UNRECORDED = (PTH_FILE, "_virtualenv.pth", "_virtualenv.py")
 _LISTED_FILES = 20  # file lines in a summary before "... and N more"
 
 FileProblem = Literal["changed", "missing", "added", "unreadable"]
@@ -416,7 +414,7 @@ def _check_library(
     when the runtime was built from them: its id, which covers the library, is then the id this
     Conveyor computes from the runtime's interpreter and lock."""
     drift = []
-    pth = site / _PTH_FILE
+    pth = site / PTH_FILE
     expected_pth = os.path.relpath(root / LIBRARY_DIR, site) + "\n"
     try:
         if pth.read_text(encoding="utf-8") != expected_pth:

@@ -12,7 +12,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.runtime.builds import MARKER, RETIRED_PREFIX, RUNTIME_ID, remove_tree
+from conveyor.runtime.builds import MARKER, RETIRED_PREFIX, RUNTIME_ID
+from conveyor.runtime.read_only_trees import remove_tree
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ for the health check. check: health, smoke expectations and the bundle's tests a
 release's own address. route: one atomic swap in the proxy. stop: drain, then stop the workers.
 
 Every process of a release (its workers, a render or build step, its tests) runs in the
-release's sandbox (runtime/sandbox.py) where the machine has bubblewrap: its files and runtime
-read-only, its output location writable, nothing else of the server. Before a worker is
+release's sandbox (runtime/sandbox.py, runtime/release_sandbox.py) where the machine has
+bubblewrap: its files and runtime read-only, its output location writable, nothing else of the
+server. Before a worker is
 restarted, the release's files are checked against its bundle and restored when they changed.
 """
 
@@ -25,26 +26,20 @@ from pathlib import Path
 
 from conveyor.bundles.app_file import read_app_file
 from conveyor.bundles.archive import extract
-from conveyor.domain.apps import BUILDER_UID, AppSpec
+from conveyor.domain.apps import AppSpec
 from conveyor.domain.releases import CheckKind, CheckResult
 from conveyor.domain.sleep import describe_seconds, effective_sleep_after
 from conveyor.errors import ConveyorError, NotFound, RuntimeFailure
 from conveyor.runtime.adapters import Launch, LaunchContext, adapter_for
-from conveyor.runtime.adapters.base import Confine, serving_pointer
-from conveyor.runtime.app_data import (
-    data_settings,
-    environment_variables,
-    output_directory,
-    process_environment,
-    refuse_shared_directory,
-    sqlite_files,
-)
+from conveyor.runtime.adapters.base import serving_pointer
+from conveyor.runtime.app_data import data_settings, environment_variables, process_environment
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.drift import repair, runtime_drift
 from conveyor.runtime.interface import Instance, Log, ReleasePlan, RuntimeState
 from conveyor.runtime.proxy import Proxy
 from conveyor.runtime.release_checks import http_get, smoke, tests
 from conveyor.runtime.release_files import changes, restore
+from conveyor.runtime.release_sandbox import confine_build, release_confinement, step_confine
 from conveyor.runtime.sandbox import (
     SANDBOX_HOME,
     Confinement,
@@ -53,7 +48,6 @@ from conveyor.runtime.sandbox import (
     confined,
     describe_confinement,
     detect,
-    interpreter_prefix,
     limit_reached,
     readable_by_the_app,
 )
@@ -112,7 +106,7 @@ class LocalRuntime:
         self.supervisor = supervisor or Supervisor(home / "run")
         self.supervisor.before_restart = self._verify_files
         self.sandboxing = sandboxing or detect(home / "syscall-filter.bpf")
-        self.builder.confine = self._confine_build
+        self.builder.confine = lambda argv, runtime: confine_build(self.sandboxing, argv, runtime)
         self.on_repaired = on_repaired
         self._repairs: dict[int, str] = {}
         self.health_timeout = health_timeout
@@ -163,12 +157,14 @@ class LocalRuntime:
         runs_dir = (
             self.runs_dir(plan.environment.name, plan.app) if adapter.kind == "rendered" else None
         )
-        serving = self._confinement(plan, app_dir, runtime.path, rendered, uid, spec, runs_dir)
+        serving = release_confinement(
+            plan, app_dir, runtime.path, rendered, uid, spec, runs_dir, self.home
+        )
         isolation = describe_confinement(self.sandboxing, serving)
         log(f"isolation: {isolation}")
         if not sandboxed:
             log(f"warning: {self.sandboxing.detail}")
-        confine = self._step_confine(serving, rendered, uid, app_dir)
+        confine = step_confine(self.sandboxing, serving, rendered, uid, app_dir)
         contexts = [
             LaunchContext(
                 app=plan.app,
@@ -359,7 +355,9 @@ class LocalRuntime:
         self._verify_files(release_id)
         output = started.context.runs_dir / str(run_id)
         output.mkdir()
-        confine = self._step_confine(started.confinement, output, started.uid, started.app_dir)
+        confine = step_confine(
+            self.sandboxing, started.confinement, output, started.uid, started.app_dir
+        )
         context = replace(started.context, output_dir=output, confine=confine)
         adapter = adapter_for(started.spec.type)
         adapter.render(context, {**started.env, "CONVEYOR_RUN": str(run_id)}, log)
@@ -521,76 +519,6 @@ class LocalRuntime:
         if self.on_repaired is not None:
             self.on_repaired(release_id, shown)
 
-    def _confine_build(self, argv: list[str], runtime: Path) -> list[str]:
-        """A runtime's own Python, run while it is built or checked: sandboxed, read-only, as
-        the builder user (its packages are the lock's code, not the server's)."""
-        prefix = interpreter_prefix(runtime)
-        confinement = Confinement(
-            read_only=(runtime, *((prefix,) if prefix is not None else ())),
-            uid=BUILDER_UID if self.sandboxing.own_users else None,
-            gid=BUILDER_UID if self.sandboxing.own_users else None,
-        )
-        return confined(self.sandboxing, confinement, argv, runtime)
-
-    def _step_confine(
-        self, serving: Confinement, output: Path, uid: int | None, app_dir: Path
-    ) -> Confine:
-        """How a render, build or run step is sandboxed: as the app's processes are, and it
-        may also write ``output`` (and the app's files, for a build)."""
-
-        def confine(
-            argv: list[str], *, writable_app: bool = False, visible: Sequence[Path] = ()
-        ) -> list[str]:
-            if uid is not None:
-                _own(output, uid)
-                if writable_app:
-                    _own(app_dir, uid, recursive=True)
-            step = replace(
-                serving,
-                read_only=(*serving.read_only, *visible),
-                writable=(*serving.writable, output, *((app_dir,) if writable_app else ())),
-            )
-            return confined(self.sandboxing, step, argv, app_dir)
-
-        return confine
-
-    def _confinement(
-        self,
-        plan: ReleasePlan,
-        app_dir: Path,
-        runtime: Path,
-        rendered: Path,
-        uid: int | None,
-        spec: AppSpec,
-        runs_dir: Path | None,
-    ) -> Confinement:
-        """What the release's processes see: its files, its runtime and the Python it comes
-        from, its rendered output (read-only); its output location and read-write SQLite files
-        (writable); read-only SQLite files."""
-        output = output_directory(plan.environment, plan.app, self.home)
-        output.mkdir(parents=True, exist_ok=True)
-        if uid is not None:
-            _own(output, uid)
-        prefix = interpreter_prefix(runtime)
-        sqlite = sqlite_files(plan.environment)
-        for path, writable in sqlite:
-            if writable:
-                refuse_shared_directory(plan.environment.name, plan.app, path, self.home)
-        return Confinement(
-            read_only=(
-                app_dir,
-                runtime,
-                *((prefix,) if prefix is not None else ()),
-                rendered,
-                *((runs_dir,) if runs_dir is not None else ()),
-                *(path for path, writable in sqlite if not writable),
-            ),
-            writable=(output, *(path for path, writable in sqlite if writable)),
-            uid=uid,
-            gid=uid,
-            limits=spec.resources,
-        )
-
     def _environment(
         self, plan: ReleasePlan, runtime_bin: Path, release_dir: Path
     ) -> dict[str, str]:
@@ -654,15 +582,6 @@ def _visitor_reason(failure: Exception) -> str:
     if first.startswith(("the app exited while starting", "health check ")):
         return first.rstrip(":")
     return "its files or runtime could not be prepared"
-
-
-def _own(path: Path, uid: int, *, recursive: bool = False) -> None:
-    """Give ``path`` to the app's user (a root server's sandbox); links are not followed."""
-    os.lchown(path, uid, uid)
-    if recursive:
-        for directory, subdirectories, files in os.walk(path):
-            for name in [*subdirectories, *files]:
-                os.lchown(os.path.join(directory, name), uid, uid)
 
 
 def _free_port() -> int:

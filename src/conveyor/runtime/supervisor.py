@@ -3,10 +3,11 @@ stops them — whole process groups, grandchildren included — without leaving 
 
 Each worker runs in its own session (so its process group can be signalled as one, and it outlives
 a killed server instead of dying with it), with stdin from /dev/null and stdout and stderr merged
-into a pipe. A pump thread copies the pipe into the release's log, whole lines at a time, rotating
-the file by size. A monitor thread per worker waits for it to exit: an exit while the release is not
-being stopped is a crash, answered by a restart after an exponential backoff, or — after too many
-crashes within the restart window — by giving up and marking the release degraded.
+into a pipe. A pump thread copies the pipe into the release's log (``conveyor.runtime.release_log``,
+rotated by size), whole lines at a time. A monitor thread per worker waits for it to exit: an exit
+while the release is not being stopped is a crash, answered by a restart after an exponential
+backoff, or — after too many crashes within the restart window — by giving up and marking the
+release degraded.
 
 Every started worker is recorded on disk (see ``conveyor.runtime.process_records``) so that a
 server started after a killed one can stop what the killed one left running (``reap_orphans``).
@@ -16,9 +17,7 @@ Supervisor messages (a crash, a restart, giving up) go into the release log as l
 
 from __future__ import annotations
 
-import io
 import os
-import select
 import signal
 import subprocess
 import threading
@@ -29,6 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.errors import Conflict, InvalidInput, RuntimeFailure
+from conveyor.runtime.process_groups import (
+    KILL_GRACE,
+    signal_group,
+    terminate_groups,
+    wait_groups_gone,
+    wait_without_reaping,
+)
 from conveyor.runtime.process_records import (
     ProcessRecord,
     ProcessRecords,
@@ -39,26 +45,13 @@ from conveyor.runtime.process_records import (
     require_proc,
     session_of,
 )
+from conveyor.runtime.release_log import ReleaseLog, pump_output
 
 DegradedCallback = Callable[[int, str], None]
 #: Called with a release id before one of its workers is restarted; raising RuntimeFailure
 #: keeps the worker stopped (the release degrades with that reason).
 RestartCallback = Callable[[int], None]
 
-# How long to wait for processes that were sent SIGKILL: only a process stuck in the kernel
-# (uninterruptible I/O) outlives this.
-_KILL_GRACE = 5.0
-# How often waits for processes that are not our children (grandchildren, orphans) look again.
-_POLL_INTERVAL = 0.05
-# How long a pump thread idles between looks at whether it should give up on its pipe.
-_PUMP_POLL_MS = 500
-# After the workers are gone, how long a pump may keep draining a pipe that some escaped
-# process still holds open.
-_PUMP_DRAIN = 1.0
-# A line longer than this is written in pieces, so that one process cannot make the
-# supervisor buffer without bound.
-_MAX_LINE = 64 * 1024
-_READ_SIZE = 64 * 1024
 # How long stop() waits for the supervisor's own threads of a release once its processes are gone.
 _THREAD_JOIN = 5.0
 
@@ -79,104 +72,6 @@ class WorkerSpec:
     explain_exit: Callable[[str], str | None] | None = None
 
 
-class _ReleaseLog:
-    """One release's log file, rotated by size: ``<id>.log``, then ``<id>.log.1`` (newest) up to
-    ``<id>.log.<backups>``. Written by several threads; a rotation never splits a line.
-
-    Offsets handed to readers count every byte written through this object across rotations,
-    so a reader following the log sees each line once even when the file is rotated between
-    two reads (as long as it reads before the rotated bytes fall off the last backup)."""
-
-    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
-        self.path = path
-        self._max_bytes = max_bytes
-        self._backups = backups
-        self._lock = threading.Lock()
-        self._handle: io.BufferedWriter | None = None
-        self._size = path.stat().st_size if path.exists() else 0
-        self._start = 0  # offset of the current file's first byte
-        self._kept: list[tuple[int, int]] = []  # (offset, size) of .1, .2, ... written here
-
-    def write(self, data: bytes) -> None:
-        """Append whole lines (``data`` ends with a newline)."""
-        with self._lock:
-            handle = self._open()
-            for line in data.splitlines(keepends=True):
-                if self._size > 0 and self._size + len(line) > self._max_bytes:
-                    self._rotate()
-                    handle = self._open()
-                handle.write(line)
-                self._size += len(line)
-            handle.flush()
-
-    def read(self, after: int) -> tuple[int, str]:
-        """Everything written after offset ``after``, and the offset to read from next."""
-        if after < 0:
-            raise InvalidInput(f"a log offset cannot be negative (got {after})")
-        with self._lock:
-            end = self._start + self._size
-            if after == end:
-                return end, ""
-            if after > end:
-                # An offset from an earlier log (before a server restart): start afresh.
-                after = self._start
-            segments = [
-                (self._backup(number), offset, size)
-                for number, (offset, size) in reversed(list(enumerate(self._kept, start=1)))
-            ]
-            segments.append((self.path, self._start, self._size))
-            chunks = []
-            for path, offset, size in segments:
-                if offset + size <= after:
-                    continue
-                skip = max(0, after - offset)
-                try:
-                    with path.open("rb") as source:
-                        source.seek(skip)
-                        chunks.append(source.read(size - skip))
-                except FileNotFoundError:
-                    continue
-            return end, b"".join(chunks).decode("utf-8", errors="replace")
-
-    def tail(self, size: int = 8192) -> str:
-        """About the last ``size`` bytes written."""
-        with self._lock:
-            end = self._start + self._size
-        return self.read(max(0, end - size))[1]
-
-    def close(self) -> None:
-        with self._lock:
-            if self._handle is not None:
-                self._handle.close()
-                self._handle = None
-
-    def _open(self) -> io.BufferedWriter:
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("ab")
-            self._size = self._handle.tell()
-        return self._handle
-
-    def _backup(self, number: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.{number}")
-
-    def _rotate(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-        if self._backups > 0:
-            for number in range(self._backups - 1, 0, -1):
-                if self._backup(number).exists():
-                    os.replace(self._backup(number), self._backup(number + 1))
-            os.replace(self.path, self._backup(1))
-        else:
-            self.path.unlink(missing_ok=True)
-        self._kept.insert(0, (self._start, self._size))
-        del self._kept[self._backups :]
-        self._start += self._size
-        self._size = 0
-
-
 @dataclass(eq=False)
 class _Worker:
     index: int
@@ -194,7 +89,7 @@ class _Worker:
 class _Release:
     release_id: int
     workers: list[_Worker]
-    log: _ReleaseLog
+    log: ReleaseLog
     degraded: str | None = None
     # The latest exit nobody asked for, e.g. "worker 0 exited with code 3".
     last_exit: str | None = None
@@ -255,7 +150,7 @@ class Supervisor:
         self._releases: dict[int, _Release] = {}
         # Kept after a release stops, so offsets stay valid for readers and a restarted
         # release appends to the same rotation sequence.
-        self._logs: dict[int, _ReleaseLog] = {}
+        self._logs: dict[int, ReleaseLog] = {}
         #: Set by stop_all: nothing starts any more (a wake racing the server's stop).
         self._closed = False
 
@@ -296,7 +191,7 @@ class Supervisor:
                 for worker in release.workers:
                     self._start_monitor(release, worker)
         if failure is not None:
-            self.stop(release_id, timeout=_KILL_GRACE)  # the workers that did start
+            self.stop(release_id, timeout=KILL_GRACE)  # the workers that did start
             raise RuntimeFailure(f"release {release_id}: {failure}") from failure
 
     def _spawn(self, release: _Release, worker: _Worker) -> None:
@@ -338,7 +233,7 @@ class Supervisor:
             self._records.write(record)
         except OSError as exc:
             # A worker nobody could find after a server restart must not run at all.
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             process.wait()
             os.close(read_end)
             notice = f"worker {worker.index} could not be recorded: {exc}"
@@ -346,8 +241,8 @@ class Supervisor:
             raise RuntimeFailure(notice) from exc
         worker.process = process
         pump = threading.Thread(
-            target=self._pump,
-            args=(read_end, release),
+            target=pump_output,
+            args=(read_end, release.log, release.pumps_done),
             name=f"conveyor-release-{release.release_id}-worker-{worker.index}-log",
             daemon=True,
         )
@@ -370,13 +265,13 @@ class Supervisor:
         while True:
             process = worker.process
             assert process is not None
-            _wait_without_reaping(process)
+            wait_without_reaping(process)
             with self._lock:
                 if release.stopping.is_set():
                     return  # stop() signals and reaps the processes itself
                 # Kill what is left of the group while the unreaped leader still holds the
                 # group id, so the signal cannot reach a process that reused the number.
-                _signal_group(process.pid, signal.SIGKILL)
+                signal_group(process.pid, signal.SIGKILL)
                 returncode = process.wait()
             now = time.monotonic()
             exit_text = _describe_exit(returncode)
@@ -448,39 +343,6 @@ class Supervisor:
         if first and self.on_degraded is not None:
             self.on_degraded(release.release_id, reason)
 
-    def _pump(self, read_end: int, release: _Release) -> None:
-        """Copy one process's output into the release log, whole lines at a time."""
-        pending = b""
-        poller = select.poll()
-        poller.register(read_end, select.POLLIN)
-        drain_until: float | None = None
-        try:
-            while True:
-                if release.pumps_done.is_set():
-                    if drain_until is None:
-                        drain_until = time.monotonic() + _PUMP_DRAIN
-                    elif time.monotonic() > drain_until:
-                        break
-                if not poller.poll(_PUMP_POLL_MS):
-                    if release.pumps_done.is_set():
-                        break
-                    continue
-                chunk = os.read(read_end, _READ_SIZE)
-                if not chunk:
-                    break
-                pending += chunk
-                cut = pending.rfind(b"\n") + 1
-                if cut:
-                    release.log.write(pending[:cut])
-                    pending = pending[cut:]
-                if len(pending) >= _MAX_LINE:
-                    release.log.write(pending + b"\n")
-                    pending = b""
-        finally:
-            if pending:
-                release.log.write(pending + b"\n")
-            os.close(read_end)
-
     # --- stopping --------------------------------------------------------------------------
 
     def stop(self, release_id: int, timeout: float = 10.0) -> None:
@@ -508,7 +370,7 @@ class Supervisor:
             return
         survivors: list[int] = []
         try:
-            survivors = _terminate_groups(processes, timeout)
+            survivors = terminate_groups(processes, timeout)
         finally:
             release.pumps_done.set()
             current = threading.current_thread()
@@ -620,11 +482,11 @@ class Supervisor:
             log = self._log_for(release_id)
         return log.read(after)
 
-    def _log_for(self, release_id: int) -> _ReleaseLog:
+    def _log_for(self, release_id: int) -> ReleaseLog:
         """The release's log object; the caller holds the lock."""
         log = self._logs.get(release_id)
         if log is None:
-            log = _ReleaseLog(self.log_path(release_id), self.log_max_bytes, self.log_backups)
+            log = ReleaseLog(self.log_path(release_id), self.log_max_bytes, self.log_backups)
             self._logs[release_id] = log
         return log
 
@@ -667,11 +529,11 @@ class Supervisor:
                     targets[record.pgid] = remnants
             # Otherwise the pid now belongs to an unrelated process: leave it alone.
         for pgid in targets:
-            _signal_group(pgid, signal.SIGTERM)
-        remaining = _wait_groups_gone(list(targets), time.monotonic() + timeout)
+            signal_group(pgid, signal.SIGTERM)
+        remaining = wait_groups_gone(list(targets), time.monotonic() + timeout)
         for pgid in remaining:
-            _signal_group(pgid, signal.SIGKILL)
-        remaining = _wait_groups_gone(remaining, time.monotonic() + _KILL_GRACE)
+            signal_group(pgid, signal.SIGKILL)
+        remaining = wait_groups_gone(remaining, time.monotonic() + KILL_GRACE)
         with self._lock:
             for path, record in candidates:
                 if record is None or record.pgid in remaining:
@@ -710,56 +572,3 @@ def _describe_exit(returncode: int | None, *, short: bool = False) -> str:
             name = f"signal {-returncode}"
         return f"killed by {name}" if short else f"was killed by {name}"
     return f"exit code {returncode}" if short else f"exited with code {returncode}"
-
-
-def _wait_without_reaping(process: subprocess.Popen[bytes]) -> None:
-    """Block until the process has exited, leaving it unreaped (a zombie) so that its pid and
-    process group id cannot be reused until someone waits for it."""
-    try:
-        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
-    except ChildProcessError:
-        pass  # already reaped by stop()
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass  # the group is already empty
-    except PermissionError as exc:
-        raise RuntimeFailure(f"not allowed to signal process group {pgid}: {exc}") from exc
-
-
-def _wait_groups_gone(pgids: list[int], deadline: float) -> list[int]:
-    """Wait until the groups have no live members or the deadline passes; the groups left."""
-    remaining = [pgid for pgid in pgids if group_members(pgid)]
-    while remaining and time.monotonic() < deadline:
-        time.sleep(min(_POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
-        remaining = [pgid for pgid in remaining if group_members(pgid)]
-    return remaining
-
-
-def _terminate_groups(processes: list[subprocess.Popen[bytes]], timeout: float) -> list[int]:
-    """SIGTERM the processes' groups, SIGKILL those left after ``timeout``; reap the leaders.
-    Returns the pids of leaders whose groups still have live members after SIGKILL."""
-    groups = [process.pid for process in processes]  # each leads its own group
-    for pgid in groups:
-        _signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    _reap(processes, deadline)
-    remaining = _wait_groups_gone(groups, deadline)
-    if not remaining:
-        return []
-    for pgid in remaining:
-        _signal_group(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + _KILL_GRACE
-    _reap(processes, deadline)
-    return _wait_groups_gone(remaining, deadline)
-
-
-def _reap(processes: list[subprocess.Popen[bytes]], deadline: float) -> None:
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass

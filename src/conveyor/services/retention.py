@@ -31,9 +31,9 @@ from conveyor.domain.retention import (
     show_bytes,
 )
 from conveyor.runtime.adapters.base import SERVING_POINTER
-from conveyor.runtime.builds import remove_tree
 from conveyor.runtime.bytecode import BytecodeStore
 from conveyor.runtime.installed import freed_by, installed_runtimes, remove_runtime
+from conveyor.runtime.read_only_trees import remove_tree
 from conveyor.services.context import Services
 from conveyor.storage import audit, catalog, retention
 
