@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -62,3 +63,27 @@ def resumed_after(request: Request, after: int) -> int:
     if line_id > MAX_ID:
         raise InvalidInput(f"Last-Event-ID: {line_id} is not a line id of this stream")
     return max(after, line_id)
+
+
+#: What ``follow_log`` looks at: the lines after a line id, and how the log's work ended
+#: ("failed: why"; None while it runs); None when the log is no longer there.
+Look = Callable[[int], tuple[list[tuple[int, Any, str]], str | None] | None]
+
+
+async def follow_log(request: Request, after: int, look: Look) -> AsyncIterator[str]:
+    """A log's events from after line ``after``: each new line as it comes, then how its work
+    ended. ``look`` runs in a thread, every half second, while the stream is allowed."""
+    seen = after
+    async for _ in while_allowed(request, every=0.5):
+        looked = await run_in_threadpool(look, seen)
+        if looked is None:
+            return
+        lines, ended = looked
+        for line_id, _, line in lines:
+            yield event("append", line, line_id)
+            seen = line_id
+        if ended is not None and not lines:
+            yield event("state", ended)
+            yield event("done", "")
+            return
+        yield ": still here\n\n"

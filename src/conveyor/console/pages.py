@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from conveyor.api.context import ApiContext, Context
 from conveyor.api.limits import LineId
 from conveyor.api.permissions import CheckedEnvironments, CurrentUser, needs, visible
-from conveyor.console.live import event, resumed_after, while_allowed
+from conveyor.console.live import event, follow_log, resumed_after, while_allowed
 from conveyor.console.runs import runs_section
 from conveyor.console.session import (
     COOKIE,
@@ -471,19 +471,12 @@ async def operation_events(
     engine = context.services.store.engine
     after = resumed_after(request, after)
 
-    async def progress() -> AsyncIterator[str]:
-        seen = after
-        async for _ in while_allowed(request, every=0.5):
-            operation = await run_in_threadpool(operations.get_operation, engine, operation_id)
-            found = await run_in_threadpool(operations.log_lines, engine, operation_id, seen)
-            for line_id, _, line in found:
-                yield event("append", line, line_id)
-                seen = line_id
-            if operation.state is not OperationState.RUNNING and not found:
-                result = f": {operation.result}" if operation.result else ""
-                yield event("state", f"{operation.state}{result}")
-                yield event("done", "")
-                return
-            yield ": still here\n\n"
+    def look(seen: int) -> tuple[list[tuple[int, Any, str]], str | None]:
+        operation = operations.get_operation(engine, operation_id)  # its state, then its lines
+        found = operations.log_lines(engine, operation_id, seen)
+        if operation.state is OperationState.RUNNING:
+            return found, None
+        result = f": {operation.result}" if operation.result else ""
+        return found, f"{operation.state}{result}"
 
-    return StreamingResponse(progress(), media_type="text/event-stream")
+    return StreamingResponse(follow_log(request, after, look), media_type="text/event-stream")

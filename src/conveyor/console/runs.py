@@ -5,7 +5,6 @@ while it runs) and a link to its output. The same services and permission checks
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from conveyor.api.context import ApiContext, Context
 from conveyor.api.limits import Id, LineId, PathName
 from conveyor.api.permissions import CurrentUser, needs
-from conveyor.console.live import event, resumed_after, while_allowed
+from conveyor.console.live import follow_log, resumed_after
 from conveyor.console.session import ConsoleRoute, page_error, page_values, redirect_with_notice
 from conveyor.console.templates import render
 from conveyor.domain.access import Permission, User
@@ -162,24 +161,16 @@ async def run_events(
     if await run_in_threadpool(_run_of, context, app, environment, run_id) is None:
         return page_error(request, 404, "Not found", f"{app} has no run {run_id} in {environment}.")
 
-    async def progress() -> AsyncIterator[str]:
-        seen = after
-        async for _ in while_allowed(request, every=0.5):
-            found = await run_in_threadpool(_run_of, context, app, environment, run_id)
-            if found is None:
-                return
-            lines = await run_in_threadpool(run_records.log_lines, engine, run_id, seen)
-            for line_id, _, line in lines:
-                yield event("append", line, line_id)
-                seen = line_id
-            if found.state is not RunState.RUNNING and not lines:
-                detail = f": {found.detail}" if found.detail else ""
-                yield event("state", f"{found.state}{detail}")
-                yield event("done", "")
-                return
-            yield ": still here\n\n"
+    def look(seen: int) -> tuple[list[tuple[int, Any, str]], str | None] | None:
+        found = _run_of(context, app, environment, run_id)  # its state first, then its lines
+        if found is None:
+            return None
+        lines = run_records.log_lines(engine, run_id, seen)
+        if found.state is RunState.RUNNING:
+            return lines, None
+        return lines, f"{found.state}: {found.detail}" if found.detail else str(found.state)
 
-    return StreamingResponse(progress(), media_type="text/event-stream")
+    return StreamingResponse(follow_log(request, after, look), media_type="text/event-stream")
 
 
 def _run_of(context: ApiContext, app: str, environment: str, run_id: int) -> Run | None:
