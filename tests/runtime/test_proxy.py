@@ -112,6 +112,15 @@ async def raw_upstream(
         await server.wait_closed()
 
 
+async def request_heads(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """Each request head a raw upstream receives on one connection, until the proxy closes it."""
+    while True:
+        try:
+            yield await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return
+
+
 async def raw_exchange(url: str, request: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
     """Send raw request bytes (asking to close the connection); status, headers, body."""
     host, port = url.removeprefix("http://").split(":")

@@ -14,7 +14,14 @@ import socket
 from collections.abc import AsyncIterator
 
 from conveyor.runtime.proxy import Proxy
-from tests.runtime.test_proxy import base, in_thread, proxy, raw_upstream, websocket_accept
+from tests.runtime.test_proxy import (
+    base,
+    in_thread,
+    proxy,
+    raw_upstream,
+    request_heads,
+    websocket_accept,
+)
 
 __all__ = ["base", "proxy"]  # fixtures
 
@@ -90,11 +97,7 @@ def test_a_client_reading_nothing_gets_no_more_pipelined_answers_buffered(proxy,
     answer = 60 * 1024  # one TCP segment on loopback: whole in the proxy before it answers
 
     async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                return
+        async for _ in request_heads(reader):
             requests[0] += 1
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % answer)
             writer.write(b"x" * answer)

@@ -10,7 +10,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from tests.runtime.test_proxy import base, in_thread, proxy, raw_exchange, raw_upstream, serve
+from tests.runtime.test_proxy import (
+    base,
+    in_thread,
+    proxy,
+    raw_exchange,
+    raw_upstream,
+    request_heads,
+    serve,
+)
 
 __all__ = ["base", "proxy"]  # fixtures
 
@@ -223,11 +231,7 @@ def test_a_body_that_arrives_before_its_head_is_sent_on_does_not_stall(proxy, ba
     size = 4 * 1024 * 1024
 
     async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                return
+        async for _ in request_heads(reader):
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
             await writer.drain()
 

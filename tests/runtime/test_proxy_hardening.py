@@ -20,6 +20,7 @@ from tests.runtime.test_proxy import (
     proxy,
     raw_exchange,
     raw_upstream,
+    request_heads,
     serve,
     websocket_accept,
 )
@@ -58,11 +59,7 @@ def test_trailers_never_become_request_headers(proxy, base):
 
 def test_an_apps_connection_header_cannot_strip_the_response_framing(proxy, base):
     async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                return
+        async for _ in request_heads(reader):
             writer.write(
                 b"HTTP/1.1 200 OK\r\nConnection: Content-Length, Transfer-Encoding\r\n"
                 b"Content-Length: 5\r\n\r\nhello"
