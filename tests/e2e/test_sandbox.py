@@ -208,7 +208,9 @@ def test_an_edited_release_is_restored_from_its_bundle_before_a_restart(server, 
     (app_dir / "sitecustomize.py").write_text("print('planted')\n")
     # Kill the worker: the supervisor restarts it, after putting the bundle's files back.
     pids = [
-        int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _runs(p, "serve.py")
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _runs(p, "serve.py", app_dir)
     ]
     assert pids, "the worker was not found"
     for pid in pids:  # the sandbox and the worker in it: killing one may end the other
@@ -226,14 +228,17 @@ def test_an_edited_release_is_restored_from_its_bundle_before_a_restart(server, 
     shutil.rmtree(tmp_path / "hello-v1", ignore_errors=True)
 
 
-def _runs(process: Path, script: str) -> bool:
-    """Whether ``process`` is a release's worker running ``script``."""
+def _runs(process: Path, script: str, app_dir: Path) -> bool:
+    """Whether ``process`` is this release's worker running ``script`` (its working directory
+    is the release's app directory): never another test's, which may run meanwhile."""
     try:
         argv = (process / "cmdline").read_bytes().split(b"\0")
-        cwd = os.readlink(process / "cwd")
+        cwd = Path(os.readlink(process / "cwd"))
     except OSError:
         return False
-    return any(part.endswith(script.encode()) for part in argv) and "releases" in cwd
+    return any(part.endswith(script.encode()) for part in argv) and (
+        cwd == app_dir or app_dir in cwd.parents
+    )
 
 
 GREEDY = """
