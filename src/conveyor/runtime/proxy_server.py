@@ -36,10 +36,6 @@ _BODY_BUFFER = 256 * 1024
 WRITE_HIGH, WRITE_LOW = 64 * 1024, 16 * 1024
 #: A client connection idle this long between requests is closed (aiohttp's default too).
 KEEPALIVE_TIMEOUT = 75.0
-#: A client that takes nothing of what it is sent for this long (its connection's write
-#: buffer never drains to the low mark) is cut off, and the app connection streaming to it
-#: with it. A slow reader drains it now and then, so it is never cut off.
-WRITE_STALL_TIMEOUT = 120.0
 
 _log = logging.getLogger("conveyor.proxy")
 
@@ -191,8 +187,6 @@ class ClientConnection(asyncio.Protocol):
         self._failed = 0
         self._paused: set[str] = set()
         self._writing_paused = False
-        #: When the write buffer last went over the high mark without draining since.
-        self.stalled_since: float | None = None
         self._drained: asyncio.Future[None] | None = None
 
     # --- the connection ------------------------------------------------------------------
@@ -313,13 +307,11 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
-        self.stalled_since = asyncio.get_running_loop().time()
         if self.peer is not None:
             self.peer.pause_reading()  # type: ignore[attr-defined]
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        self.stalled_since = None
         if self.peer is not None and not self.peer.is_closing():
             self.peer.resume_reading()  # type: ignore[attr-defined]
         if self._drained is not None and not self._drained.done():
@@ -487,17 +479,9 @@ class ClientConnection(asyncio.Protocol):
 class Listener:
     """One environment's listening socket and its client connections."""
 
-    def __init__(
-        self,
-        handle: Callable[[Request], Awaitable[None]],
-        tls: bool,
-        write_stall: float = WRITE_STALL_TIMEOUT,
-    ) -> None:
+    def __init__(self, handle: Callable[[Request], Awaitable[None]], tls: bool) -> None:
         self.handle = handle
         self.scheme = "https" if tls else "http"
-        self.write_stall = write_stall
-        #: How often connections are looked at for idleness and stalls.
-        self._every = min(KEEPALIVE_TIMEOUT, write_stall) / 5
         self.connections: set[ClientConnection] = set()
         self.server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -511,20 +495,16 @@ class Listener:
             ssl=ssl_context,
             backlog=1024,
         )
-        self._sweeper = loop.call_later(self._every, self._sweep)
+        self._sweeper = loop.call_later(KEEPALIVE_TIMEOUT / 5, self._sweep)
         return int(self.server.sockets[0].getsockname()[1])
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         for conn in list(self.connections):
-            stalled = conn.stalled_since
-            if stalled is not None and now - stalled > self.write_stall:
-                _log.info("cut off a client that took nothing for %.0f s", now - stalled)
-                conn.abort()  # its request (or WebSocket session) and the app's side end too
-            elif not conn.busy and now - conn.idle_since > KEEPALIVE_TIMEOUT:
+            if not conn.busy and now - conn.idle_since > KEEPALIVE_TIMEOUT:
                 conn.close()
-        self._sweeper = loop.call_later(self._every, self._sweep)
+        self._sweeper = loop.call_later(KEEPALIVE_TIMEOUT / 5, self._sweep)
 
     async def close(self, timeout: float) -> None:
         """Stop accepting, let requests still running finish for ``timeout`` seconds, then
