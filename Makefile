@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@$(BIN)/conveyor demo
 
-## test: every check CI runs: lint, format, types, tests (e2e included). Serially: on two
-## processes it took 12 min against 20, but the static-site test of tests/e2e/test_apps.py
-## failed in full runs there (another test's process answering on its port, it seems)
+## test: every check CI runs: lint, format, types, tests (e2e included), on two processes
+## (pytest-xdist; a file's tests stay together, so its server fixtures start once): 12 min
+## against 20 serially, measured on two cores
 test: lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## test-quick: the same without the slow end-to-end tests, on two processes (pytest-xdist)
 test-quick: lint typecheck
