@@ -48,6 +48,9 @@ class Platform:
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[Platform]:
+    # As `conveyor serve` does: everything the server writes is its own (0600, directories
+    # 0700), so what an app must read is made readable on purpose, never by the umask.
+    umask = os.umask(0o077)
     home = tmp_path / "home"
     store = Store.open(home)
     proxy = Proxy()
@@ -69,6 +72,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         runtime.supervisor.stop_all(timeout=5)
         proxy.stop()
         store.close()
+        os.umask(umask)
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """Quarto documents: rendered with the `quarto` executable when the server has one."""
 
+import os
 import shutil
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -34,7 +36,26 @@ def _render(context: LaunchContext, env: Mapping[str, str], log: Callable[[str],
     pages = sorted(context.output_dir.glob("*.html"))
     if not index.exists() and len(pages) == 1:
         # One document: it is the page at /<app>/ (a project's own index.html is kept).
-        shutil.copyfile(pages[0], index)
+        _index_from(pages[0], index)
+
+
+def _index_from(page: Path, index: Path) -> None:
+    """Copy the render's one page to index.html, readable by the app's user that serves it
+    (this copy is the server's, made under its umask). The render ran as the app: a page it
+    left as a link (or anything but a regular file) is not followed here, where it could reach
+    the server's own files; index.html links to it instead, resolved in the app's sandbox."""
+    try:
+        descriptor = os.open(page, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        index.symlink_to(page.name)
+        return
+    with os.fdopen(descriptor, "rb") as source:
+        if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+            index.symlink_to(page.name)
+            return
+        with open(index, "xb") as target:
+            shutil.copyfileobj(source, target)
+    os.chmod(index, 0o644)
 
 
 ADAPTER = RenderedAdapter(_render)

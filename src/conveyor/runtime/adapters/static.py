@@ -1,7 +1,9 @@
 """Static sites: a directory of files, optionally produced by the app's `build` command."""
 
+import os
 import shlex
 import shutil
+import stat
 from collections.abc import Callable, Mapping
 
 from conveyor.errors import RuntimeFailure
@@ -39,16 +41,22 @@ def _produce(context: LaunchContext, env: Mapping[str, str], log: Callable[[str]
     # restored from its bundle (which removes what a build added to them). Links are copied as
     # links, never followed here: they resolve inside the sandbox that serves them.
     context.output_dir.rmdir()
-    if source == context.app_dir.resolve():
+    ignore = (
         # The bundle's root is the site: serve it without Conveyor's own files.
-        shutil.copytree(
-            source,
-            context.output_dir,
-            symlinks=True,
-            ignore=shutil.ignore_patterns(*_NOT_SERVED),
-        )
-    else:
-        shutil.copytree(source, context.output_dir, symlinks=True)
+        shutil.ignore_patterns(*_NOT_SERVED) if source == context.app_dir.resolve() else None
+    )
+    shutil.copytree(
+        source, context.output_dir, symlinks=True, ignore=ignore, copy_function=_copy_readable
+    )
+
+
+def _copy_readable(source: str, target: str) -> None:
+    """Copy a file of the site so that the app's own user, which serves it, can read it: the
+    copy is the server's, and the build made the original with the server's umask (0600 under
+    `conveyor serve`). The copy is 0644, or 0755 where the original is executable."""
+    shutil.copy2(source, target)
+    executable = os.stat(source).st_mode & stat.S_IXUSR
+    os.chmod(target, 0o755 if executable else 0o644)
 
 
 ADAPTER = RenderedAdapter(_produce)
