@@ -149,3 +149,122 @@ def test_a_websocket_client_reading_nothing_holds_the_app_back_from_the_start(pr
                 assert pushed[0] < BOUND, f"the proxy took {pushed[0] >> 20} MiB"
 
     asyncio.run(scenario())
+
+
+def _stall_proxy() -> Proxy:
+    """A proxy that cuts off a client taking nothing for 1 s (the default is minutes)."""
+    stalling = Proxy(write_stall=1.0)
+    stalling.start()
+    return stalling
+
+
+def test_a_client_that_takes_nothing_is_cut_off_and_the_app_connection_with_it():
+    """Flow control bounds what the proxy holds for a client that stops reading; the stall
+    limit bounds how long it holds the client's connection and the app's."""
+    app_side: list[str] = []
+    stalling = _stall_proxy()
+    try:
+        base = f"http://127.0.0.1:{stalling.add_listener('dev')}"
+
+        async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % ANSWER)
+            try:
+                await push(writer, [0], ANSWER)
+                app_side.append("sent it all")
+            except ConnectionError:
+                app_side.append("cut off")
+
+        async def scenario() -> None:
+            async with raw_upstream(respond) as upstream:
+                await in_thread(stalling.set_route, "dev", "files", 1, [upstream])
+                small_send_buffers(stalling)
+                async with idle_client(base) as client:
+                    loop = asyncio.get_running_loop()
+                    await loop.sock_sendall(client, b"GET /files/ HTTP/1.1\r\nHost: h\r\n\r\n")
+                    for _ in range(200):  # the sweep looks every 0.2 s
+                        if app_side:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert app_side == ["cut off"]
+                    assert not stalling._listeners["dev"].connections
+
+        asyncio.run(scenario())
+    finally:
+        stalling.stop()
+
+
+def test_a_slow_reader_is_not_cut_off():
+    """A client that takes its answer slowly drains its connection now and then: it gets the
+    whole answer, however long that takes past the stall limit."""
+    size = 2 * 1024 * 1024
+    stalling = _stall_proxy()
+    try:
+        base = f"http://127.0.0.1:{stalling.add_listener('dev')}"
+
+        async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            await push(writer, [0], size)
+
+        async def scenario() -> int:
+            async with raw_upstream(respond) as upstream:
+                await in_thread(stalling.set_route, "dev", "files", 1, [upstream])
+                small_send_buffers(stalling)
+                async with idle_client(base) as client:
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+                    loop = asyncio.get_running_loop()
+                    await loop.sock_sendall(client, b"GET /files/ HTTP/1.1\r\nHost: h\r\n\r\n")
+                    received, started = 0, loop.time()
+                    while True:  # at most 640 KiB/s: some seconds, past the 1 s limit
+                        data = await loop.sock_recv(client, 64 * 1024)
+                        if not data:
+                            break
+                        received += len(data)
+                        if received >= size:  # the head's bytes make it a little more
+                            break
+                        await asyncio.sleep(0.1)
+                    assert loop.time() - started > 2
+                    return received
+
+        assert asyncio.run(scenario()) >= size
+    finally:
+        stalling.stop()
+
+
+def test_a_client_taking_a_trickle_is_not_cut_off():
+    """A client that takes 4 KiB every 0.25 s does not let its connection's buffer drain to the
+    low mark for many times the limit, yet it takes something: it is not cut off."""
+    app_side: list[str] = []
+    stalling = _stall_proxy()
+    try:
+        base = f"http://127.0.0.1:{stalling.add_listener('dev')}"
+
+        async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % ANSWER)
+            try:
+                await push(writer, [0], ANSWER)
+            except ConnectionError:
+                app_side.append("cut off")
+
+        async def scenario() -> int:
+            async with raw_upstream(respond) as upstream:
+                await in_thread(stalling.set_route, "dev", "files", 1, [upstream])
+                small_send_buffers(stalling)
+                async with idle_client(base) as client:
+                    loop = asyncio.get_running_loop()
+                    await loop.sock_sendall(client, b"GET /files/ HTTP/1.1\r\nHost: h\r\n\r\n")
+                    received = 0
+                    for _ in range(16):  # 4 s: four times the limit
+                        await asyncio.sleep(0.25)
+                        data = await asyncio.wait_for(loop.sock_recv(client, 4096), 2)
+                        assert data, "the proxy closed the connection"
+                        received += len(data)
+                    assert not app_side
+                    assert stalling._listeners["dev"].connections
+                    return received
+
+        assert asyncio.run(scenario()) > 16 * 1024
+    finally:
+        stalling.stop()

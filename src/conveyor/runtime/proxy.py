@@ -33,7 +33,7 @@ from conveyor.errors import Conflict, InvalidInput, RuntimeFailure
 from conveyor.runtime.proxy_forward import DEFAULT_WEBSOCKET_LIMIT, EnvironmentHandler
 from conveyor.runtime.proxy_gate import Gate
 from conveyor.runtime.proxy_routes import AppRoute, Release
-from conveyor.runtime.proxy_server import Listener
+from conveyor.runtime.proxy_server import WRITE_STALL_TIMEOUT, Listener
 from conveyor.runtime.proxy_upstream import Pool
 from conveyor.runtime.proxy_wake import Waker, Wakes
 
@@ -58,6 +58,7 @@ class Proxy:
         trusted_proxies: Sequence[str] = (),
         websocket_limit: int = DEFAULT_WEBSOCKET_LIMIT,
         gate: Gate | None = None,
+        write_stall: float = WRITE_STALL_TIMEOUT,
     ) -> None:
         try:
             self.trusted = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
@@ -65,6 +66,8 @@ class Proxy:
             raise InvalidInput(f"a trusted proxy is an address or network: {exc}") from None
         self.websocket_limit = websocket_limit
         self.gate = gate
+        #: Seconds a client may take nothing of what it is sent before it is cut off.
+        self.write_stall = write_stall
         self._handlers: dict[str, EnvironmentHandler] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -191,7 +194,7 @@ class Proxy:
             wakes=self._wakes,
         )
         self._handlers[environment] = handler
-        listener = Listener(handler, tls=ssl_context is not None)
+        listener = Listener(handler, tls=ssl_context is not None, write_stall=self.write_stall)
         try:
             port = await listener.start(host, port, ssl_context)
         except OSError as error:

@@ -15,8 +15,11 @@ Internal to ``conveyor.runtime.proxy``; runs only on the proxy's event loop.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import ssl
+import struct
+import termios
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
@@ -36,6 +39,10 @@ _BODY_BUFFER = 256 * 1024
 WRITE_HIGH, WRITE_LOW = 64 * 1024, 16 * 1024
 #: A client connection idle this long between requests is closed (aiohttp's default too).
 KEEPALIVE_TIMEOUT = 75.0
+#: A client that takes nothing of what it is sent for this long (its connection's write
+#: buffer is over the high mark and does not shrink) is cut off, and the app connection
+#: streaming to it with it. A reader that takes any of it, however slowly, is never cut off.
+WRITE_STALL_TIMEOUT = 120.0
 
 _log = logging.getLogger("conveyor.proxy")
 
@@ -187,6 +194,10 @@ class ClientConnection(asyncio.Protocol):
         self._failed = 0
         self._paused: set[str] = set()
         self._writing_paused = False
+        #: While the write buffer is over the high mark: since when the client took nothing,
+        #: and how much the buffer held then.
+        self.stalled_since: float | None = None
+        self._stalled_at_size: int | None = None
         self._drained: asyncio.Future[None] | None = None
 
     # --- the connection ------------------------------------------------------------------
@@ -307,11 +318,24 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        self.stalled_since = asyncio.get_running_loop().time()
         if self.peer is not None:
             self.peer.pause_reading()  # type: ignore[attr-defined]
 
+    def stalled_for(self, now: float) -> float:
+        """Seconds the client has taken nothing of what it is sent: 0 unless the write buffer
+        is over the high mark; any byte it takes (the buffer shrinks) starts the count again."""
+        if self.stalled_since is None or self.transport is None:
+            return 0.0
+        size = self.transport.get_write_buffer_size() + _unacknowledged(self.transport)
+        if self._stalled_at_size is not None and size < self._stalled_at_size:
+            self.stalled_since = now
+        self._stalled_at_size = size
+        return now - self.stalled_since
+
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self.stalled_since = self._stalled_at_size = None
         if self.peer is not None and not self.peer.is_closing():
             self.peer.resume_reading()  # type: ignore[attr-defined]
         if self._drained is not None and not self._drained.done():
@@ -476,12 +500,34 @@ class ClientConnection(asyncio.Protocol):
         return self._task is not None or self.tunnel is not None
 
 
+def _unacknowledged(transport: asyncio.BaseTransport) -> int:
+    """Bytes in the connection's kernel send queue the client has not acknowledged yet
+    (Linux's SIOCOUTQ): a reader that takes a trickle shrinks this long before the proxy's own
+    buffer, which the kernel takes from only once the client's window opens wide enough."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int(struct.unpack("i", queued)[0])
+
+
 class Listener:
     """One environment's listening socket and its client connections."""
 
-    def __init__(self, handle: Callable[[Request], Awaitable[None]], tls: bool) -> None:
+    def __init__(
+        self,
+        handle: Callable[[Request], Awaitable[None]],
+        tls: bool,
+        write_stall: float = WRITE_STALL_TIMEOUT,
+    ) -> None:
         self.handle = handle
         self.scheme = "https" if tls else "http"
+        self.write_stall = write_stall
+        #: How often connections are looked at for idleness and stalls.
+        self._every = min(KEEPALIVE_TIMEOUT, write_stall) / 5
         self.connections: set[ClientConnection] = set()
         self.server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -495,16 +541,20 @@ class Listener:
             ssl=ssl_context,
             backlog=1024,
         )
-        self._sweeper = loop.call_later(KEEPALIVE_TIMEOUT / 5, self._sweep)
+        self._sweeper = loop.call_later(self._every, self._sweep)
         return int(self.server.sockets[0].getsockname()[1])
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         for conn in list(self.connections):
-            if not conn.busy and now - conn.idle_since > KEEPALIVE_TIMEOUT:
+            stalled = conn.stalled_for(now)
+            if stalled > self.write_stall:
+                _log.info("cut off a client that took nothing for %.0f s", stalled)
+                conn.abort()  # its request (or WebSocket session) and the app's side end too
+            elif not conn.busy and now - conn.idle_since > KEEPALIVE_TIMEOUT:
                 conn.close()
-        self._sweeper = loop.call_later(KEEPALIVE_TIMEOUT / 5, self._sweep)
+        self._sweeper = loop.call_later(self._every, self._sweep)
 
     async def close(self, timeout: float) -> None:
         """Stop accepting, let requests still running finish for ``timeout`` seconds, then
