@@ -352,11 +352,14 @@ class Client:
         return result
 
     def run(self, app: str, environment: str, run_id: int) -> dict[str, Any]:
-        """One run, with its whole log."""
-        result: dict[str, Any] = self.request(
-            "GET", f"/apps/{_q(app)}/environments/{_q(environment)}/runs/{run_id}"
-        )
-        return result
+        """One run, with its whole log (the server sends it a page at a time)."""
+        path = f"/apps/{_q(app)}/environments/{_q(environment)}/runs/{run_id}"
+        page: dict[str, Any] = self.request("GET", path)
+        log = list(page["log"])
+        while page["log"]:
+            page = self.request("GET", path, query={"after": log[-1]["id"]})
+            log += page["log"]
+        return {**page, "log": log}
 
     def start_run(self, app: str, environment: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request(

@@ -10,8 +10,14 @@ import json
 import socket
 import threading
 
+import httpx
+from sqlalchemy import insert
+
 from conveyor.domain.environments import Policy
 from conveyor.services import environments
+from conveyor.storage import schema
+from conveyor.storage.log_lines import PAGE_LINES
+from conveyor.storage.store import now
 
 
 def test_deploy_status_history_logs_promote_approve_and_rollback(live, conveyor):
@@ -130,6 +136,27 @@ def test_a_job_is_scheduled_and_run(live, conveyor):
     ]
     code, out, err = conveyor("schedule", "unset", "refresh", "--env", "dev")
     assert code == 0 and "refresh in dev: no schedule" in out
+
+
+def test_a_long_run_log_is_printed_whole_though_the_api_sends_it_a_page_at_a_time(live, conveyor):
+    assert conveyor("deploy", str(live.app_dir(kind="job", name="refresh")))[0] == 0
+    assert conveyor("run", "refresh", "--env", "dev")[0] == 0
+    count = 12_000  # more than two of the API's pages (5000 lines)
+    with live.services.store.transaction() as connection:
+        connection.execute(
+            insert(schema.run_log),
+            [{"run": 1, "at": now(), "line": f"row {n}"} for n in range(count)],
+        )
+    page = httpx.get(
+        f"{live.url}/api/v1/apps/refresh/environments/dev/runs/1",
+        headers={"Authorization": f"Bearer {live.admin_token}"},
+    ).json()
+    assert len(page["log"]) == PAGE_LINES
+    code, out, err = conveyor("runs", "refresh", "--env", "dev", "--log", "1")
+    assert code == 0, err
+    assert [line.split("  ", 1)[1] for line in out.splitlines()][-count:] == [
+        f"row {n}" for n in range(count)
+    ]
 
 
 def test_gc_dry_run_says_what_it_would_remove(live, conveyor):

@@ -6,6 +6,7 @@ comes due, and the link to a run's output in an environment with host routing.""
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from datetime import UTC, datetime
 
@@ -194,3 +195,58 @@ def test_a_failed_run_links_no_output(console):
             break
         time.sleep(0.05)
     assert "failed: run 2 failed (exit code 1)" in shown and "Its output" not in shown
+
+
+LONG = 12_000  # more than a page of the API (5000 lines) and than a log page shows (1000)
+
+
+def _long_log(console, table, owner: str, owner_id: int) -> None:
+    with console.services.store.transaction() as connection:
+        connection.execute(
+            insert(table), [{owner: owner_id, "at": now(), "line": f"row {n}"} for n in range(LONG)]
+        )
+
+
+def _rows(text: str) -> list[str]:
+    return re.findall(r"row \d+", text)
+
+
+def test_a_long_run_log_shows_its_last_lines_and_links_the_whole_log(console):
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    ana = console.user("ana", "dev:developer")
+    path = _finished_run(console, ana)
+    _long_log(console, schema.run_log, "run", int(path.rsplit("/", 1)[1]))
+    page = ana.get(path).text
+    assert _rows(page) == [f"row {n}" for n in range(LONG - 1000, LONG)]
+    assert "lines are not shown here" in page and f'href="{path}/log.txt"' in page
+    whole = ana.get(path + "/log.txt")
+    assert whole.headers["content-type"] == "text/plain; charset=utf-8"
+    assert [line.split("  ", 1)[1] for line in whole.text.splitlines()][-LONG:] == [
+        f"row {n}" for n in range(LONG)
+    ]
+    # Followed from its start, the stream sends every line once (a page at a time), then ends.
+    events = ana.get("/events" + path + "?after=0").text
+    assert [line.removeprefix("data: ") for line in events.splitlines() if "data: row" in line] == [
+        f"row {n}" for n in range(LONG)
+    ]
+    assert "event: done" in events
+    # The whole log needs what its page needs.
+    ben = console.user("ben", "test:viewer")
+    assert ben.get(path + "/log.txt").status_code == 403
+
+
+def test_a_long_operation_log_shows_its_last_lines_and_links_the_whole_log(console):
+    deploy(console.services, "hello", console.bundle(), "dev", "setup")
+    _long_log(console, schema.operation_log, "operation", 1)
+    ana = console.user("ana", "dev:developer")
+    page = ana.get("/operations/1").text
+    assert _rows(page) == [f"row {n}" for n in range(LONG - 1000, LONG)]
+    assert 'href="/operations/1/log.txt"' in page
+    assert _rows(ana.get("/operations/1/log.txt").text) == [f"row {n}" for n in range(LONG)]
+    assert ana.get("/operations/999/log.txt").status_code == 404
+
+
+def test_a_short_log_shows_whole_without_a_link(console):
+    deploy(console.services, "hello", console.bundle(), "dev", "setup")
+    page = console.user("ana", "dev:developer").get("/operations/1").text
+    assert "not shown here" not in page and "log.txt" not in page

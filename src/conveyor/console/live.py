@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from fastapi import Request
@@ -17,6 +17,10 @@ from conveyor.errors import ConveyorError, InvalidInput
 
 #: Seconds between looks for what changed, for live pages.
 EVERY = 1.5
+
+#: A log page shows this many of the last lines (and follows new ones); the whole log is a
+#: link away, as text read a page at a time.
+SHOWN_LINES = 1000
 
 #: A live stream ends after this long; the browser's EventSource connects again (and is
 #: checked again), so no stream outlives its reason to exist by much.
@@ -87,3 +91,12 @@ async def follow_log(request: Request, after: int, look: Look) -> AsyncIterator[
             yield event("done", "")
             return
         yield ": still here\n\n"
+
+
+def log_text(read: Callable[[int], list[tuple[int, Any, str]]]) -> Iterator[bytes]:
+    """A whole log as text, one "time  line" a line: ``read(after)`` gives the lines after a
+    line id a page at a time, so a log of millions of lines is never held at once."""
+    after = 0
+    while page := read(after):
+        yield "".join(f"{at}  {line}\n" for _, at, line in page).encode()
+        after = page[-1][0]

@@ -16,7 +16,14 @@ from starlette.concurrency import run_in_threadpool
 from conveyor.api.context import ApiContext, Context
 from conveyor.api.limits import LineId
 from conveyor.api.permissions import CheckedEnvironments, CurrentUser, needs, visible
-from conveyor.console.live import event, follow_log, resumed_after, while_allowed
+from conveyor.console.live import (
+    SHOWN_LINES,
+    event,
+    follow_log,
+    log_text,
+    resumed_after,
+    while_allowed,
+)
 from conveyor.console.runs import runs_section
 from conveyor.console.session import (
     COOKIE,
@@ -444,7 +451,7 @@ def set_access(
 def operation_page(request: Request, context: Context, operation_id: int) -> Response:
     engine = context.services.store.engine
     operation = operations.get_operation(engine, operation_id)
-    found = operations.log_lines(engine, operation_id, 0)
+    found, earlier = operations.recent_log(engine, operation_id, SHOWN_LINES)
     return render(
         "operation.html",
         **page_values(
@@ -453,9 +460,24 @@ def operation_page(request: Request, context: Context, operation_id: int) -> Res
             section="board",
             operation=operation,
             lines=[line for _, _, line in found],
+            earlier=earlier,
             # The stream goes on from the last line shown here.
             after=found[-1][0] if found else 0,
         ),
+    )
+
+
+@router.get(
+    "/operations/{operation_id}/log.txt",
+    openapi_extra=needs(Permission.VIEW, "operation:operation_id"),
+)
+def operation_log_text(context: Context, operation_id: int) -> Response:
+    """The operation's whole log as text (its page shows the last lines)."""
+    engine = context.services.store.engine
+    operations.get_operation(engine, operation_id)  # a missing one is a 404
+    return StreamingResponse(
+        log_text(lambda after: operations.log_lines(engine, operation_id, after)),
+        media_type="text/plain; charset=utf-8",
     )
 
 

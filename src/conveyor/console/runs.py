@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from conveyor.api.context import ApiContext, Context
 from conveyor.api.limits import Id, LineId, PathName
 from conveyor.api.permissions import CurrentUser, needs
-from conveyor.console.live import follow_log, resumed_after
+from conveyor.console.live import SHOWN_LINES, follow_log, log_text, resumed_after
 from conveyor.console.session import ConsoleRoute, page_error, page_values, redirect_with_notice
 from conveyor.console.templates import render
 from conveyor.domain.access import Permission, User
@@ -121,7 +121,7 @@ def run_page(
     found = _run_of(context, app, environment, run_id)
     if found is None:
         return page_error(request, 404, "Not found", f"{app} has no run {run_id} in {environment}.")
-    lines = run_records.log_lines(engine, run_id, 0)
+    lines, earlier = run_records.recent_log(engine, run_id, SHOWN_LINES)
     with context.services.store.transaction() as connection:
         domain = catalog.get_environment(connection, environment).domain
     # As run emails link it: at the app's own origin where the environment has host routing
@@ -135,9 +135,27 @@ def run_page(
             section="board",
             run=found,
             lines=[line for _, _, line in lines],
+            earlier=earlier,
             after=lines[-1][0] if lines else 0,
             output=f"{base}/{app}/_runs/{run_id}/" if base else None,
         ),
+    )
+
+
+@router.get(
+    "/apps/{app}/environments/{environment}/runs/{run_id}/log.txt",
+    openapi_extra=needs(Permission.VIEW, "path:environment"),
+)
+def run_log_text(
+    request: Request, context: Context, app: PathName, environment: PathName, run_id: Id
+) -> Response:
+    """The run's whole log as text (its page shows the last lines)."""
+    if _run_of(context, app, environment, run_id) is None:
+        return page_error(request, 404, "Not found", f"{app} has no run {run_id} in {environment}.")
+    engine = context.services.store.engine
+    return StreamingResponse(
+        log_text(lambda after: run_records.log_lines(engine, run_id, after)),
+        media_type="text/plain; charset=utf-8",
     )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError as DatabaseIntegrityError
 from conveyor.domain.operations import Operation, OperationKind, OperationState
 from conveyor.errors import NotFound, OperationInProgress
 from conveyor.storage import schema
-from conveyor.storage.log_lines import append_line, lines_after
+from conveyor.storage.log_lines import append_line, lines_after, recent_lines
 from conveyor.storage.store import new_row_id, now
 
 _T = schema.operations
@@ -79,9 +79,17 @@ def append_log(engine: Engine, operation_id: int, line: str) -> None:
 
 
 def log_lines(engine: Engine, operation_id: int, after: int = 0) -> list[tuple[int, str, str]]:
-    """(id, at, line) of the operation's log lines after id ``after``: a client follows a
-    running operation by asking again with the last id it saw."""
+    """(id, at, line) of the operation's log lines after id ``after``, a page at most
+    (PAGE_LINES): a client follows a running operation, or reads a long log, by asking again
+    with the last id it saw."""
     return lines_after(engine, schema.operation_log, "operation", operation_id, after)
+
+
+def recent_log(
+    engine: Engine, operation_id: int, count: int
+) -> tuple[list[tuple[int, str, str]], int]:
+    """The operation's last ``count`` log lines (id, at, line) and how many came before them."""
+    return recent_lines(engine, schema.operation_log, "operation", operation_id, count)
 
 
 def get_operation(engine: Engine, operation_id: int) -> Operation:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError as DatabaseIntegrityError
 from conveyor.domain.schedules import Run, RunState, Trigger
 from conveyor.errors import NotFound, OperationInProgress
 from conveyor.storage import schema
-from conveyor.storage.log_lines import append_line, last_lines, lines_after
+from conveyor.storage.log_lines import append_line, last_lines, lines_after, recent_lines
 from conveyor.storage.store import new_row_id, now
 
 _T = schema.runs
@@ -64,8 +64,14 @@ def append_log(engine: Engine, run_id: int, line: str) -> None:
 
 
 def log_lines(engine: Engine, run_id: int, after: int = 0) -> list[tuple[int, str, str]]:
-    """(id, at, line) of the run's log after line id ``after``."""
+    """(id, at, line) of the run's log after line id ``after``, a page at most (PAGE_LINES):
+    ask again from the last id for the rest."""
     return lines_after(engine, schema.run_log, "run", run_id, after)
+
+
+def recent_log(engine: Engine, run_id: int, count: int) -> tuple[list[tuple[int, str, str]], int]:
+    """The run's last ``count`` log lines (id, at, line) and how many came before them."""
+    return recent_lines(engine, schema.run_log, "run", run_id, count)
 
 
 def log_tail(engine: Engine, run_id: int, count: int) -> list[str]:
