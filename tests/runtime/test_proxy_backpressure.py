@@ -268,3 +268,42 @@ def test_a_client_taking_a_trickle_is_not_cut_off():
         assert asyncio.run(scenario()) > 16 * 1024
     finally:
         stalling.stop()
+
+
+def test_a_client_that_stops_reading_below_the_high_mark_is_cut_off():
+    """An answer small enough never to pause writing (it waits in the kernel's queue and the
+    proxy's buffer) to a client that reads nothing: the connection is cut off once the limit
+    passes, not kept open (a close waits for the proxy's buffer to empty, which it never
+    would)."""
+    stalling = _stall_proxy()
+    try:
+        base = f"http://127.0.0.1:{stalling.add_listener('dev')}"
+        size = 48 * 1024
+
+        async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
+            await writer.drain()
+
+        async def scenario() -> None:
+            async with raw_upstream(respond) as upstream:
+                await in_thread(stalling.set_route, "dev", "files", 1, [upstream])
+                small_send_buffers(stalling)
+                async with idle_client(base) as client:
+                    loop = asyncio.get_running_loop()
+                    await loop.sock_sendall(client, b"GET /files/ HTTP/1.1\r\nHost: h\r\n\r\n")
+                    connections = stalling._listeners["dev"].connections
+                    for _ in range(40):  # until the proxy has accepted it
+                        if connections:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert connections
+                    for _ in range(100):  # the sweep looks every 0.2 s; the limit is 1 s
+                        if not connections:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert not connections
+
+        asyncio.run(scenario())
+    finally:
+        stalling.stop()

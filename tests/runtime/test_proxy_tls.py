@@ -9,7 +9,9 @@ import datetime
 import hashlib
 import io
 import ipaddress
+import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +23,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conveyor.runtime.proxy import Proxy
-from tests.runtime.test_proxy import echo_app, get_json, header, serve, streaming_app
+from tests.runtime.test_proxy import (
+    echo_app,
+    get_json,
+    header,
+    raw_upstream,
+    serve,
+    streaming_app,
+)
+from tests.runtime.test_proxy_backpressure import ANSWER, push, small_send_buffers
 
 in_thread = asyncio.to_thread
 
@@ -143,3 +153,54 @@ def test_a_client_speaking_plain_http_to_an_https_listener_is_refused(tls_proxy)
 
     answer = asyncio.run(scenario())
     assert b"alpha" not in answer and b"upstream" not in answer
+
+
+def test_a_client_taking_a_trickle_over_tls_is_not_cut_off(certificate):
+    """Over TLS the proxy's own buffer hides the one under it, so progress is read from the
+    kernel (the bytes the client acknowledged): a client taking 4 KiB every 0.25 s keeps its
+    connection for three times the limit. (TLS reads the kernel a 16 KiB record at a time, so
+    this client acknowledges something about once a second: the limit here is 2 s.)"""
+    cert_file, key_file = certificate
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert_file, key_file)
+    client_context = ssl.create_default_context(cafile=str(cert_file))
+    app_side: list[str] = []
+    stalling = Proxy(write_stall=2.0)
+    stalling.start()
+    try:
+        port = stalling.add_listener("dev", ssl_context=server_context)
+
+        async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % ANSWER)
+            try:
+                await push(writer, [0], ANSWER)
+            except ConnectionError:
+                app_side.append("cut off")
+
+        def trickle() -> int:
+            raw = socket.socket()
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            raw.connect(("127.0.0.1", port))
+            with client_context.wrap_socket(raw, server_hostname="127.0.0.1") as client:
+                client.settimeout(2)
+                client.sendall(b"GET /files/ HTTP/1.1\r\nHost: h\r\n\r\n")
+                received = 0
+                for _ in range(24):  # 6 s: three times the limit
+                    time.sleep(0.25)
+                    data = client.recv(4096)
+                    assert data, "the proxy closed the connection"
+                    received += len(data)
+                return received
+
+        async def scenario() -> int:
+            async with raw_upstream(respond) as upstream:
+                await in_thread(stalling.set_route, "dev", "files", 1, [upstream])
+                small_send_buffers(stalling)
+                received = await in_thread(trickle)
+                assert not app_side
+                return received
+
+        assert asyncio.run(scenario()) > 16 * 1024
+    finally:
+        stalling.stop()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import socket
 import ssl
 import struct
 import termios
@@ -39,9 +40,9 @@ _BODY_BUFFER = 256 * 1024
 WRITE_HIGH, WRITE_LOW = 64 * 1024, 16 * 1024
 #: A client connection idle this long between requests is closed (aiohttp's default too).
 KEEPALIVE_TIMEOUT = 75.0
-#: A client that takes nothing of what it is sent for this long (its connection's write
-#: buffer is over the high mark and does not shrink) is cut off, and the app connection
-#: streaming to it with it. A reader that takes any of it, however slowly, is never cut off.
+#: A client that takes nothing for this long while something waits to be sent to it (in the
+#: proxy's buffer or the kernel's send queue) is cut off, and the app connection streaming to
+#: it with it. A reader that takes any of it, however slowly, is never cut off.
 WRITE_STALL_TIMEOUT = 120.0
 
 _log = logging.getLogger("conveyor.proxy")
@@ -194,10 +195,9 @@ class ClientConnection(asyncio.Protocol):
         self._failed = 0
         self._paused: set[str] = set()
         self._writing_paused = False
-        #: While the write buffer is over the high mark: since when the client took nothing,
-        #: and how much the buffer held then.
-        self.stalled_since: float | None = None
-        self._stalled_at_size: int | None = None
+        #: While something waits to be sent: since when the client took nothing, and how
+        #: many bytes it had acknowledged then.
+        self._stall: tuple[float, int] | None = None
         self._drained: asyncio.Future[None] | None = None
 
     # --- the connection ------------------------------------------------------------------
@@ -318,24 +318,23 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
-        self.stalled_since = asyncio.get_running_loop().time()
         if self.peer is not None:
             self.peer.pause_reading()  # type: ignore[attr-defined]
 
     def stalled_for(self, now: float) -> float:
-        """Seconds the client has taken nothing of what it is sent: 0 unless the write buffer
-        is over the high mark; any byte it takes (the buffer shrinks) starts the count again."""
-        if self.stalled_since is None or self.transport is None:
+        """Seconds the client has taken nothing while something waits to be sent to it;
+        every byte it acknowledges starts the count again."""
+        transport = self.transport
+        acked = _acknowledged(transport) if transport is not None else None
+        if transport is None or acked is None or not _waiting(transport):
+            self._stall = None
             return 0.0
-        size = self.transport.get_write_buffer_size() + _unacknowledged(self.transport)
-        if self._stalled_at_size is not None and size < self._stalled_at_size:
-            self.stalled_since = now
-        self._stalled_at_size = size
-        return now - self.stalled_since
+        if self._stall is None or acked != self._stall[1]:
+            self._stall = (now, acked)
+        return now - self._stall[0]
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        self.stalled_since = self._stalled_at_size = None
         if self.peer is not None and not self.peer.is_closing():
             self.peer.resume_reading()  # type: ignore[attr-defined]
         if self._drained is not None and not self._drained.done():
@@ -500,18 +499,39 @@ class ClientConnection(asyncio.Protocol):
         return self._task is not None or self.tunnel is not None
 
 
-def _unacknowledged(transport: asyncio.BaseTransport) -> int:
-    """Bytes in the connection's kernel send queue the client has not acknowledged yet
-    (Linux's SIOCOUTQ): a reader that takes a trickle shrinks this long before the proxy's own
-    buffer, which the kernel takes from only once the client's window opens wide enough."""
+#: Where Linux's struct tcp_info keeps tcpi_bytes_acked (a u64; Linux 4.1 and later).
+_BYTES_ACKED = struct.Struct("=Q")
+_BYTES_ACKED_AT = 120
+
+
+def _acknowledged(transport: asyncio.BaseTransport) -> int | None:
+    """How many bytes the client has acknowledged on this connection (TCP_INFO), a count that
+    only grows: the kernel's word on progress, which the proxy's own buffers do not give (a
+    TLS transport's hides the buffer of the connection under it, and a trickle is taken from
+    the kernel's queue long before either shrinks). None where it cannot be read."""
     sock = transport.get_extra_info("socket")
     if sock is None:
-        return 0
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except OSError:
+        return None
+    if len(info) < _BYTES_ACKED_AT + _BYTES_ACKED.size:
+        return None
+    return int(_BYTES_ACKED.unpack_from(info, _BYTES_ACKED_AT)[0])
+
+
+def _waiting(transport: asyncio.Transport) -> bool:
+    """Whether anything waits to be sent to the client: in the proxy's buffer, or in the
+    kernel's send queue unacknowledged (Linux's SIOCOUTQ)."""
+    if transport.get_write_buffer_size():
+        return True
+    sock = transport.get_extra_info("socket")
     try:
         queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    except OSError:
-        return 0
-    return int(struct.unpack("i", queued)[0])
+    except (AttributeError, OSError):
+        return False
+    return bool(struct.unpack("i", queued)[0])
 
 
 class Listener:
