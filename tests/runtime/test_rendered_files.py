@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.errors import RuntimeFailure
 from conveyor.runtime.adapters.base import LaunchContext
 from conveyor.runtime.adapters.quarto import ADAPTER as QUARTO
 from conveyor.runtime.adapters.static import ADAPTER as STATIC
@@ -103,3 +104,21 @@ def test_a_quarto_page_left_as_a_link_is_not_followed_by_the_server(tmp_path, se
         for path in report.output_dir.iterdir()
         if not path.is_symlink()
     )
+
+
+def test_a_site_at_the_bundles_root_leaves_out_conveyors_files_there_only(tmp_path):
+    site = context(tmp_path, ".")
+    for name in ("conveyor.yml", "build.py", "index.html", "docs/demo.py", "docs/conveyor.yml"):
+        (site.app_dir / name).parent.mkdir(exist_ok=True)
+        (site.app_dir / name).write_text(name)
+    site.output_dir.mkdir()
+    STATIC.render(site, dict(os.environ), lambda line: None)
+    served = sorted(str(p.relative_to(site.output_dir)) for p in site.output_dir.rglob("*.*"))
+    assert served == ["docs/conveyor.yml", "docs/demo.py", "index.html"]
+
+
+def test_a_build_that_leaves_a_loop_of_links_fails_with_the_reason(tmp_path):
+    site = context(tmp_path, "public", build="ln -s public public")
+    site.output_dir.mkdir()
+    with pytest.raises(RuntimeFailure, match="'public' does not exist in the bundle after"):
+        STATIC.render(site, dict(os.environ), lambda line: None)

@@ -5,6 +5,7 @@ import shlex
 import shutil
 import stat
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from conveyor.errors import RuntimeFailure
 from conveyor.runtime.adapters.base import LaunchContext, RenderedAdapter
@@ -24,8 +25,8 @@ def _produce(context: LaunchContext, env: Mapping[str, str], log: Callable[[str]
             log=log,
             what="the build",
         )
-    source = (context.app_dir / context.entrypoint).resolve()
-    if not source.is_relative_to(context.app_dir.resolve()) or not source.is_dir():
+    source = _site_directory(context)
+    if source is None:
         raise RuntimeFailure(
             f"static site directory {context.entrypoint!r} does not exist in the bundle"
             + (" after the build" if build else "")
@@ -41,13 +42,28 @@ def _produce(context: LaunchContext, env: Mapping[str, str], log: Callable[[str]
     # restored from its bundle (which removes what a build added to them). Links are copied as
     # links, never followed here: they resolve inside the sandbox that serves them.
     context.output_dir.rmdir()
-    ignore = (
-        # The bundle's root is the site: serve it without Conveyor's own files.
-        shutil.ignore_patterns(*_NOT_SERVED) if source == context.app_dir.resolve() else None
-    )
+    not_served = shutil.ignore_patterns(*_NOT_SERVED)
+    at_root = source == context.app_dir.resolve()
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        # The bundle's root is the site: serve it without Conveyor's own files (those at the
+        # root only: a site's own examples/demo.py is served).
+        return not_served(directory, names) if at_root and directory == str(source) else set()
+
     shutil.copytree(
         source, context.output_dir, symlinks=True, ignore=ignore, copy_function=_copy_readable
     )
+
+
+def _site_directory(context: LaunchContext) -> Path | None:
+    """The directory the site is served from, inside the app directory; None where there is
+    none (missing, outside, not a directory, or a loop of links a build made)."""
+    try:
+        source = (context.app_dir / context.entrypoint).resolve()
+    except (OSError, RuntimeError):
+        return None
+    inside = source.is_relative_to(context.app_dir.resolve())
+    return source if inside and source.is_dir() else None
 
 
 def _copy_readable(source: str, target: str) -> None:
