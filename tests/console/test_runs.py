@@ -19,7 +19,7 @@ from conveyor.errors import ConveyorError
 from conveyor.services import runs, schedules
 from conveyor.services.bundles import register_bundle
 from conveyor.services.pipeline import deploy, promote
-from conveyor.storage import catalog, schema
+from conveyor.storage import catalog, operations, schema
 from conveyor.storage.store import now
 
 from .conftest import ORIGIN, csrf_of
@@ -218,8 +218,9 @@ def test_a_long_run_log_shows_its_last_lines_and_links_the_whole_log(console):
     _long_log(console, schema.run_log, "run", int(path.rsplit("/", 1)[1]))
     page = ana.get(path).text
     assert _rows(page) == [f"row {n}" for n in range(LONG - 1000, LONG)]
-    assert "lines are not shown here" in page and f'href="{path}/log.txt"' in page
     whole = ana.get(path + "/log.txt")
+    assert f"({len(whole.text.splitlines()) - 1000:,} earlier ones are not shown)" in page
+    assert f'href="{path}/log.txt"' in page
     assert whole.headers["content-type"] == "text/plain; charset=utf-8"
     assert [line.split("  ", 1)[1] for line in whole.text.splitlines()][-LONG:] == [
         f"row {n}" for n in range(LONG)
@@ -246,7 +247,12 @@ def test_a_long_operation_log_shows_its_last_lines_and_links_the_whole_log(conso
     assert ana.get("/operations/999/log.txt").status_code == 404
 
 
-def test_a_short_log_shows_whole_without_a_link(console):
+def test_a_short_log_is_shown_whole(console):
     deploy(console.services, "hello", console.bundle(), "dev", "setup")
-    page = console.user("ana", "dev:developer").get("/operations/1").text
-    assert "not shown here" not in page and "log.txt" not in page
+    ana = console.user("ana", "dev:developer")
+    page = ana.get("/operations/1").text
+    assert "earlier ones are not shown" not in page and 'data-keep="1000"' in page
+    whole = ana.get("/operations/1/log.txt").text.splitlines()
+    assert [line.split("  ", 1)[1] for line in whole] == [
+        line for _, _, line in operations.log_lines(console.services.store.engine, 1)
+    ]

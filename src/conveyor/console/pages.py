@@ -461,6 +461,7 @@ def operation_page(request: Request, context: Context, operation_id: int) -> Res
             operation=operation,
             lines=[line for _, _, line in found],
             earlier=earlier,
+            shown=SHOWN_LINES,
             # The stream goes on from the last line shown here.
             after=found[-1][0] if found else 0,
         ),

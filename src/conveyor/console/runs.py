@@ -136,6 +136,7 @@ def run_page(
             run=found,
             lines=[line for _, _, line in lines],
             earlier=earlier,
+            shown=SHOWN_LINES,
             after=lines[-1][0] if lines else 0,
             output=f"{base}/{app}/_runs/{run_id}/" if base else None,
         ),

@@ -13,9 +13,17 @@ function live(element) {
       element.innerHTML = event.data;
     });
   }
+  // A log keeps its last `data-keep` lines, one text node each: a log followed for hours
+  // does not grow the page without end.
+  const keep = Number(element.dataset.keep || 0);
+  if (keep) {
+    const lines = element.textContent.split(/(?<=\n)/).filter((line) => line);
+    element.replaceChildren(...lines.slice(-keep).map((line) => document.createTextNode(line)));
+  }
   source.addEventListener("append", (event) => {
     const atEnd = element.scrollTop + element.clientHeight >= element.scrollHeight - 4;
-    element.textContent += event.data + "\n";
+    element.appendChild(document.createTextNode(event.data + "\n"));
+    while (keep && element.childNodes.length > keep) element.firstChild.remove();
     if (atEnd) element.scrollTop = element.scrollHeight;
   });
   source.addEventListener("state", (event) => {
