@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from conveyor.runtime.proxy import Proxy
 from tests.runtime.test_proxy import (
@@ -151,6 +151,25 @@ def test_a_websocket_client_reading_nothing_holds_the_app_back_from_the_start(pr
     asyncio.run(scenario())
 
 
+Respond = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def answering(app_side: list[str]) -> Respond:
+    """An app that answers ANSWER bytes, noting in ``app_side`` whether it sent them all or
+    was cut off."""
+
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % ANSWER)
+        try:
+            await push(writer, [0], ANSWER)
+            app_side.append("sent it all")
+        except ConnectionError:
+            app_side.append("cut off")
+
+    return respond
+
+
 def _stall_proxy() -> Proxy:
     """A proxy that cuts off a client taking nothing for 1 s (the default is minutes)."""
     stalling = Proxy(write_stall=1.0)
@@ -166,17 +185,8 @@ def test_a_client_that_takes_nothing_is_cut_off_and_the_app_connection_with_it()
     try:
         base = f"http://127.0.0.1:{stalling.add_listener('dev')}"
 
-        async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % ANSWER)
-            try:
-                await push(writer, [0], ANSWER)
-                app_side.append("sent it all")
-            except ConnectionError:
-                app_side.append("cut off")
-
         async def scenario() -> None:
-            async with raw_upstream(respond) as upstream:
+            async with raw_upstream(answering(app_side)) as upstream:
                 await in_thread(stalling.set_route, "dev", "files", 1, [upstream])
                 small_send_buffers(stalling)
                 async with idle_client(base) as client:
@@ -240,16 +250,8 @@ def test_a_client_taking_a_trickle_is_not_cut_off():
     try:
         base = f"http://127.0.0.1:{stalling.add_listener('dev')}"
 
-        async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % ANSWER)
-            try:
-                await push(writer, [0], ANSWER)
-            except ConnectionError:
-                app_side.append("cut off")
-
         async def scenario() -> int:
-            async with raw_upstream(respond) as upstream:
+            async with raw_upstream(answering(app_side)) as upstream:
                 await in_thread(stalling.set_route, "dev", "files", 1, [upstream])
                 small_send_buffers(stalling)
                 async with idle_client(base) as client:

@@ -31,7 +31,7 @@ from tests.runtime.test_proxy import (
     serve,
     streaming_app,
 )
-from tests.runtime.test_proxy_backpressure import ANSWER, push, small_send_buffers
+from tests.runtime.test_proxy_backpressure import answering, small_send_buffers
 
 in_thread = asyncio.to_thread
 
@@ -170,14 +170,6 @@ def test_a_client_taking_a_trickle_over_tls_is_not_cut_off(certificate):
     try:
         port = stalling.add_listener("dev", ssl_context=server_context)
 
-        async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % ANSWER)
-            try:
-                await push(writer, [0], ANSWER)
-            except ConnectionError:
-                app_side.append("cut off")
-
         def trickle() -> int:
             raw = socket.socket()
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -194,7 +186,7 @@ def test_a_client_taking_a_trickle_over_tls_is_not_cut_off(certificate):
                 return received
 
         async def scenario() -> int:
-            async with raw_upstream(respond) as upstream:
+            async with raw_upstream(answering(app_side)) as upstream:
                 await in_thread(stalling.set_route, "dev", "files", 1, [upstream])
                 small_send_buffers(stalling)
                 received = await in_thread(trickle)
