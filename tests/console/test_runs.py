@@ -19,7 +19,7 @@ from conveyor.errors import ConveyorError
 from conveyor.services import runs, schedules
 from conveyor.services.bundles import register_bundle
 from conveyor.services.pipeline import deploy, promote
-from conveyor.storage import catalog, operations, schema
+from conveyor.storage import audit, catalog, operations, schema
 from conveyor.storage.store import now
 
 from .conftest import ORIGIN, csrf_of
@@ -256,3 +256,72 @@ def test_a_short_log_is_shown_whole(console):
     assert [line.split("  ", 1)[1] for line in whole] == [
         line for _, _, line in operations.log_lines(console.services.store.engine, 1)
     ]
+
+
+def test_a_schedule_is_set_and_forgotten_from_the_apps_page(console):
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    ana = console.user("ana", "dev:developer")
+    page = ana.get("/apps/nightly").text
+    assert 'action="/apps/nightly/environments/dev/schedule"' in page
+    form = {"csrf": csrf_of(page), "cron": "30 6 * * 1-5", "timezone": "Europe/Berlin"}
+    done = ana.post("/apps/nightly/environments/dev/schedule", data=form, headers=ORIGIN)
+    assert done.status_code == 200 and "nightly runs in dev on 30 6 * * 1-5" in done.text
+    assert "<code>30 6 * * 1-5</code> (Europe/Berlin, set by ana)" in done.text
+    with console.services.store.transaction() as connection:
+        last = audit.events(connection)[-1]
+    assert (last.actor, last.action, last.subject) == ("ana", "app.schedule", "nightly/dev")
+    forget = {"csrf": csrf_of(done.text), "unset": "1"}
+    done = ana.post("/apps/nightly/environments/dev/schedule", data=forget, headers=ORIGIN)
+    assert "The schedule set for nightly in dev is forgotten." in done.text
+    assert "Schedule: none." in done.text
+
+
+@pytest.mark.parametrize(
+    ("form", "says"),
+    [
+        ({"cron": "every day"}, "cron"),
+        ({"cron": "0 6 30 2 *"}, "never comes due"),
+        ({"cron": "0 6 * * *", "timezone": "Mars/Olympus"}, "Mars/Olympus"),
+    ],
+)
+def test_a_bad_schedule_is_refused_with_the_reason_and_changes_nothing(console, form, says):
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    ana = console.user("ana", "dev:developer")
+    page = ana.get("/apps/nightly").text
+    refused = ana.post(
+        "/apps/nightly/environments/dev/schedule",
+        data={"csrf": csrf_of(page), **form},
+        headers=ORIGIN,
+    )
+    assert refused.status_code == 422 and says in refused.text
+    assert "Schedule: none." in ana.get("/apps/nightly").text
+
+
+def test_who_is_emailed_is_set_from_the_apps_page(console):
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    ana = console.user("ana", "dev:developer")
+    page = ana.get("/apps/nightly").text
+    form = {"csrf": csrf_of(page), "to": "ops@example.org, ana@example.org", "on": "always"}
+    done = ana.post("/apps/nightly/environments/dev/email", data=form, headers=ORIGIN)
+    assert done.status_code == 200
+    assert "Email: ops@example.org, ana@example.org on always (set by ana)" in done.text
+    bad = {"csrf": csrf_of(done.text), "to": "ops@", "on": "failure"}
+    refused = ana.post("/apps/nightly/environments/dev/email", data=bad, headers=ORIGIN)
+    assert refused.status_code == 422 and "ops@" in refused.text
+    forget = {"csrf": csrf_of(done.text), "on": "always", "unset": "1"}
+    done = ana.post("/apps/nightly/environments/dev/email", data=forget, headers=ORIGIN)
+    assert "Email: no one." in done.text
+
+
+def test_only_those_who_may_run_there_set_its_schedule_or_email(console):
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    vera = console.user("vera", "dev:viewer")
+    page = vera.get("/apps/nightly").text
+    assert "/schedule" not in page and "/email" not in page
+    for path, form in (
+        ("/apps/nightly/environments/dev/schedule", {"cron": "0 6 * * *"}),
+        ("/apps/nightly/environments/dev/email", {"to": "vera@example.org"}),
+    ):
+        answer = vera.post(path, data={"csrf": csrf_of(page), **form}, headers=ORIGIN)
+        assert answer.status_code == 403, path
+    assert "Schedule: none." in vera.get("/apps/nightly").text

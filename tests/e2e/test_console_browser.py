@@ -289,6 +289,13 @@ def test_a_job_is_run_from_its_page_and_its_log_and_output_are_shown(pipeline, c
     assert output.get_attribute("href") == server.app_url("dev", "refresh", "/_runs/1/")
     page.goto(server.url + "/apps/refresh")
     assert "manual by ana" in page.locator("#runs").inner_text()
+    # The schedule, set from the page.
+    page.get_by_text("Schedule and email in dev").click()
+    page.get_by_label("Cron").first.fill("30 6 * * 1-5")
+    page.get_by_role("button", name="Set schedule in dev").click()
+    page.wait_for_url("**/apps/refresh?notice=*")
+    assert "30 6 * * 1-5 (UTC, set by ana)" in page.locator("#runs").inner_text()
+    no_serious_violations(page)
 
     # vic views dev: the runs, no button.
     viewer = chromium.new_context().new_page()
@@ -297,3 +304,4 @@ def test_a_job_is_run_from_its_page_and_its_log_and_output_are_shown(pipeline, c
     viewer.wait_for_url(server.url + "/apps/refresh")
     assert "manual by ana" in viewer.locator("#runs").inner_text()
     assert viewer.get_by_role("button", name="Run now in dev").count() == 0
+    assert viewer.get_by_text("Schedule and email in dev").count() == 0

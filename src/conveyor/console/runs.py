@@ -6,21 +6,22 @@ while it runs) and a link to its output. The same services and permission checks
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from conveyor.api.context import ApiContext, Context
-from conveyor.api.limits import Id, LineId, PathName
+from conveyor.api.limits import NAME_LENGTH, TEXT_LENGTH, Id, LineId, PathName
 from conveyor.api.permissions import CurrentUser, needs
 from conveyor.console.live import SHOWN_LINES, follow_log, log_text, resumed_after
 from conveyor.console.session import ConsoleRoute, page_error, page_values, redirect_with_notice
 from conveyor.console.templates import render
 from conveyor.domain.access import Permission, User
 from conveyor.domain.apps import RUNNABLE_TYPES, AppType
-from conveyor.domain.schedules import Run, RunState, Trigger
+from conveyor.domain.run_email import EmailRule, parse_recipients, parse_when
+from conveyor.domain.schedules import Run, RunState, Trigger, parse_schedule
 from conveyor.errors import ConveyorError, NotFound
 from conveyor.services import run_email, runs, schedules
 from conveyor.services.run_email import EmailState
@@ -45,6 +46,8 @@ class RunsIn:
     #: Whether the signed-in user may start a run there: the run permission, and a live
     #: release to run.
     may_run: bool
+    #: Whether the signed-in user may set the schedule and who is emailed there.
+    may_set: bool
 
 
 def runs_section(context: ApiContext, user: User, app: str, seen: list[str]) -> list[RunsIn]:
@@ -81,6 +84,7 @@ def runs_section(context: ApiContext, user: User, app: str, seen: list[str]) -> 
             email,
             runs.runs_of(services, app, environment, LISTED),
             live_runs.get(environment, False) and user.can(Permission.RUN, environment),
+            user.can(Permission.RUN, environment),
         )
         for environment, schedule, email in zip(shown, found_schedules, emails, strict=True)
     ]
@@ -200,3 +204,67 @@ def _run_of(context: ApiContext, app: str, environment: str, run_id: int) -> Run
     except NotFound:
         return None
     return found if (found.app, found.environment) == (app, environment) else None
+
+
+@router.post(
+    "/apps/{app}/environments/{environment}/schedule",
+    openapi_extra=needs(Permission.RUN, "path:environment"),
+)
+def set_schedule(
+    request: Request,
+    context: Context,
+    user: CurrentUser,
+    app: PathName,
+    environment: PathName,
+    cron: Annotated[str, Form(max_length=NAME_LENGTH)] = "",
+    timezone: Annotated[str, Form(max_length=NAME_LENGTH)] = "UTC",
+    unset: Annotated[str, Form(max_length=NAME_LENGTH)] = "",
+) -> Response:
+    """Set the schedule of the app there, or (``unset``) forget the one set, as `conveyor
+    schedule set` and `unset` do."""
+    try:
+        if unset:
+            schedules.unset_schedule(context.services, app, environment, user.name)
+            notice = f"The schedule set for {app} in {environment} is forgotten."
+        else:
+            schedule = parse_schedule(cron, timezone.strip() or "UTC")
+            schedules.set_schedule(context.services, app, environment, schedule, user.name)
+            notice = f"{app} runs in {environment} on {schedule.describe()}."
+    except ConveyorError as exc:
+        return page_error(request, 422, "Not set", str(exc))
+    return redirect_with_notice(request, f"/apps/{app}", notice)
+
+
+@router.post(
+    "/apps/{app}/environments/{environment}/email",
+    openapi_extra=needs(Permission.RUN, "path:environment"),
+)
+def set_email(
+    request: Request,
+    context: Context,
+    user: CurrentUser,
+    app: PathName,
+    environment: PathName,
+    on: Annotated[str, Form(max_length=NAME_LENGTH)] = "failure",
+    to: Annotated[str, Form(max_length=TEXT_LENGTH)] = "",
+    unset: Annotated[str, Form(max_length=NAME_LENGTH)] = "",
+) -> Response:
+    """Who is emailed when a run of the app there ends as ``on`` says (no one: ``to`` left
+    empty), or (``unset``) forget what was set for ``on``, as `conveyor email set` and
+    `unset` do."""
+    try:
+        when = parse_when(on)
+        if unset:
+            run_email.unset_rules(context.services, app, environment, when, user.name)
+            notice = f"Email on {when} for {app} in {environment}: as conveyor.yml says again."
+        else:
+            recipients = parse_recipients(to) if to.strip() else ()
+            rule = EmailRule(recipients, when)
+            run_email.set_rule(context.services, app, environment, rule, user.name)
+            who = ", ".join(recipients) or "no one"
+            notice = f"{who} will be emailed on {when} for {app} in {environment}."
+            if recipients and not context.smtp_configured:
+                notice += " " + run_email.NO_SMTP
+    except ConveyorError as exc:
+        return page_error(request, 422, "Not set", str(exc))
+    return redirect_with_notice(request, f"/apps/{app}", notice)
