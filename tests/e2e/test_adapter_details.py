@@ -55,3 +55,24 @@ def test_a_static_site_without_index_html_fails_clearly(platform, tmp_path):
     outcome = deploy(platform.services, "bare", platform.upload(app), "dev", "ana")
     assert not outcome.live
     assert "has no index.html" in outcome.release.reason
+
+
+def test_a_server_outside_the_workers_process_group_is_refused(platform, tmp_path):
+    """The health check passes only against the worker itself: here the worker starts its
+    server in a session of its own (setsid) and waits, so what answers on its port is not in
+    its process group, as a process that took the port before the worker could bind it would
+    not be either. The release does not go live, and says why."""
+    app = tmp_path / "detached"
+    app.mkdir()
+    (app / "conveyor.yml").write_text(
+        "name: detached\ntype: command\nentrypoint: python detach.py\nhealth: /\n"
+    )
+    (app / "detach.py").write_text(
+        "import os, subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-m', 'http.server', os.environ['PORT'],\n"
+        "                  '--bind', '127.0.0.1'], start_new_session=True)\n"
+        "time.sleep(600)\n"
+    )
+    outcome = deploy(platform.services, "detached", platform.upload(app), "dev", "ana")
+    assert not outcome.live
+    assert "is answered by a process that is not the app's worker" in outcome.message

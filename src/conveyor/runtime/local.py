@@ -36,6 +36,7 @@ from conveyor.runtime.app_data import data_settings, environment_variables, proc
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.drift import repair, runtime_drift
 from conveyor.runtime.interface import Instance, Log, ReleasePlan, RuntimeState
+from conveyor.runtime.port_holders import check_port_holder
 from conveyor.runtime.proxy import Proxy
 from conveyor.runtime.release_checks import http_get, smoke, tests
 from conveyor.runtime.release_files import changes, restore
@@ -557,6 +558,10 @@ class LocalRuntime:
                 )
             status, _ = http_get(pending[0] + path, timeout=5)
             if status is not None and 200 <= status < 400:
+                index = upstreams.index(pending[0])
+                leaders = self.supervisor.pids(release_id)
+                if index < len(leaders):  # else it exited meanwhile: the next look says so
+                    check_port_holder(pending[0], index, leaders[index])
                 pending.pop(0)
                 continue
             last = f"HTTP {status}" if status else "connection refused"
