@@ -1,13 +1,18 @@
-"""Adapter details a user relies on: `$PORT` in a command's entrypoint, and a static site at
-the bundle's root that does not serve Conveyor's own files."""
+"""Adapter details a user relies on: `$PORT` in a command's entrypoint, a static site at
+the bundle's root that does not serve Conveyor's own files, and a worker's port answered only
+by the worker."""
 
 from __future__ import annotations
 
+import http.server
+import threading
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 
+from conveyor.runtime import local
 from conveyor.services.pipeline import deploy
 
 pytestmark = pytest.mark.e2e
@@ -76,3 +81,36 @@ def test_a_server_outside_the_workers_process_group_is_refused(platform, tmp_pat
     outcome = deploy(platform.services, "detached", platform.upload(app), "dev", "ana")
     assert not outcome.live
     assert "is answered by a process that is not the app's worker" in outcome.message
+
+
+def test_a_slow_squatter_on_the_workers_port_never_goes_live(platform, tmp_path, monkeypatch):
+    """A process holds the port before the worker can bind it and answers the health check
+    slowly: the worker fails to bind and exits while that check is in flight. The start fails
+    with how the worker exited; the squatter's answer is never served."""
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            time.sleep(2)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"squatter\n")
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    squatter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=squatter.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(local, "_free_port", lambda: squatter.server_address[1])
+        app = tmp_path / "files"
+        app.mkdir()
+        (app / "conveyor.yml").write_text(
+            "name: files\ntype: command\nentrypoint: python -m http.server ${PORT} "
+            "--bind 127.0.0.1\n"
+        )
+        outcome = deploy(platform.services, "files", platform.upload(app), "dev", "ana")
+        assert not outcome.live
+        assert "the app exited while starting" in outcome.message
+    finally:
+        squatter.shutdown()
+        squatter.server_close()

@@ -67,3 +67,17 @@ def test_a_port_nobody_listens_on_is_nobodys(listening_group):
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]
     assert held_by_group(free, group_members(group)) is False
+
+
+def test_a_listener_loopback_traffic_cannot_reach_is_not_counted(listening_group):
+    """An IPv6-only socket on ::1 may share the port number; a connection to 127.0.0.1 never
+    reaches it, so it does not make the worker's port another's."""
+    port, group = listening_group
+    with socket.socket(socket.AF_INET6) as other:
+        other.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            other.bind(("::1", port))
+        except OSError as error:
+            pytest.skip(f"no IPv6 loopback here: {error}")
+        other.listen()
+        assert held_by_group(port, group_members(group)) is True

@@ -559,9 +559,11 @@ class LocalRuntime:
             status, _ = http_get(pending[0] + path, timeout=5)
             if status is not None and 200 <= status < 400:
                 index = upstreams.index(pending[0])
-                leaders = self.supervisor.pids(release_id)
-                if index < len(leaders):  # else it exited meanwhile: the next look says so
-                    check_port_holder(pending[0], index, leaders[index])
+                leader = self.supervisor.worker_pid(release_id, index)
+                if leader is None:  # it exited meanwhile (something else answered)
+                    time.sleep(0.2)
+                    continue  # the next look says how it exited
+                check_port_holder(pending[0], index, leader)
                 pending.pop(0)
                 continue
             last = f"HTTP {status}" if status else "connection refused"

@@ -17,11 +17,19 @@ from conveyor.runtime.process_records import group_members
 
 _PROC = Path("/proc")
 _LISTEN = "0A"
+#: Local addresses (as /proc/net/tcp and tcp6 write them) of listeners that a connection to
+#: 127.0.0.1 can reach: 127.0.0.1 and 0.0.0.0; ::ffff:127.0.0.1 and :: (dual stack).
+_REACHED_FROM_LOOPBACK = {
+    "0100007F",
+    "00000000",
+    "0000000000000000FFFF00000100007F",
+    "00000000000000000000000000000000",
+}
 
 
 def listening_sockets(port: int, proc: Path = _PROC) -> set[int] | None:
-    """The inodes of the TCP sockets listening on ``port`` (any address, IPv4 and IPv6);
-    None when the kernel's tables cannot be read."""
+    """The inodes of the TCP sockets listening on ``port`` where a connection to 127.0.0.1
+    reaches them (IPv4 and IPv6 dual stack); None when the kernel's tables cannot be read."""
     found: set[int] = set()
     tables = [proc / "net" / "tcp", proc / "net" / "tcp6"]
     read_any = False
@@ -35,20 +43,25 @@ def listening_sockets(port: int, proc: Path = _PROC) -> set[int] | None:
             fields = line.split()
             if len(fields) < 10 or fields[3] != _LISTEN:
                 continue
-            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+            address, _, hex_port = fields[1].rpartition(":")
+            if int(hex_port, 16) == port and address.upper() in _REACHED_FROM_LOOPBACK:
                 found.add(int(fields[9]))
     return found if read_any else None
 
 
-def open_sockets(pids: list[int], proc: Path = _PROC) -> set[int]:
-    """The inodes of the sockets the processes ``pids`` hold open (those that can be read)."""
+def open_sockets(pids: list[int], proc: Path = _PROC) -> set[int] | None:
+    """The inodes of the sockets the processes ``pids`` hold open; None when one of them
+    cannot be read (not the server's to read: a server not running as root, and a process
+    that made itself non-dumpable)."""
     found: set[int] = set()
     for pid in pids:
         fd_dir = proc / str(pid) / "fd"
         try:
             names = os.listdir(fd_dir)
+        except FileNotFoundError:
+            continue  # gone meanwhile
         except OSError:
-            continue  # gone meanwhile, or not ours to read
+            return None
         for name in names:
             try:
                 target = os.readlink(fd_dir / name)
@@ -63,9 +76,10 @@ def held_by_group(port: int, members: list[int], proc: Path = _PROC) -> bool | N
     """Whether something listens on ``port`` and every socket listening there is held by one
     of the processes ``members`` (a worker's process group); None when it cannot be told."""
     listening = listening_sockets(port, proc)
-    if listening is None:
+    held = open_sockets(members, proc)
+    if listening is None or held is None:
         return None
-    return bool(listening) and listening <= open_sockets(members, proc)
+    return bool(listening) and listening <= held
 
 
 def check_port_holder(upstream: str, index: int, leader: int) -> None:

@@ -461,6 +461,17 @@ class Supervisor:
                 and is_alive(worker.process.pid)
             ]
 
+    def worker_pid(self, release_id: int, index: int) -> int | None:
+        """The pid of worker ``index`` of the release while it runs; None when it does not."""
+        with self._lock:
+            release = self._releases.get(release_id)
+            if release is None or not 0 <= index < len(release.workers):
+                return None
+            process = release.workers[index].process
+            if process is None or process.returncode is not None or not is_alive(process.pid):
+                return None
+            return process.pid
+
     def note(self, release_id: int, message: str) -> None:
         """Write a ``[conveyor]`` line into the release's log."""
         with self._lock:
