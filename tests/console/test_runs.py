@@ -270,10 +270,11 @@ def test_a_schedule_is_set_and_forgotten_from_the_apps_page(console):
     with console.services.store.transaction() as connection:
         last = audit.events(connection)[-1]
     assert (last.actor, last.action, last.subject) == ("ana", "app.schedule", "nightly/dev")
+    assert "Forget the schedule set in dev" in done.text
     forget = {"csrf": csrf_of(done.text), "unset": "1"}
     done = ana.post("/apps/nightly/environments/dev/schedule", data=forget, headers=ORIGIN)
     assert "The schedule set for nightly in dev is forgotten." in done.text
-    assert "Schedule: none." in done.text
+    assert "Schedule: none." in done.text and "Forget the schedule" not in done.text
 
 
 @pytest.mark.parametrize(
@@ -308,9 +309,20 @@ def test_who_is_emailed_is_set_from_the_apps_page(console):
     bad = {"csrf": csrf_of(done.text), "to": "ops@", "on": "failure"}
     refused = ana.post("/apps/nightly/environments/dev/email", data=bad, headers=ORIGIN)
     assert refused.status_code == 422 and "ops@" in refused.text
-    forget = {"csrf": csrf_of(done.text), "on": "always", "unset": "1"}
-    done = ana.post("/apps/nightly/environments/dev/email", data=forget, headers=ORIGIN)
-    assert "Email: no one." in done.text
+    # An empty field is a slip, refused; no one is asked for with its own button.
+    empty = {"csrf": csrf_of(done.text), "to": "", "on": "failure"}
+    refused = ana.post("/apps/nightly/environments/dev/email", data=empty, headers=ORIGIN)
+    assert refused.status_code == 422 and "no recipients" in refused.text
+    nobody = {"csrf": csrf_of(done.text), "on": "failure", "nobody": "1"}
+    done = ana.post("/apps/nightly/environments/dev/email", data=nobody, headers=ORIGIN)
+    assert "no one on failure (set by ana)" in done.text
+    for on in ("always", "failure"):
+        forget = {"csrf": csrf_of(done.text), "on": on, "unset": "1"}
+        done = ana.post("/apps/nightly/environments/dev/email", data=forget, headers=ORIGIN)
+    assert "Email: no one." in done.text and "Forget the email set in dev" not in done.text
+    # Nothing left to forget: as the API, a 404 with the reason.
+    again = ana.post("/apps/nightly/environments/dev/email", data=forget, headers=ORIGIN)
+    assert again.status_code == 404 and "has no email set" in again.text
 
 
 def test_only_those_who_may_run_there_set_its_schedule_or_email(console):

@@ -291,6 +291,7 @@ def test_a_job_is_run_from_its_page_and_its_log_and_output_are_shown(pipeline, c
     assert "manual by ana" in page.locator("#runs").inner_text()
     # The schedule, set from the page.
     page.get_by_text("Schedule and email in dev").click()
+    no_serious_violations(page)  # the forms open
     page.get_by_label("Cron").first.fill("30 6 * * 1-5")
     page.get_by_role("button", name="Set schedule in dev").click()
     page.wait_for_url("**/apps/refresh?notice=*")

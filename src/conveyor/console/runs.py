@@ -231,7 +231,7 @@ def set_schedule(
             schedules.set_schedule(context.services, app, environment, schedule, user.name)
             notice = f"{app} runs in {environment} on {schedule.describe()}."
     except ConveyorError as exc:
-        return page_error(request, 422, "Not set", str(exc))
+        return _not_set(request, exc)
     return redirect_with_notice(request, f"/apps/{app}", notice)
 
 
@@ -247,18 +247,20 @@ def set_email(
     environment: PathName,
     on: Annotated[str, Form(max_length=NAME_LENGTH)] = "failure",
     to: Annotated[str, Form(max_length=TEXT_LENGTH)] = "",
+    nobody: Annotated[str, Form(max_length=NAME_LENGTH)] = "",
     unset: Annotated[str, Form(max_length=NAME_LENGTH)] = "",
 ) -> Response:
-    """Who is emailed when a run of the app there ends as ``on`` says (no one: ``to`` left
-    empty), or (``unset``) forget what was set for ``on``, as `conveyor email set` and
-    `unset` do."""
+    """Who is emailed when a run of the app there ends as ``on`` says (``nobody``: no one,
+    not even conveyor.yml's recipients), or (``unset``) forget what was set for ``on``, as
+    `conveyor email set` and `unset` do."""
     try:
         when = parse_when(on)
         if unset:
             run_email.unset_rules(context.services, app, environment, when, user.name)
             notice = f"Email on {when} for {app} in {environment}: as conveyor.yml says again."
         else:
-            recipients = parse_recipients(to) if to.strip() else ()
+            # No one only when asked for: an empty field is a slip, not a wish to hear nothing.
+            recipients = () if nobody else parse_recipients(to)
             rule = EmailRule(recipients, when)
             run_email.set_rule(context.services, app, environment, rule, user.name)
             who = ", ".join(recipients) or "no one"
@@ -266,5 +268,13 @@ def set_email(
             if recipients and not context.smtp_configured:
                 notice += " " + run_email.NO_SMTP
     except ConveyorError as exc:
-        return page_error(request, 422, "Not set", str(exc))
+        return _not_set(request, exc)
     return redirect_with_notice(request, f"/apps/{app}", notice)
+
+
+def _not_set(request: Request, refused: ConveyorError) -> Response:
+    """A refused schedule or email setting, as the API answers it: 404 for what is not there
+    (an app, or a setting to forget), 422 for what is wrong."""
+    if isinstance(refused, NotFound):
+        return page_error(request, 404, "Not found", str(refused))
+    return page_error(request, 422, "Not set", str(refused))
