@@ -101,7 +101,7 @@ def test_a_slow_squatter_on_the_workers_port_never_goes_live(platform, tmp_path,
     squatter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
     threading.Thread(target=squatter.serve_forever, daemon=True).start()
     try:
-        monkeypatch.setattr(local, "_free_port", lambda: squatter.server_address[1])
+        monkeypatch.setattr(local, "free_port", lambda: squatter.server_address[1])
         app = tmp_path / "files"
         app.mkdir()
         (app / "conveyor.yml").write_text(

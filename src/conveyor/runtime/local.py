@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sysconfig
 import threading
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from conveyor.bundles.app_file import read_app_file
 from conveyor.bundles.archive import extract
 from conveyor.domain.apps import AppSpec
+from conveyor.domain.environments import Environment
 from conveyor.domain.releases import CheckKind, CheckResult
 from conveyor.domain.sleep import describe_seconds, effective_sleep_after
 from conveyor.errors import ConveyorError, NotFound, RuntimeFailure
@@ -36,9 +36,8 @@ from conveyor.runtime.app_data import data_settings, environment_variables, proc
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.drift import repair, runtime_drift
 from conveyor.runtime.interface import Instance, Log, ReleasePlan, RuntimeState
-from conveyor.runtime.port_holders import check_port_holder
 from conveyor.runtime.proxy import Proxy
-from conveyor.runtime.release_checks import http_get, smoke, tests
+from conveyor.runtime.release_checks import smoke, tests
 from conveyor.runtime.release_files import changes, restore
 from conveyor.runtime.release_sandbox import confine_build, release_confinement, step_confine
 from conveyor.runtime.sandbox import (
@@ -53,6 +52,7 @@ from conveyor.runtime.sandbox import (
     readable_by_the_app,
 )
 from conveyor.runtime.supervisor import Supervisor, WorkerSpec
+from conveyor.runtime.worker_health import free_port, visitor_reason, wait_healthy
 from conveyor.storage.atomic_files import write_atomically
 
 #: Called with a release id and what changed when its files were restored from its bundle.
@@ -172,7 +172,7 @@ class LocalRuntime:
                 entrypoint=str(plan.manifest["entrypoint"]),
                 app_dir=app_dir,
                 runtime_bin=runtime.path / "bin",
-                port=_free_port(),
+                port=free_port(),
                 health=spec.health,
                 output_dir=rendered,
                 build=spec.build,
@@ -256,13 +256,32 @@ class LocalRuntime:
         self.supervisor.start(release_id, workers)
         upstreams = [f"http://127.0.0.1:{context.port}" for context in contexts]
         try:
-            seconds = self._wait_healthy(release_id, upstreams, launches[0].health_path)
+            seconds = wait_healthy(
+                self.supervisor, release_id, upstreams, launches[0].health_path, self.health_timeout
+            )
         except RuntimeFailure:
             self.supervisor.stop(release_id)
             raise
         return launches, upstreams, seconds
 
     # --- sleep and wake ------------------------------------------------------------------
+
+    def environments_changed(self, environments: Sequence[Environment]) -> None:
+        """A new ``sleep_after`` of an environment applies to its running releases from now:
+        each one's idle time is counted against it from the next look. A release asleep
+        stays asleep until its next request (then it keeps the new setting)."""
+        settings = {e.name: e.sleep_after for e in environments}
+        with self._lock:
+            for release_id, started in list(self._started.items()):
+                name = started.instance.environment
+                if name not in settings:
+                    continue
+                now = effective_sleep_after(name, settings[name], started.spec.sleep_after)
+                if now == started.sleep_after:
+                    continue
+                self._started[release_id] = replace(started, sleep_after=now)
+                said = f"after {describe_seconds(now)} without requests" if now else "never"
+                self.supervisor.note(release_id, f"{name}'s settings changed: it sleeps {said}")
 
     def sleep_idle(self) -> list[int]:
         """Put to sleep every routed release idle for longer than its ``sleep_after``: its
@@ -323,7 +342,7 @@ class LocalRuntime:
                 return list(started.upstreams)
             if self._routed.get((started.instance.environment, started.instance.app)) != release_id:
                 raise RuntimeFailure("a newer release of the app took its place")
-            contexts = tuple(replace(c, port=_free_port()) for c in started.contexts)
+            contexts = tuple(replace(c, port=free_port()) for c in started.contexts)
             try:
                 self._verify_files(release_id)
                 _, upstreams, seconds = self._start_workers(
@@ -332,7 +351,7 @@ class LocalRuntime:
             except (RuntimeFailure, OSError) as exc:
                 # The whole story for the app's people; one line for its visitors.
                 self.supervisor.note(release_id, f"could not wake: {exc}")
-                raise RuntimeFailure(_visitor_reason(exc)) from exc
+                raise RuntimeFailure(visitor_reason(exc)) from exc
             with self._lock:
                 self._started[release_id] = replace(started, contexts=contexts, upstreams=upstreams)
                 self._asleep.discard(release_id)
@@ -541,57 +560,3 @@ class LocalRuntime:
             "CONVEYOR_RELEASE": str(plan.release_id),
             "CONVEYOR_DATA": data_settings(plan.environment, plan.app, self.home, os.environ),
         }
-
-    def _wait_healthy(self, release_id: int, upstreams: list[str], path: str) -> float:
-        began = time.monotonic()
-        deadline = began + self.health_timeout
-        pending = list(upstreams)
-        last = "no answer yet"
-        while pending:
-            # A worker that exits before it is healthy fails the start at once: restarting it
-            # with backoff is for releases that were serving.
-            exited = self.supervisor.last_exit(release_id)
-            if exited is not None or not self.supervisor.is_running(release_id):
-                raise RuntimeFailure(
-                    f"the app exited while starting ({exited or 'not running'}):\n"
-                    + self._log_tail(release_id)
-                )
-            status, _ = http_get(pending[0] + path, timeout=5)
-            if status is not None and 200 <= status < 400:
-                index = upstreams.index(pending[0])
-                leader = self.supervisor.worker_pid(release_id, index)
-                if leader is None:  # it exited meanwhile (something else answered)
-                    time.sleep(0.2)
-                    continue  # the next look says how it exited
-                check_port_holder(pending[0], index, leader)
-                pending.pop(0)
-                continue
-            last = f"HTTP {status}" if status else "connection refused"
-            if time.monotonic() > deadline:
-                raise RuntimeFailure(
-                    f"health check {path} did not pass within {self.health_timeout:.0f} s "
-                    f"({last}):\n" + self._log_tail(release_id)
-                )
-            time.sleep(0.2)
-        return time.monotonic() - began
-
-    def _log_tail(self, release_id: int, lines: int = 15) -> str:
-        _, text = self.supervisor.read_log(release_id)
-        tail = text.strip().splitlines()[-lines:]
-        return "  " + "\n  ".join(tail) if tail else "  (the app printed nothing)"
-
-
-def _visitor_reason(failure: Exception) -> str:
-    """Why a wake failed, for anyone who reaches the app: the first line of a failed start
-    (how the app exited, or which health check did not pass), never its output, its files or
-    the server's paths."""
-    first = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
-    if first.startswith(("the app exited while starting", "health check ")):
-        return first.rstrip(":")
-    return "its files or runtime could not be prepared"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
