@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .server import Server, free_port, make_app
+from .server import Server, free_port, make_app, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -117,3 +117,33 @@ def test_environment_variables_and_secret_references_reach_the_apps(server, tmp_
     assert server.cli("deploy", str(app), "--env", "test").code == 0
     assert server.get("test", "hello") == (200, "west k-123")
     assert "k-123" not in server.cli("plan", str(file)).out
+
+
+def test_a_new_sleep_after_applies_to_the_releases_already_running(server, tmp_path):
+    """Dev's apps sleep after 15 minutes by default; the platform engineers apply 3 s: the
+    release already live in dev sleeps after 3 s idle, without a new deploy or a restart, and
+    its log says why."""
+    server.stop()
+    server.start(with_file=False)
+    assert server.cli("deploy", str(make_app(tmp_path, "v1")), "--env", "dev").code == 0
+    assert server.get("dev", "hello")[0] == 200
+
+    def sleeping() -> bool:
+        found = server.cli_json("status")
+        assert isinstance(found, dict)
+        return any(c["app"] == "hello" and c["sleeping"] for c in found["cells"])
+
+    assert not sleeping()
+    file = tmp_path / "environments.yml"
+    ports = server.ports
+    file.write_text(
+        "environments:\n"
+        f"  dev: {{port: {ports['dev']}, sleep_after: 3s}}\n"
+        f"  test: {{port: {ports['test']}}}\n"
+        f"  prod: {{port: {ports['prod']}}}\n"
+    )
+    assert server.cli("apply", str(file)).code == 0
+    wait_for(sleeping, "the running release to sleep after the new 3 s", timeout=60)
+    logs = server.cli("logs", "hello", "--env", "dev").out
+    assert "dev's settings changed: it sleeps after 3 s without requests" in logs
+    assert server.get("dev", "hello")[0] == 200  # and it wakes as ever

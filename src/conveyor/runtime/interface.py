@@ -114,3 +114,8 @@ class Runtime(Protocol):
         """What the release's processes printed after offset ``after``, and the offset to ask
         from next time (empty for a release that printed nothing or is unknown)."""
         ...
+
+    def environments_changed(self, environments: Sequence[Environment]) -> None:
+        """The environments' settings changed (applied from an environments file): what the
+        releases already running there take from them (``sleep_after``) applies from now."""
+        ...

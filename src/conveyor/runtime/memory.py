@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conveyor.domain.environments import Environment
 from conveyor.domain.releases import CheckKind, CheckResult
 from conveyor.errors import RuntimeFailure
 from conveyor.runtime.interface import Instance, Log, ReleasePlan, RuntimeState
@@ -42,6 +43,8 @@ class MemoryRuntime:
     runs: dict[int, list[int]] = field(default_factory=dict)
     #: (environment, app, run id) -> the page the run rendered
     run_pages: dict[tuple[str, str, int], Path] = field(default_factory=dict)
+    #: The environments it was told of when they changed, in order
+    environments_seen: list[tuple[Environment, ...]] = field(default_factory=list)
     _next_port: int = 20000
 
     def start(self, plan: ReleasePlan, log: Log, *, lazily: bool = False) -> Instance:
@@ -90,6 +93,9 @@ class MemoryRuntime:
             return None
         lock = plan.manifest.get("lock") or {}
         return f"in memory, lock {str(lock.get('sha256', 'none'))[:12]}"
+
+    def environments_changed(self, environments: Sequence[Environment]) -> None:
+        self.environments_seen.append(tuple(environments))
 
     def asleep(self, release_id: int) -> bool:
         return release_id in self.sleeping

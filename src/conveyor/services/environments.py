@@ -83,6 +83,8 @@ def apply(
                 },
             )
         catalog.set_setting(connection, MANAGED_BY, source)
+    if changes:
+        services.runtime.environments_changed(desired)
     return changes
 
 
