@@ -4,6 +4,7 @@ by the worker."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import threading
 import time
@@ -114,3 +115,70 @@ def test_a_slow_squatter_on_the_workers_port_never_goes_live(platform, tmp_path,
     finally:
         squatter.shutdown()
         squatter.server_close()
+
+
+CRASHING = """\
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/crash":
+            os._exit(3)
+        body = (os.environ["PORT"] if self.path == "/port" else "app").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def test_a_crashed_workers_port_gets_no_traffic_until_the_worker_is_back(platform, tmp_path):
+    """Between a crash and a healthy restart the worker is out of the route: a process that
+    takes its port meanwhile (another app, say) gets none of the release's requests, which
+    get the 502 page; once the port is free again the restarted worker is routed again."""
+    app = tmp_path / "crashy"
+    app.mkdir()
+    (app / "conveyor.yml").write_text(
+        "name: crashy\ntype: command\nentrypoint: python serve.py\nhealth: /\n"
+    )
+    (app / "serve.py").write_text(CRASHING)
+    outcome = deploy(platform.services, "crashy", platform.upload(app), "dev", "ana")
+    assert outcome.live, outcome.message
+    port = int(status_of(platform.url("dev", "crashy", "/port"))[1])
+    with contextlib.suppress(urllib.error.URLError, ConnectionError):
+        status_of(platform.url("dev", "crashy", "/crash"))
+
+    class Squatter(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"squatter")
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    squatter = None
+    deadline = time.monotonic() + 5
+    while squatter is None and time.monotonic() < deadline:
+        try:
+            squatter = http.server.ThreadingHTTPServer(("127.0.0.1", port), Squatter)
+        except OSError:
+            time.sleep(0.01)  # the worker still holds it, or its restart took it back
+    if squatter is None:
+        pytest.skip("the restarted worker bound its port before the squatter could")
+    threading.Thread(target=squatter.serve_forever, daemon=True).start()
+    try:
+        answers = [status_of(platform.url("dev", "crashy", "/")) for _ in range(20)]
+        assert all(status == 502 for status, _ in answers), answers
+    finally:
+        squatter.shutdown()
+        squatter.server_close()
+    deadline = time.monotonic() + 60
+    while status_of(platform.url("dev", "crashy", "/")) != (200, "app"):
+        assert time.monotonic() < deadline, "the restarted worker was not routed again"
+        time.sleep(0.2)

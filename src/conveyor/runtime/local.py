@@ -14,6 +14,7 @@ restarted, the release's files are checked against its bundle and restored when 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sysconfig
@@ -52,7 +53,12 @@ from conveyor.runtime.sandbox import (
     readable_by_the_app,
 )
 from conveyor.runtime.supervisor import Supervisor, WorkerSpec
-from conveyor.runtime.worker_health import free_port, visitor_reason, wait_healthy
+from conveyor.runtime.worker_health import (
+    free_port,
+    healthy_again,
+    visitor_reason,
+    wait_healthy,
+)
 from conveyor.storage.atomic_files import write_atomically
 
 #: Called with a release id and what changed when its files were restored from its bundle.
@@ -106,6 +112,8 @@ class LocalRuntime:
         self.builder = builder or RuntimeBuilder(home)
         self.supervisor = supervisor or Supervisor(home / "run")
         self.supervisor.before_restart = self._verify_files
+        self.supervisor.on_worker_down = self._worker_down
+        self.supervisor.on_worker_restarted = self._worker_restarted
         self.sandboxing = sandboxing or detect(home / "syscall-filter.bpf")
         self.builder.confine = lambda argv, runtime: confine_build(self.sandboxing, argv, runtime)
         self.on_repaired = on_repaired
@@ -265,6 +273,20 @@ class LocalRuntime:
         return launches, upstreams, seconds
 
     # --- sleep and wake ------------------------------------------------------------------
+
+    def _worker_down(self, release_id: int, index: int) -> None:
+        """A worker crashed: out of the route until its restart is healthy on its own port."""
+        with contextlib.suppress(ConveyorError):  # the proxy stopped: nothing routes there
+            self.proxy.set_worker_down(release_id, index, True)
+
+    def _worker_restarted(self, release_id: int, index: int) -> None:
+        started = self._started.get(release_id)
+        if started is None or index >= len(started.upstreams):
+            return
+        upstream, path = started.upstreams[index], started.launch.health_path
+        if healthy_again(self.supervisor, release_id, index, upstream, path, self.health_timeout):
+            with contextlib.suppress(ConveyorError):
+                self.proxy.set_worker_down(release_id, index, False)
 
     def environments_changed(self, environments: Sequence[Environment]) -> None:
         """A new ``sleep_after`` of an environment applies to its running releases from now:

@@ -357,6 +357,22 @@ class Proxy:
         release.asleep = True
         return True
 
+    def set_worker_down(self, release_id: int, index: int, down: bool) -> None:
+        """Take worker ``index`` of the release out of the route (``down``), or put it back:
+        no request or WebSocket reaches a crashed worker's port until its restart is healthy
+        on a port of its own. Requests go to its other workers meanwhile, or get the 502
+        page."""
+        self._call(self._set_worker_down, release_id, index, down)
+
+    async def _set_worker_down(self, release_id: int, index: int, down: bool) -> None:
+        release = self._releases.get(release_id)
+        if release is None:
+            return
+        if down:
+            release.down.add(index)
+        else:
+            release.down.discard(index)
+
     def asleep(self, release_id: int) -> bool:
         """Whether the release is routed asleep (its next request wakes it)."""
         release = self._releases.get(release_id)

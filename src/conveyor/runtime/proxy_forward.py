@@ -272,6 +272,8 @@ class EnvironmentHandler:
         retried_idle_connection = False
         while True:
             try:
+                if index in release.down:
+                    raise ConnectionRefusedError  # out of the route: as if it refused
                 conn, pooled = await self.pool.connect(release.upstreams[index])
             except OSError:
                 # Nothing was sent yet, so another worker can take it, body included.
@@ -394,6 +396,7 @@ class EnvironmentHandler:
         handshaking = True
         try:
             try:
+                index = release.up_from(index)
                 conn, _ = await self.pool.connect(release.upstreams[index])
             except (OSError, TimeoutError):
                 return self._unavailable(request, route.app)

@@ -37,6 +37,7 @@ class Release:
         "waking",
         "wake_failure",
         "failed_wakes",
+        "down",
         "_turn",
         "_idle_waiters",
     )
@@ -70,6 +71,9 @@ class Release:
         self.wake_failure: tuple[str, float] | None = None
         #: Wakes that failed in a row (each doubles the wait before the next try).
         self.failed_wakes = 0
+        #: Workers out of the route: crashed, and not yet back healthy on a port of their own
+        #: (whatever answers on a crashed worker's port meanwhile is not the app).
+        self.down: set[int] = set()
         self._turn = 0
         self._idle_waiters: list[asyncio.Future[None]] = []
 
@@ -82,6 +86,15 @@ class Release:
         index = self._turn % len(self.upstreams)
         self._turn = index + 1
         return index
+
+    def up_from(self, index: int) -> int:
+        """Worker ``index``, or the next one in the route when it is down;
+        ConnectionRefusedError when every worker is down."""
+        for step in range(len(self.upstreams)):
+            candidate = (index + step) % len(self.upstreams)
+            if candidate not in self.down:
+                return candidate
+        raise ConnectionRefusedError
 
     def idle_for(self) -> float | None:
         """Seconds since the release last had a request or WebSocket session; None while it

@@ -109,6 +109,7 @@ class Wakes:
         finally:
             release.waking = None
         release.upstreams = tuple(upstreams)
+        release.down.clear()  # new workers, on new ports
         release.asleep = False
         release.wake_failure = None
         release.failed_wakes = 0

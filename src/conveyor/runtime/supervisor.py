@@ -51,6 +51,8 @@ DegradedCallback = Callable[[int, str], None]
 #: Called with a release id before one of its workers is restarted; raising RuntimeFailure
 #: keeps the worker stopped (the release degrades with that reason).
 RestartCallback = Callable[[int], None]
+#: (release id, worker index)
+WorkerCallback = Callable[[int, int], None]
 
 # How long stop() waits for the supervisor's own threads of a release once its processes are gone.
 _THREAD_JOIN = 5.0
@@ -137,6 +139,12 @@ class Supervisor:
         self.state_dir = state_dir
         self.on_degraded = on_degraded
         self.before_restart = before_restart
+        #: ``(release_id, worker index)``: a worker crashed (called before its restart), and a
+        #: worker was started again after a crash (called from its monitor thread, which
+        #: watches it again once this returns). The local runtime takes the worker out of the
+        #: proxy's route, and puts it back once it is healthy on a port of its own.
+        self.on_worker_down: WorkerCallback | None = None
+        self.on_worker_restarted: WorkerCallback | None = None
         self.max_restarts = max_restarts
         self.restart_window = restart_window
         self.log_max_bytes = log_max_bytes
@@ -281,6 +289,8 @@ class Supervisor:
                 if worker.limit is not None:
                     exit_text = f"{worker.limit} and {exit_text}"
             release.last_exit = f"worker {worker.index} {exit_text}"
+            if self.on_worker_down is not None:
+                self.on_worker_down(release.release_id, worker.index)
             worker.crashes.append(now)
             while worker.crashes and worker.crashes[0] < now - self.restart_window:
                 worker.crashes.popleft()
@@ -314,6 +324,8 @@ class Supervisor:
             if failure is not None:
                 self._give_up(release, worker, None, reason=f"{failure}")
                 return
+            if self.on_worker_restarted is not None:
+                self.on_worker_restarted(release.release_id, worker.index)
 
     def _give_up(
         self,

@@ -60,6 +60,35 @@ def wait_healthy(
     return time.monotonic() - began
 
 
+def healthy_again(
+    supervisor: Supervisor, release_id: int, index: int, upstream: str, path: str, timeout: float
+) -> bool:
+    """After a crash and restart: True once worker ``index`` answers ``path`` from a port of
+    its own. False, noted in the release's log, when another process answers on its port or it
+    is not healthy within ``timeout`` seconds; False too when it exits first (its monitor then
+    restarts it, or gives up on it). Until True, the worker stays out of the route."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        leader = supervisor.worker_pid(release_id, index)
+        if leader is None:
+            return False
+        status, _ = http_get(upstream + path, timeout=5)
+        if status is not None and 200 <= status < 400:
+            try:
+                check_port_holder(upstream, index, leader)
+            except RuntimeFailure as refused:
+                supervisor.note(release_id, f"{refused} Worker {index} stays out of the route.")
+                return False
+            return True
+        time.sleep(0.2)
+    supervisor.note(
+        release_id,
+        f"worker {index} did not pass its health check {path} within {timeout:.0f} s of its "
+        "restart; it stays out of the route",
+    )
+    return False
+
+
 def log_tail(supervisor: Supervisor, release_id: int, lines: int = 15) -> str:
     """The release's last ``lines`` lines of output, indented, for a failure's message."""
     _, text = supervisor.read_log(release_id)
