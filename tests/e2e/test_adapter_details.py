@@ -137,10 +137,14 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forev
 """
 
 
-def test_a_crashed_workers_port_gets_no_traffic_until_the_worker_is_back(platform, tmp_path):
+@pytest.mark.parametrize("speaks", ["http", "not http"])
+def test_a_crashed_workers_port_gets_no_traffic_until_the_worker_is_back(
+    platform, tmp_path, speaks
+):
     """Between a crash and a healthy restart the worker is out of the route: a process that
     takes its port meanwhile (another app, say) gets none of the release's requests, which
-    get the 502 page; once the port is free again the restarted worker is routed again."""
+    get the 502 page; once the port is free again the restarted worker is routed again. A
+    squatter that does not even speak HTTP does not stop the worker's supervision."""
     app = tmp_path / "crashy"
     app.mkdir()
     (app / "conveyor.yml").write_text(
@@ -155,6 +159,9 @@ def test_a_crashed_workers_port_gets_no_traffic_until_the_worker_is_back(platfor
 
     class Squatter(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
+            if speaks != "http":
+                self.wfile.write(b"SSH-2.0-squatter\r\n")
+                return
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"squatter")
@@ -182,3 +189,55 @@ def test_a_crashed_workers_port_gets_no_traffic_until_the_worker_is_back(platfor
     while status_of(platform.url("dev", "crashy", "/")) != (200, "app"):
         assert time.monotonic() < deadline, "the restarted worker was not routed again"
         time.sleep(0.2)
+
+
+SLOW_AFTER_A_CRASH = """\
+import os, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from conveyor import data
+
+crashed, slowed = data.output_path("crashed"), data.output_path("slowed")
+slow_until = 0.0
+if crashed.exists() and not slowed.exists():
+    slowed.write_text("once")
+    slow_until = time.monotonic() + 4  # a dependency is not back yet
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/crash":
+            crashed.write_text("yes")
+            os._exit(3)
+        status = 503 if time.monotonic() < slow_until else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"app")
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def test_a_restart_slower_than_the_health_timeout_is_restarted_not_left_out(platform, tmp_path):
+    """After a crash the restarted worker is not healthy within the health timeout (here 2 s):
+    it is stopped and restarted again (as a crash), not left running outside the route for
+    good; the next restart is healthy and routed."""
+    platform.runtime.health_timeout = 2
+    app = tmp_path / "slowstart"
+    app.mkdir()
+    (app / "conveyor.yml").write_text(
+        "name: slowstart\ntype: command\nentrypoint: python serve.py\nhealth: /\n"
+    )
+    (app / "serve.py").write_text(SLOW_AFTER_A_CRASH)
+    outcome = deploy(platform.services, "slowstart", platform.upload(app), "dev", "ana")
+    assert outcome.live, outcome.message
+    with contextlib.suppress(urllib.error.URLError, ConnectionError):
+        status_of(platform.url("dev", "slowstart", "/crash"))
+    deadline = time.monotonic() + 30
+    while status_of(platform.url("dev", "slowstart", "/")) != (200, "app"):
+        assert time.monotonic() < deadline, platform.runtime.read_log(outcome.release.id)[1]
+        time.sleep(0.2)
+    _, log = platform.runtime.read_log(outcome.release.id)
+    assert "did not pass its health check / within 2 s of its restart" in log

@@ -33,6 +33,7 @@ from conveyor.runtime.process_records import (
     is_alive,
     process_start_time,
 )
+from conveyor.runtime.release_checks import http_get as health_get
 from conveyor.runtime.supervisor import Supervisor, WorkerSpec
 
 HTTP_WORKER = """
@@ -523,3 +524,23 @@ def test_start_refuses_while_an_earlier_servers_process_of_the_release_lives(
 
     assert supervisor.reap_orphans(timeout=5.0) == [leftover.pid]
     assert leftover.wait(timeout=10) == -signal.SIGTERM
+
+
+def test_a_health_check_answered_by_something_not_http_is_no_answer():
+    """What holds a worker's port may speak anything: a line that is not HTTP is "no answer"
+    to the health check, never an exception in the thread watching the worker."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"SSH-2.0-not-http\r\n")
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        assert health_get(f"http://127.0.0.1:{port}/", timeout=5) == (None, "")
+        thread.join(5)

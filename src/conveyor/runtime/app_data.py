@@ -6,6 +6,7 @@ environment, and its output directory (the environment's output location / the a
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,8 @@ from sqlalchemy.exc import ArgumentError
 from conveyor.domain.environments import Environment
 from conveyor.domain.variables import name_problem
 from conveyor.errors import RuntimeFailure
+from conveyor.runtime.interface import ReleasePlan
+from conveyor.runtime.sandbox import SANDBOX_HOME, Isolation
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -137,3 +140,26 @@ def refuse_shared_directory(environment: str, app: str, directory: Path, home: P
             f"that whole directory, which holds Conveyor's home {home}; give the database a "
             "directory of its own (for example /srv/conveyor-data/<app>/app.db)"
         )
+
+
+def release_environment(
+    plan: ReleasePlan, runtime_bin: Path, release_dir: Path, home: Path, isolation: Isolation
+) -> dict[str, str]:
+    """All a release's processes are given: never the server's own environment. In a sandbox
+    its HOME is its private /tmp; without one, a directory of the release."""
+    if isolation is Isolation.BUBBLEWRAP:
+        app_home = Path(SANDBOX_HOME)
+    else:
+        app_home = release_dir / "home"
+        app_home.mkdir(parents=True, exist_ok=True)
+    config_name = plan.environment.config_name
+    return {
+        "LANG": "C.UTF-8",  # the app's own LANG, when it sets one, wins
+        **environment_variables(plan.environment, os.environ),
+        **plan.variables,  # the app's own variables win over its environment's
+        **process_environment(runtime_bin.parent, app_home, config_name, plan.app),
+        "USER": f"conveyor-{plan.app}",
+        "LOGNAME": f"conveyor-{plan.app}",
+        "CONVEYOR_RELEASE": str(plan.release_id),
+        "CONVEYOR_DATA": data_settings(plan.environment, plan.app, home, os.environ),
+    }

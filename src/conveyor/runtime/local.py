@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sysconfig
 import threading
 import time
@@ -33,7 +34,7 @@ from conveyor.domain.sleep import describe_seconds, effective_sleep_after
 from conveyor.errors import ConveyorError, NotFound, RuntimeFailure
 from conveyor.runtime.adapters import Launch, LaunchContext, adapter_for
 from conveyor.runtime.adapters.base import serving_pointer
-from conveyor.runtime.app_data import data_settings, environment_variables, process_environment
+from conveyor.runtime.app_data import release_environment
 from conveyor.runtime.builds import RuntimeBuilder
 from conveyor.runtime.drift import repair, runtime_drift
 from conveyor.runtime.interface import Instance, Log, ReleasePlan, RuntimeState
@@ -42,7 +43,6 @@ from conveyor.runtime.release_checks import smoke, tests
 from conveyor.runtime.release_files import changes, restore
 from conveyor.runtime.release_sandbox import confine_build, release_confinement, step_confine
 from conveyor.runtime.sandbox import (
-    SANDBOX_HOME,
     Confinement,
     Isolation,
     Sandboxing,
@@ -125,6 +125,8 @@ class LocalRuntime:
         self._started: dict[int, _Started] = {}
         self._routed: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+        #: Per release: its workers out of the route (crashed, not yet back healthy).
+        self._down: dict[int, set[int]] = {}
         #: Releases routed asleep: their processes stopped until a request wakes them.
         self._asleep: set[int] = set()
         #: Per release: sleeping, waking and stopping one at a time.
@@ -160,7 +162,9 @@ class LocalRuntime:
             f"(Python {runtime.python_version})"
         )
         adapter = adapter_for(str(plan.manifest["type"]))
-        env = self._environment(plan, runtime.path / "bin", release_dir)
+        env = release_environment(
+            plan, runtime.path / "bin", release_dir, self.home, self.sandboxing.isolation
+        )
         uid = plan.uid if self.sandboxing.own_users else None
         rendered = release_dir / "output"
         runs_dir = (
@@ -275,18 +279,31 @@ class LocalRuntime:
     # --- sleep and wake ------------------------------------------------------------------
 
     def _worker_down(self, release_id: int, index: int) -> None:
-        """A worker crashed: out of the route until its restart is healthy on its own port."""
+        """A worker crashed: out of the route until its restart is healthy on its own port
+        (remembered too for a release not routed yet: ``route`` applies it)."""
+        with self._lock:
+            self._down.setdefault(release_id, set()).add(index)
         with contextlib.suppress(ConveyorError):  # the proxy stopped: nothing routes there
             self.proxy.set_worker_down(release_id, index, True)
 
     def _worker_restarted(self, release_id: int, index: int) -> None:
+        """Back in the route once healthy on a port of its own; otherwise stopped, so that its
+        supervisor counts a crash and restarts it (with backoff) until it gives up and the
+        release shows degraded, rather than running out of the route unseen."""
         started = self._started.get(release_id)
         if started is None or index >= len(started.upstreams):
             return
         upstream, path = started.upstreams[index], started.launch.health_path
         if healthy_again(self.supervisor, release_id, index, upstream, path, self.health_timeout):
+            with self._lock:
+                self._down.get(release_id, set()).discard(index)
             with contextlib.suppress(ConveyorError):
                 self.proxy.set_worker_down(release_id, index, False)
+            return
+        leader = self.supervisor.worker_pid(release_id, index)
+        if leader is not None:  # unreaped until its monitor, this thread, waits for it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(leader, signal.SIGKILL)
 
     def environments_changed(self, environments: Sequence[Environment]) -> None:
         """A new ``sleep_after`` of an environment applies to its running releases from now:
@@ -375,8 +392,11 @@ class LocalRuntime:
                 self.supervisor.note(release_id, f"could not wake: {exc}")
                 raise RuntimeFailure(visitor_reason(exc)) from exc
             with self._lock:
-                self._started[release_id] = replace(started, contexts=contexts, upstreams=upstreams)
+                # What changed meanwhile (a new sleep_after) stays: only the workers are new.
+                current = self._started.get(release_id, started)
+                self._started[release_id] = replace(current, contexts=contexts, upstreams=upstreams)
                 self._asleep.discard(release_id)
+                self._down.pop(release_id, None)  # new workers, on new ports
             self.supervisor.note(release_id, f"woke on a request, healthy after {seconds:.1f} s")
             return upstreams
 
@@ -452,6 +472,9 @@ class LocalRuntime:
         )
         with self._lock:
             self._routed[(instance.environment, instance.app)] = instance.release_id
+            down = set(self._down.get(instance.release_id, ()))
+        for index in down:  # crashed before it was routed, and not back yet
+            self.proxy.set_worker_down(instance.release_id, index, True)
 
     def stop(self, release_id: int, log: Log) -> None:
         started = self._started.get(release_id)
@@ -471,6 +494,7 @@ class LocalRuntime:
             with self._lock:
                 self._started.pop(release_id, None)
                 self._asleep.discard(release_id)
+                self._down.pop(release_id, None)
                 self._release_locks.pop(release_id, None)
         shutil.rmtree(self.home / "releases" / str(release_id), ignore_errors=True)
         log(f"stopped release {release_id}")
@@ -560,25 +584,3 @@ class LocalRuntime:
         self.supervisor.note(release_id, note)
         if self.on_repaired is not None:
             self.on_repaired(release_id, shown)
-
-    def _environment(
-        self, plan: ReleasePlan, runtime_bin: Path, release_dir: Path
-    ) -> dict[str, str]:
-        """Only what the app is given: never the server's own environment. In a sandbox its
-        HOME is its private /tmp; without one, a directory of the release."""
-        if self.sandboxing.isolation is Isolation.BUBBLEWRAP:
-            home = Path(SANDBOX_HOME)
-        else:
-            home = release_dir / "home"
-            home.mkdir(parents=True, exist_ok=True)
-        config_name = plan.environment.config_name
-        return {
-            "LANG": "C.UTF-8",  # the app's own LANG, when it sets one, wins
-            **environment_variables(plan.environment, os.environ),
-            **plan.variables,  # the app's own variables win over its environment's
-            **process_environment(runtime_bin.parent, home, config_name, plan.app),
-            "USER": f"conveyor-{plan.app}",
-            "LOGNAME": f"conveyor-{plan.app}",
-            "CONVEYOR_RELEASE": str(plan.release_id),
-            "CONVEYOR_DATA": data_settings(plan.environment, plan.app, self.home, os.environ),
-        }

@@ -76,3 +76,17 @@ def _reap(processes: list[subprocess.Popen[bytes]], deadline: float) -> None:
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
+
+
+def describe_exit(returncode: int | None, *, short: bool = False) -> str:
+    """How a process ended, for people: "exited with code 1", "was killed by SIGKILL" (or,
+    ``short``, "exit code 1", "killed by SIGKILL")."""
+    if returncode is None:
+        return "exit code unknown" if short else "exited"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}" if short else f"was killed by {name}"
+    return f"exit code {returncode}" if short else f"exited with code {returncode}"

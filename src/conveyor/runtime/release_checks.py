@@ -4,6 +4,7 @@ the app, with CONVEYOR_APP_URL)."""
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -64,5 +65,5 @@ def http_get(url: str, timeout: float) -> tuple[int | None, str]:
             return response.status, response.read(_OUTPUT_LIMIT).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(_OUTPUT_LIMIT).decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError, TimeoutError):
-        return None, ""
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException):
+        return None, ""  # no answer, or not HTTP (something else holds the port)

@@ -161,3 +161,12 @@ def pump_output(read_end: int, log: ReleaseLog, done: threading.Event) -> None:
         if pending:
             log.write(pending + b"\n")
         os.close(read_end)
+
+
+#: How the supervisor's own lines in a release's log begin.
+NOTICE_PREFIX = "[conveyor] "
+
+
+def notice_line(message: str) -> bytes:
+    """One of the supervisor's own lines for a release's log: a crash, a restart, giving up."""
+    return f"{NOTICE_PREFIX}{message}\n".encode()

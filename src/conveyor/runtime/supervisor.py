@@ -17,6 +17,7 @@ Supervisor messages (a crash, a restart, giving up) go into the release log as l
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from pathlib import Path
 from conveyor.errors import Conflict, InvalidInput, RuntimeFailure
 from conveyor.runtime.process_groups import (
     KILL_GRACE,
+    describe_exit,
     signal_group,
     terminate_groups,
     wait_groups_gone,
@@ -45,7 +47,9 @@ from conveyor.runtime.process_records import (
     require_proc,
     session_of,
 )
-from conveyor.runtime.release_log import ReleaseLog, pump_output
+from conveyor.runtime.release_log import ReleaseLog, notice_line, pump_output
+
+_log = logging.getLogger("conveyor.supervisor")
 
 DegradedCallback = Callable[[int, str], None]
 #: Called with a release id before one of its workers is restarted; raising RuntimeFailure
@@ -219,7 +223,7 @@ class Supervisor:
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(read_end)
             notice = f"worker {worker.index} could not be started: {exc}"
-            release.log.write(_notice(notice))
+            release.log.write(notice_line(notice))
             raise RuntimeFailure(notice) from exc
         finally:
             # The child holds its own copy; the pipe reaches end-of-file once every process
@@ -245,7 +249,7 @@ class Supervisor:
             process.wait()
             os.close(read_end)
             notice = f"worker {worker.index} could not be recorded: {exc}"
-            release.log.write(_notice(notice))
+            release.log.write(notice_line(notice))
             raise RuntimeFailure(notice) from exc
         worker.process = process
         pump = threading.Thread(
@@ -282,15 +286,14 @@ class Supervisor:
                 signal_group(process.pid, signal.SIGKILL)
                 returncode = process.wait()
             now = time.monotonic()
-            exit_text = _describe_exit(returncode)
+            exit_text = describe_exit(returncode)
             worker.limit = None
             if worker.spec.explain_exit is not None:
                 worker.limit = worker.spec.explain_exit(release.log.tail())
                 if worker.limit is not None:
                     exit_text = f"{worker.limit} and {exit_text}"
             release.last_exit = f"worker {worker.index} {exit_text}"
-            if self.on_worker_down is not None:
-                self.on_worker_down(release.release_id, worker.index)
+            self._tell(self.on_worker_down, release, worker)
             worker.crashes.append(now)
             while worker.crashes and worker.crashes[0] < now - self.restart_window:
                 worker.crashes.popleft()
@@ -299,7 +302,7 @@ class Supervisor:
                 return
             delay = min(self.max_restart_delay, self.restart_delay * 2 ** (len(worker.crashes) - 1))
             release.log.write(
-                _notice(
+                notice_line(
                     f"worker {worker.index} (pid {process.pid}) {exit_text}; "
                     f"restarting in {delay:g} s"
                 )
@@ -324,8 +327,19 @@ class Supervisor:
             if failure is not None:
                 self._give_up(release, worker, None, reason=f"{failure}")
                 return
-            if self.on_worker_restarted is not None:
-                self.on_worker_restarted(release.release_id, worker.index)
+            self._tell(self.on_worker_restarted, release, worker)
+
+    def _tell(self, callback: WorkerCallback | None, release: _Release, worker: _Worker) -> None:
+        """Call a worker callback from the monitor thread; what it raises is logged, never the
+        end of the worker's supervision."""
+        if callback is None:
+            return
+        try:
+            callback(release.release_id, worker.index)
+        except Exception:
+            _log.exception(
+                "release %s worker %s: a callback failed", release.release_id, worker.index
+            )
 
     def _give_up(
         self,
@@ -336,7 +350,7 @@ class Supervisor:
         reason: str | None = None,
     ) -> None:
         if reason is None:
-            last = _describe_exit(returncode, short=True)
+            last = describe_exit(returncode, short=True)
             reason = (
                 f"worker {worker.index} exited {len(worker.crashes)} times in "
                 f"{self.restart_window:g} s (last {last}"
@@ -351,7 +365,7 @@ class Supervisor:
             if first:
                 release.degraded = reason
             self._records.remove(release.release_id, worker.index)
-        release.log.write(_notice(f"{reason}; not restarting it, the release is degraded"))
+        release.log.write(notice_line(f"{reason}; not restarting it, the release is degraded"))
         if first and self.on_degraded is not None:
             self.on_degraded(release.release_id, reason)
 
@@ -488,7 +502,7 @@ class Supervisor:
         """Write a ``[conveyor]`` line into the release's log."""
         with self._lock:
             log = self._log_for(release_id)
-        log.write(_notice(message))
+        log.write(notice_line(message))
 
     def log_path(self, release_id: int) -> Path:
         """The release's current log file (older output is in ``.1``, ``.2``, ...)."""
@@ -576,22 +590,3 @@ class Supervisor:
             and record.release_id == release_id
             and record.matches_live_process()
         ]
-
-
-_NOTICE_PREFIX = "[conveyor] "
-
-
-def _notice(message: str) -> bytes:
-    return f"{_NOTICE_PREFIX}{message}\n".encode()
-
-
-def _describe_exit(returncode: int | None, *, short: bool = False) -> str:
-    if returncode is None:
-        return "exit code unknown" if short else "exited"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"killed by {name}" if short else f"was killed by {name}"
-    return f"exit code {returncode}" if short else f"exited with code {returncode}"

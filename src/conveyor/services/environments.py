@@ -4,6 +4,7 @@ Once a file manages them, ad-hoc changes through the API are refused with a poin
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -24,6 +25,8 @@ from conveyor.services.context import Services
 from conveyor.storage import audit, catalog, schema
 
 MANAGED_BY = "environments_managed_by"
+
+_log = logging.getLogger("conveyor.environments")
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,10 @@ def apply(
             )
         catalog.set_setting(connection, MANAGED_BY, source)
     if changes:
-        services.runtime.environments_changed(desired)
+        try:
+            services.runtime.environments_changed(desired)
+        except Exception:  # applied all the same: the next release or restart takes it
+            _log.exception("the running releases did not take the new environments")
     return changes
 
 
