@@ -63,23 +63,29 @@ def test_a_static_site_without_index_html_fails_clearly(platform, tmp_path):
     assert "has no index.html" in outcome.release.reason
 
 
+def deploy_command(platform, tmp_path, name: str, serve: str):
+    """Deploy to dev a command app `python serve.py` (health `/`) whose serve.py is ``serve``."""
+    app = tmp_path / name
+    app.mkdir()
+    (app / "conveyor.yml").write_text(
+        f"name: {name}\ntype: command\nentrypoint: python serve.py\nhealth: /\n"
+    )
+    (app / "serve.py").write_text(serve)
+    return deploy(platform.services, name, platform.upload(app), "dev", "ana")
+
+
 def test_a_server_outside_the_workers_process_group_is_refused(platform, tmp_path):
     """The health check passes only against the worker itself: here the worker starts its
     server in a session of its own (setsid) and waits, so what answers on its port is not in
     its process group, as a process that took the port before the worker could bind it would
     not be either. The release does not go live, and says why."""
-    app = tmp_path / "detached"
-    app.mkdir()
-    (app / "conveyor.yml").write_text(
-        "name: detached\ntype: command\nentrypoint: python detach.py\nhealth: /\n"
-    )
-    (app / "detach.py").write_text(
+    detach = (
         "import os, subprocess, sys, time\n"
         "subprocess.Popen([sys.executable, '-m', 'http.server', os.environ['PORT'],\n"
         "                  '--bind', '127.0.0.1'], start_new_session=True)\n"
         "time.sleep(600)\n"
     )
-    outcome = deploy(platform.services, "detached", platform.upload(app), "dev", "ana")
+    outcome = deploy_command(platform, tmp_path, "detached", detach)
     assert not outcome.live
     assert "is answered by a process that is not the app's worker" in outcome.message
 
@@ -145,13 +151,7 @@ def test_a_crashed_workers_port_gets_no_traffic_until_the_worker_is_back(
     takes its port meanwhile (another app, say) gets none of the release's requests, which
     get the 502 page; once the port is free again the restarted worker is routed again. A
     squatter that does not even speak HTTP does not stop the worker's supervision."""
-    app = tmp_path / "crashy"
-    app.mkdir()
-    (app / "conveyor.yml").write_text(
-        "name: crashy\ntype: command\nentrypoint: python serve.py\nhealth: /\n"
-    )
-    (app / "serve.py").write_text(CRASHING)
-    outcome = deploy(platform.services, "crashy", platform.upload(app), "dev", "ana")
+    outcome = deploy_command(platform, tmp_path, "crashy", CRASHING)
     assert outcome.live, outcome.message
     port = int(status_of(platform.url("dev", "crashy", "/port"))[1])
     with contextlib.suppress(urllib.error.URLError, ConnectionError):
@@ -225,13 +225,7 @@ def test_a_restart_slower_than_the_health_timeout_is_restarted_not_left_out(plat
     it is stopped and restarted again (as a crash), not left running outside the route for
     good; the next restart is healthy and routed."""
     platform.runtime.health_timeout = 2
-    app = tmp_path / "slowstart"
-    app.mkdir()
-    (app / "conveyor.yml").write_text(
-        "name: slowstart\ntype: command\nentrypoint: python serve.py\nhealth: /\n"
-    )
-    (app / "serve.py").write_text(SLOW_AFTER_A_CRASH)
-    outcome = deploy(platform.services, "slowstart", platform.upload(app), "dev", "ana")
+    outcome = deploy_command(platform, tmp_path, "slowstart", SLOW_AFTER_A_CRASH)
     assert outcome.live, outcome.message
     with contextlib.suppress(urllib.error.URLError, ConnectionError):
         status_of(platform.url("dev", "slowstart", "/crash"))

@@ -40,8 +40,8 @@ def wait_healthy(
                 f"the app exited while starting ({exited or 'not running'}):\n"
                 + log_tail(supervisor, release_id)
             )
-        status, _ = http_get(pending[0] + path, timeout=5)
-        if status is not None and 200 <= status < 400:
+        why = _unhealthy(pending[0], path)
+        if why is None:
             index = upstreams.index(pending[0])
             leader = supervisor.worker_pid(release_id, index)
             if leader is None:  # it exited meanwhile (something else answered)
@@ -50,7 +50,7 @@ def wait_healthy(
             check_port_holder(pending[0], index, leader)
             pending.pop(0)
             continue
-        last = f"HTTP {status}" if status else "connection refused"
+        last = why
         if time.monotonic() > deadline:
             raise RuntimeFailure(
                 f"health check {path} did not pass within {timeout:.0f} s ({last}):\n"
@@ -72,8 +72,7 @@ def healthy_again(
         leader = supervisor.worker_pid(release_id, index)
         if leader is None:
             return False
-        status, _ = http_get(upstream + path, timeout=5)
-        if status is not None and 200 <= status < 400:
+        if _unhealthy(upstream, path) is None:
             try:
                 check_port_holder(upstream, index, leader)
             except RuntimeFailure as refused:
@@ -87,6 +86,15 @@ def healthy_again(
         "restart; it stays out of the route",
     )
     return False
+
+
+def _unhealthy(upstream: str, path: str) -> str | None:
+    """None when the worker at ``upstream`` answers ``path`` with 2xx or 3xx; else what it
+    said instead ("HTTP 503", "connection refused")."""
+    status, _ = http_get(upstream + path, timeout=5)
+    if status is not None and 200 <= status < 400:
+        return None
+    return f"HTTP {status}" if status else "connection refused"
 
 
 def log_tail(supervisor: Supervisor, release_id: int, lines: int = 15) -> str:
