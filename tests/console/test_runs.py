@@ -337,3 +337,46 @@ def test_only_those_who_may_run_there_set_its_schedule_or_email(console):
         answer = vera.post(path, data={"csrf": csrf_of(page), **form}, headers=ORIGIN)
         assert answer.status_code == 403, path
     assert "Schedule: none." in vera.get("/apps/nightly").text
+
+
+def test_what_an_app_prints_is_text_in_its_whole_log_never_a_console_page(console):
+    """A run's log is the app's own output: served as the whole log it stays plain text the
+    browser may not sniff into HTML (on the console's origin it could act as the signed-in
+    user), and on its page it is escaped."""
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    ana = console.user("ana", "dev:developer")
+    path = _finished_run(console, ana)
+    hostile = "<script>fetch('/admin/users')</script>"
+    with console.services.store.transaction() as connection:
+        connection.execute(
+            insert(schema.run_log),
+            [{"run": int(path.rsplit("/", 1)[1]), "at": now(), "line": hostile}],
+        )
+    whole = ana.get(path + "/log.txt")
+    assert whole.headers["content-type"] == "text/plain; charset=utf-8"
+    assert whole.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'self'" in whole.headers["content-security-policy"]
+    page = ana.get(path).text
+    assert hostile not in page and "&lt;script&gt;" in page
+
+
+def test_an_operations_whole_log_needs_a_view_of_its_environment(console):
+    deploy(console.services, "hello", console.bundle(), "dev", "setup")
+    tess = console.user("tess", "test:developer")  # may see test, not dev
+    assert tess.get("/operations/1/log.txt").status_code == 403
+    assert tess.get("/operations/1").status_code == 403
+
+
+def test_roles_in_another_environment_set_no_schedule_or_email_here(console):
+    deploy(console.services, "nightly", _job(console), "dev", "setup")
+    tess = console.user("tess", "test:developer")  # may run in test, not in dev
+    page = tess.get("/").text
+    for path, form in (
+        ("/apps/nightly/environments/dev/schedule", {"cron": "0 6 * * *"}),
+        ("/apps/nightly/environments/dev/email", {"to": "tess@example.org"}),
+    ):
+        answer = tess.post(path, data={"csrf": csrf_of(page), **form}, headers=ORIGIN)
+        assert answer.status_code == 403, path
+    with console.services.store.transaction() as connection:
+        actions = [e.action for e in audit.events(connection)]
+    assert "app.schedule" not in actions and "app.email" not in actions
